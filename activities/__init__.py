@@ -1,0 +1,1 @@
+"""Everything with I/O: ComfyUI client and supervisor, generation activities, worker entry points."""

@@ -1,0 +1,1 @@
+"""HTTP front: FastAPI app, routes, request/response models, settings, and the CLI."""

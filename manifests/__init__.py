@@ -1,0 +1,1 @@
+"""Workflow manifests (base.yaml, workflows.yaml) and the registry that reads them."""

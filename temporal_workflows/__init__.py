@@ -1,0 +1,1 @@
+"""Orchestration: workflow definitions and the payloads they exchange (deterministic code only)."""

@@ -1,0 +1,1 @@
+"""Fixtures that start the ComfyUI emulator as a real subprocess."""
