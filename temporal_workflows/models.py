@@ -1,0 +1,151 @@
+"""Payloads exchanged by the API, GenerationWorkflow and its activities.
+
+Every workflow and activity takes one model, so fields can be added without breaking running
+histories. All clients and workers use `pydantic_data_converter`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class GenerationOptions(_Payload):
+    """Per-request options beside the workflow's own parameters."""
+
+    worker: str | None = Field(
+        default=None, description="Run on this GPU worker only (its own task queue)."
+    )
+    priority: int | None = Field(
+        default=None, ge=1, le=5, description="Temporal task priority, 1 (highest) to 5."
+    )
+
+
+class GenerationRequest(_Payload):
+    """Input of GenerationWorkflow: what the client asked for, before rendering."""
+
+    workflow_id: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    options: GenerationOptions = Field(default_factory=GenerationOptions)
+
+
+class PrepareInput(_Payload):
+    """Input of the `prepare_generation` local activity."""
+
+    task_id: str
+    workflow_id: str
+    params: dict[str, Any]
+
+
+class PreparedPrompt(_Payload):
+    """Output of `prepare_generation`: the exact graph sent to ComfyUI, kept in history."""
+
+    workflow_id: str
+    prompt: dict[str, Any]
+    params: dict[str, Any] = Field(description="Resolved parameters, e.g. the seed actually used.")
+    revision: str = Field(description="Manifest revision the graph was rendered from.")
+    pool: str = "default"
+    timeout_seconds: float = 600.0
+    max_attempts: int = 3
+    output_nodes: list[str] | None = None
+    param_bindings: dict[str, str] = Field(
+        default_factory=dict,
+        description='Maps "<node id>.<input name>" to the parameter that set it, to name it in errors.',
+    )
+
+
+class ExecuteInput(_Payload):
+    """Input of the `execute_prompt` activity on a GPU queue."""
+
+    task_id: str
+    workflow_id: str
+    prompt: dict[str, Any]
+    output_nodes: list[str] | None = None
+    param_bindings: dict[str, str] = Field(default_factory=dict)
+
+
+class Progress(_Payload):
+    """Heartbeat details of `execute_prompt`: the live progress the API shows."""
+
+    phase: Literal["queued", "running", "storing"] = "queued"
+    worker: str | None = None
+    comfy_prompt_id: str | None = None
+    queue_position: int | None = None
+    percent: float = 0.0
+    node: str | None = None
+    class_type: str | None = None
+    step: int | None = None
+    max: int | None = None
+    updated_at: datetime | None = None
+
+
+class OutputRef(_Payload):
+    """One output file in the output store, under the task's folder."""
+
+    filename: str
+    content_type: str
+    size: int
+    node_id: str
+    sha256: str | None = None
+
+
+class ExecuteResult(_Payload):
+    """Output of `execute_prompt`."""
+
+    outputs: list[OutputRef]
+    worker: str
+    comfy_prompt_id: str
+    cached: bool = False
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    comfy_execution_seconds: float | None = Field(
+        default=None, description="ComfyUI's own execution time (execution_start to success)."
+    )
+
+
+class GenerationResult(_Payload):
+    """Result of a successful GenerationWorkflow."""
+
+    task_id: str
+    workflow_id: str
+    outputs: list[OutputRef]
+    params: dict[str, Any]
+    revision: str
+    worker: str
+    attempts: int
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class GenerationError(_Payload):
+    """Why a generation failed, in words a user understands. Carried as ApplicationError details."""
+
+    type: str
+    message: str
+    node_id: str | None = None
+    class_type: str | None = None
+    param: str | None = None
+    retryable: bool = False
+
+
+Phase = Literal["queued", "rendering", "running", "storing", "notifying", "done"]
+
+
+class GenerationStatus(_Payload):
+    """Answer of GenerationWorkflow's `status` query."""
+
+    phase: Phase = "queued"
+    workflow_id: str
+    attempt: int = 0
+    worker: str | None = None
+    params: dict[str, Any] | None = None
+    progress: Progress | None = None
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
