@@ -1,0 +1,137 @@
+"""`comfy-temporal manifests check` and `comfy-temporal render`: the manifest layer from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from manifests.errors import ParamsInvalid, UnknownWorkflow
+from manifests.registry import ManifestRegistry
+
+_DIR_HELP = "{what} directory (default: ${env}, else the repository's {name}/)"
+
+
+def _add_dir_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifests",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=_DIR_HELP.format(
+            what="manifests (base.yaml, workflows.yaml)", env="MANIFESTS_DIR", name="manifests"
+        ),
+    )
+    parser.add_argument(
+        "--workflows",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=_DIR_HELP.format(
+            what="workflow graphs (*.json)", env="WORKFLOWS_DIR", name="workflows"
+        ),
+    )
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`name=value`; the value is JSON when it parses (20 -> int, false -> bool), else a string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name, value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `manifests` command group and the `render` command."""
+    manifests_parser = subparsers.add_parser(
+        "manifests", help="check workflow manifests", description="Work with workflow manifests."
+    )
+    manifests_commands = manifests_parser.add_subparsers(
+        dest="manifests_command", required=True, metavar="COMMAND"
+    )
+    check = manifests_commands.add_parser(
+        "check",
+        help="load every manifest and graph; list every error",
+        description="Load base.yaml, workflows.yaml and every graph; print errors; exit 1 if any.",
+    )
+    _add_dir_options(check)
+    check.set_defaults(func=run_check)
+
+    render = subparsers.add_parser(
+        "render",
+        help="print the ComfyUI graph a request would run",
+        description=(
+            'Validate parameters and print {"prompt": <ComfyUI API graph>, "params": <resolved> } '
+            "as JSON. Exit 2 when the parameters are invalid or the workflow is unknown."
+        ),
+    )
+    render.add_argument("workflow_id", metavar="WORKFLOW_ID")
+    render.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        type=parse_param,
+        default=[],
+        metavar="NAME=VALUE",
+        help=(
+            "a parameter; repeat for several. VALUE is read as JSON when it parses "
+            "(steps=20 is an integer, FBC_optimize=false a boolean, cfg=7.5 a number), otherwise "
+            "as a string (prompt=a cat). Quote JSON strings to keep them strings: "
+            "seed='\"random\"' "
+            'is the same as seed=random, steps=\'"20"\' is the string "20".'
+        ),
+    )
+    _add_dir_options(render)
+    render.set_defaults(func=run_render)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    registry = ManifestRegistry(args.manifests, args.workflows)
+    snapshot = registry.snapshot()
+    for error in snapshot.errors:
+        print(error)
+    count = len(snapshot.workflows)
+    if snapshot.errors:
+        print(f"{len(snapshot.errors)} error(s); {count} workflow(s) loaded", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {count} workflow(s) ({', '.join(snapshot.workflows)}), revision {snapshot.revision}"
+    )
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    registry = ManifestRegistry(args.manifests, args.workflows)
+    snapshot = registry.snapshot()
+    for error in snapshot.errors:
+        if error.workflow in (None, args.workflow_id):
+            print(f"warning: {error}", file=sys.stderr)
+    params: dict[str, Any] = {}
+    for name, value in args.params:
+        if name in params:
+            print(f"error: parameter '{name}' given twice", file=sys.stderr)
+            return 2
+        params[name] = value
+    try:
+        rendered = registry.render(args.workflow_id, params)
+    except UnknownWorkflow as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ParamsInvalid as exc:
+        for param_error in exc.errors:
+            print(f"error: {param_error.param}: {param_error.reason}", file=sys.stderr)
+        return 2
+    text = json.dumps({"prompt": rendered.prompt, "params": rendered.params}, indent=2)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`; the reader has what it wanted
+        pass
+    return 0

@@ -1,0 +1,84 @@
+"""Rendering: (manifest, params) -> the exact ComfyUI API graph plus the resolved params.
+
+Pure: the loaded template is deep-copied and never mutated; the only input besides the arguments is
+the random generator, which callers pass in when they need repeatable seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from manifests.models import WorkflowManifest
+from manifests.validation import same_value, validate_params
+
+_system_random = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A graph ready for ComfyUI's POST /prompt, the params that produced it, and their revision."""
+
+    workflow_id: str
+    prompt: dict[str, Any]
+    params: dict[str, Any]
+    revision: str
+
+
+def is_link(value: Any) -> bool:
+    """A link is a 2-element list [source node id, output index] (comfyui-protocol.md §2.1)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
+def resolve_random(manifest: WorkflowManifest, params: dict[str, Any], rng: random.Random) -> None:
+    """Replace each random token (e.g. seed "random") with a drawn integer, in place."""
+    for name, defn in manifest.parameters.items():
+        token = defn.random_token()
+        if token is not None and name in params and same_value(params[name], token):
+            low, high = defn.random_range()
+            params[name] = rng.randint(low, high)
+
+
+def bypass_node(graph: dict[str, Any], node_id: str, outputs: Mapping[int, str]) -> None:
+    """Remove `node_id`; consumers of its output N get what fed its input `outputs[N]`."""
+    removed = graph.pop(node_id)
+    removed_inputs = removed.get("inputs", {})
+    for node in graph.values():
+        inputs = node.get("inputs", {})
+        for input_name, value in inputs.items():
+            if is_link(value) and value[0] == node_id:
+                # The loader checked that every consumed output index has a mapping.
+                inputs[input_name] = copy.deepcopy(removed_inputs[outputs[value[1]]])
+
+
+def render_prompt(
+    manifest: WorkflowManifest,
+    params: Mapping[str, Any],
+    *,
+    revision: str,
+    rng: random.Random | None = None,
+) -> RenderedPrompt:
+    """Validate `params`, resolve random values, and write them into a copy of the template.
+
+    Raises ParamsInvalid with every problem when the params do not fit the manifest.
+    """
+    resolved = validate_params(manifest, params)
+    resolve_random(manifest, resolved, rng or _system_random)
+    graph = copy.deepcopy(manifest.template)
+    for name, value in resolved.items():
+        for ref in manifest.bindings.get(name, []):
+            graph[ref.node_id]["inputs"][ref.input] = copy.deepcopy(value)
+    for name, bypass in manifest.bypasses.items():
+        if name in resolved and any(same_value(resolved[name], v) for v in bypass.when):
+            if bypass.node_id in graph:
+                bypass_node(graph, bypass.node_id, bypass.outputs)
+    return RenderedPrompt(workflow_id=manifest.id, prompt=graph, params=resolved, revision=revision)
