@@ -68,6 +68,18 @@ class ExecuteInput(_Payload):
     prompt: dict[str, Any]
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(
+        default=None,
+        description="Limit on ComfyUI's own run time, counted from when it starts the prompt.",
+    )
+
+
+class CancelRequest(_Payload):
+    """Input of the `request_cancel` local activity, started by the `cancel` signal."""
+
+    task_id: str
+    run_id: str
+    reason: str
 
 
 class Progress(_Payload):
@@ -108,6 +120,7 @@ class ExecuteResult(_Payload):
     comfy_execution_seconds: float | None = Field(
         default=None, description="ComfyUI's own execution time (execution_start to success)."
     )
+    attempt: int = Field(default=1, description="Which attempt of `execute_prompt` produced this.")
 
 
 class GenerationResult(_Payload):
@@ -131,7 +144,11 @@ class GenerationError(_Payload):
     node_id: str | None = None
     class_type: str | None = None
     param: str | None = None
+    input_name: str | None = Field(
+        default=None, description="The node input ComfyUI complained about, when it named one."
+    )
     retryable: bool = False
+    attempt: int | None = Field(default=None, description="The attempt that failed, when known.")
 
 
 Phase = Literal["queued", "rendering", "running", "storing", "notifying", "done"]
@@ -149,3 +166,6 @@ class GenerationStatus(_Payload):
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    task_queue: str | None = Field(default=None, description="GPU task queue the job was sent to.")
+    cancel_reason: str | None = None
+    error: GenerationError | None = None

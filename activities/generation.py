@@ -1,0 +1,402 @@
+"""GenerationWorkflow's activities: render the graph (control worker), run it in ComfyUI (GPU
+worker).
+
+`prepare_generation` runs as a local activity: it reads the manifests as they are now, so its result
+(the exact graph and resolved params) is what history keeps. `execute_prompt` is where a generation
+meets ComfyUI: it submits the graph, heartbeats progress, reacts to cancellation by deleting or
+interrupting the prompt, and stores the outputs. ComfyUI's errors become typed ApplicationErrors
+here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.comfyui_errors import (
+    ComfyUIExecutionError,
+    ComfyUIInterrupted,
+    ComfyUIOutOfMemory,
+    ComfyUIStalled,
+    ComfyUIUnavailable,
+    ComfyUIValidationError,
+)
+from activities.comfyui_events import (
+    NodeExecuting,
+    NodeProgress,
+    PromptQueued,
+    PromptStarted,
+)
+from activities.output_store import OutputStore, OutputStoreError
+from manifests.errors import ParamsInvalid, UnknownWorkflow
+from manifests.render import render_prompt
+from temporal_workflows.generation import (
+    EXECUTE_ACTIVITY,
+    PREPARE_ACTIVITY,
+    REQUEST_CANCEL_ACTIVITY,
+)
+from temporal_workflows.models import (
+    CancelRequest,
+    ExecuteInput,
+    ExecuteResult,
+    GenerationError,
+    OutputRef,
+    PreparedPrompt,
+    PrepareInput,
+    Progress,
+)
+
+if TYPE_CHECKING:
+    from activities.comfyui_client import ComfyUIClient
+    from activities.comfyui_events import ComfyEvent
+    from manifests.registry import ManifestRegistry
+
+logger = logging.getLogger(__name__)
+
+# Namespace for prompt ids: the same task and attempt always get the same ComfyUI prompt id, so the
+# prompt can be found in ComfyUI's queue and history from the task id alone.
+_PROMPT_ID_NAMESPACE = uuid.UUID("5f0c6a52-3f7e-4f7c-9d0e-2b1c8a7e4d10")
+
+
+def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
+
+
+def _failure(error: GenerationError, *, non_retryable: bool) -> ApplicationError:
+    error.retryable = not non_retryable
+    return ApplicationError(error.message, error, type=error.type, non_retryable=non_retryable)
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare_generation (control worker, local activity)
+
+
+class PrepareActivities:
+    """`prepare_generation`, bound to the registry the control worker loaded."""
+
+    def __init__(self, registry: ManifestRegistry) -> None:
+        self._registry = registry
+
+    @activity.defn(name=PREPARE_ACTIVITY)
+    async def prepare_generation(self, request: PrepareInput) -> PreparedPrompt:
+        # Reading manifests touches the disk; keep the worker's event loop free.
+        return await asyncio.to_thread(self._prepare, request)
+
+    def _prepare(self, request: PrepareInput) -> PreparedPrompt:
+        snapshot = self._registry.snapshot()
+        manifest = snapshot.workflows.get(request.workflow_id)
+        try:
+            if manifest is None:
+                raise UnknownWorkflow(request.workflow_id, list(snapshot.workflows))
+            rendered = render_prompt(manifest, request.params, revision=snapshot.revision)
+        except UnknownWorkflow as err:
+            raise _failure(
+                GenerationError(type="UnknownWorkflow", message=str(err), param="workflow_id"),
+                non_retryable=True,
+            ) from None
+        except ParamsInvalid as err:
+            first = err.errors[0] if err.errors else None
+            error = GenerationError(
+                type="InvalidParams", message=str(err), param=first.param if first else None
+            )
+            # Every problem is listed in a second detail, for clients that show one entry per field.
+            raise ApplicationError(
+                error.message,
+                error,
+                [{"param": e.param, "reason": e.reason} for e in err.errors],
+                type=error.type,
+                non_retryable=True,
+            ) from None
+        return PreparedPrompt(
+            workflow_id=rendered.workflow_id,
+            prompt=rendered.prompt,
+            params=rendered.params,
+            revision=rendered.revision,
+            pool=manifest.pool,
+            timeout_seconds=manifest.timeout_seconds,
+            max_attempts=manifest.max_attempts,
+            output_nodes=manifest.outputs,
+            param_bindings=manifest.param_bindings(),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# request_cancel (control worker, local activity started by the `cancel` signal)
+
+
+@activity.defn(name=REQUEST_CANCEL_ACTIVITY)
+async def request_cancel(request: CancelRequest) -> None:
+    """Ask Temporal to cancel a generation run, with a reason; a run that already closed is fine."""
+    handle = activity.client().get_workflow_handle(request.task_id, run_id=request.run_id)
+    try:
+        await handle.cancel(reason=request.reason)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# execute_prompt (GPU worker)
+
+
+class _ProgressTracker:
+    """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run."""
+
+    def __init__(self, worker: str, prompt_id: str) -> None:
+        self.progress = Progress(phase="queued", worker=worker, comfy_prompt_id=prompt_id)
+        self.started_monotonic: float | None = None
+        self.started_at: datetime | None = None
+
+    def on_event(self, event: ComfyEvent) -> None:
+        progress = self.progress
+        if isinstance(event, PromptQueued):
+            progress.queue_position = event.queue_position
+        elif isinstance(event, PromptStarted):
+            self._mark_started()
+        elif isinstance(event, NodeExecuting):
+            self._mark_started()
+            progress.node = event.node_id
+            progress.class_type = event.class_type
+            progress.step = None
+            progress.max = None
+        elif isinstance(event, NodeProgress):
+            self._mark_started()
+            progress.node = event.node_id
+            progress.step = int(event.value)
+            progress.max = int(event.max)
+            if event.max > 0:
+                progress.percent = round(100.0 * event.value / event.max, 1)
+        else:
+            return
+        self.heartbeat()
+
+    def _mark_started(self) -> None:
+        if self.started_monotonic is None:
+            self.started_monotonic = time.monotonic()
+            self.started_at = datetime.now(UTC)
+            self.progress.phase = "running"
+            self.progress.queue_position = None
+
+    def heartbeat(self) -> None:
+        self.progress.updated_at = datetime.now(UTC)
+        activity.heartbeat(self.progress)
+
+
+class _RunTimedOut(Exception):
+    pass
+
+
+class ExecuteActivities:
+    """`execute_prompt`, bound to one GPU worker's ComfyUI client and output store."""
+
+    def __init__(
+        self,
+        comfy: ComfyUIClient,
+        store: OutputStore,
+        worker_name: str,
+        *,
+        tick_seconds: float = 0.5,
+        stall_timeout: float | None = None,
+    ) -> None:
+        self._comfy = comfy
+        self._store = store
+        self.worker_name = worker_name
+        self._tick_seconds = tick_seconds
+        self._stall_timeout = stall_timeout
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
+        info = activity.info()
+        attempt = info.attempt
+        prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
+        attempt_key = f"attempt-{attempt}"
+        tracker = _ProgressTracker(self.worker_name, prompt_id)
+        tracker.heartbeat()
+        queued_at = datetime.now(UTC)
+        staging = self._store.staging_dir(request.task_id, attempt_key)
+        try:
+            result = await self._run(request, prompt_id, staging, tracker)
+            tracker.progress.phase = "storing"
+            tracker.heartbeat()
+            stored = await self._store.commit(request.task_id, [f.path for f in result.outputs])
+        except ComfyUIValidationError as err:
+            raise _validation_failure(err, attempt) from None
+        except ComfyUIOutOfMemory as err:
+            # ComfyUI already unloaded its models after the OOM (comfyui-protocol.md §4.3);
+            # ask it to free its cache too, then retry exactly once: a second OOM means the job
+            # does not fit.
+            with contextlib.suppress(Exception):
+                await self._comfy.free(unload_models=True, free_memory=True)
+            raise _failure(
+                _execution_error(err, attempt, type="ComfyUIOutOfMemory"), non_retryable=attempt > 1
+            ) from None
+        except ComfyUIExecutionError as err:
+            # A node's exception is deterministic for the same graph: a retry gives the same error.
+            raise _failure(_execution_error(err, attempt), non_retryable=True) from None
+        except ComfyUIInterrupted:
+            raise _failure(
+                GenerationError(
+                    type="ComfyUIInterrupted",
+                    message="the prompt was interrupted in ComfyUI by someone else",
+                    attempt=attempt,
+                ),
+                non_retryable=True,
+            ) from None
+        except ComfyUIStalled as err:
+            raise _failure(
+                GenerationError(
+                    type="ComfyUIStalled",
+                    message=f"ComfyUI stopped reporting: {err}",
+                    attempt=attempt,
+                ),
+                non_retryable=False,
+            ) from None
+        except ComfyUIUnavailable as err:
+            raise _failure(
+                GenerationError(
+                    type="ComfyUIUnavailable",
+                    message=f"ComfyUI on {self.worker_name} is unavailable: {err}",
+                    attempt=attempt,
+                ),
+                non_retryable=False,
+            ) from None
+        except _RunTimedOut:
+            raise _failure(
+                GenerationError(
+                    type="ComfyUITimeout",
+                    message="ComfyUI ran longer than the workflow's limit of "
+                    f"{request.timeout_seconds:g} s",
+                    attempt=attempt,
+                ),
+                non_retryable=False,
+            ) from None
+        except OutputStoreError as err:
+            raise _failure(
+                GenerationError(type="OutputStoreError", message=str(err), attempt=attempt),
+                non_retryable=True,
+            ) from None
+        finally:
+            self._store.discard_staging(request.task_id, attempt_key)
+
+        by_path = {f.path.name: f for f in result.outputs}
+        outputs = [
+            OutputRef(
+                filename=s.filename,
+                content_type=by_path[s.filename].content_type or s.content_type,
+                size=s.size,
+                node_id=by_path[s.filename].node_id,
+                sha256=s.sha256,
+            )
+            for s in stored
+        ]
+        return ExecuteResult(
+            outputs=outputs,
+            worker=self.worker_name,
+            comfy_prompt_id=prompt_id,
+            cached=result.cached,
+            queued_at=queued_at,
+            started_at=tracker.started_at,
+            finished_at=datetime.now(UTC),
+            comfy_execution_seconds=result.execution_seconds,
+            attempt=attempt,
+        )
+
+    async def _run(
+        self, request: ExecuteInput, prompt_id: str, staging: Path, tracker: _ProgressTracker
+    ):
+        run = asyncio.create_task(
+            self._comfy.run_prompt(
+                request.prompt,
+                output_dir=staging,
+                prompt_id=prompt_id,
+                on_event=tracker.on_event,
+                output_nodes=request.output_nodes,
+                stall_timeout=self._stall_timeout,
+            ),
+            name=f"comfyui prompt {prompt_id}",
+        )
+        timed_out = asyncio.Event()
+        ticker = asyncio.create_task(self._tick(run, tracker, request.timeout_seconds, timed_out))
+        try:
+            # Cancelling this activity cancels `run`; the driver then deletes or interrupts the
+            # prompt and waits for ComfyUI to confirm before this await ends (contracts B).
+            return await run
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if timed_out.is_set() and (current is None or current.cancelling() == 0):
+                raise _RunTimedOut() from None
+            raise
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    async def _tick(
+        self,
+        run: asyncio.Task,
+        tracker: _ProgressTracker,
+        timeout_seconds: float | None,
+        timed_out: asyncio.Event,
+    ) -> None:
+        """Heartbeat even while ComfyUI is silent (a cancel arrives only in a heartbeat's answer),
+        and stop a run that exceeds the manifest's limit."""
+        while not run.done():
+            await asyncio.sleep(self._tick_seconds)
+            tracker.heartbeat()
+            if (
+                timeout_seconds is not None
+                and tracker.started_monotonic is not None
+                and time.monotonic() - tracker.started_monotonic > timeout_seconds
+                and not timed_out.is_set()
+            ):
+                timed_out.set()
+                run.cancel()
+
+
+def _execution_error(
+    err: ComfyUIExecutionError, attempt: int, *, type: str = "ComfyUIExecutionError"
+) -> GenerationError:
+    where = f"node {err.node_id}" + (f" ({err.class_type})" if err.class_type else "")
+    reason = err.exception_message.strip() if err.exception_message else str(err)
+    kind = f"{err.exception_type}: " if err.exception_type else ""
+    return GenerationError(
+        type=type,
+        message=f"ComfyUI failed in {where}: {kind}{reason}",
+        node_id=err.node_id,
+        class_type=err.class_type,
+        attempt=attempt,
+    )
+
+
+def _validation_failure(err: ComfyUIValidationError, attempt: int) -> ApplicationError:
+    problems = []
+    for node_error in err.node_errors:
+        where = f"node {node_error.node_id}"
+        if node_error.class_type:
+            where += f" ({node_error.class_type})"
+        if node_error.input_name:
+            where += f" input '{node_error.input_name}'"
+        detail = node_error.message + (f": {node_error.details}" if node_error.details else "")
+        problems.append(f"{where}: {detail}")
+    message = "ComfyUI rejected the prompt: " + ("; ".join(problems) if problems else err.message)
+    first = err.node_errors[0] if err.node_errors else None
+    error = GenerationError(
+        type="ComfyUIValidationError",
+        message=message,
+        node_id=first.node_id if first else None,
+        class_type=first.class_type if first else None,
+        input_name=first.input_name if first else None,
+        attempt=attempt,
+    )
+    return _failure(error, non_retryable=True)

@@ -1,0 +1,119 @@
+"""The output store: generated files on local disk, under `<data-dir>/outputs/<task_id>/<filename>`.
+
+Each attempt writes into its own staging folder; only a finished attempt is moved into place, so
+a retried or interrupted attempt never leaves partial files or duplicates beside the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+# Task ids are workflow ids chosen by the API; anything outside this set could build a path.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,254}$")
+
+
+class OutputStoreError(Exception):
+    """A task id or filename that would leave the store, or a store that cannot be written."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file as placed in the store."""
+
+    filename: str
+    path: Path
+    size: int
+    sha256: str
+    content_type: str
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _SAFE_NAME.match(name) or name in {".", ".."}:
+        raise OutputStoreError(f"invalid {kind} {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+class OutputStore:
+    """Local-directory store shared by GPU workers (same host or shared volume) and the API."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir).resolve() / "outputs"
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.root / _check_name("task id", task_id)
+
+    def path_for(self, task_id: str, filename: str) -> Path:
+        """Where a task's output lives; refuses any name that would escape the task's folder."""
+        path = (self.task_dir(task_id) / _check_name("filename", filename)).resolve()
+        if path.parent != self.task_dir(task_id).resolve():
+            raise OutputStoreError(f"invalid filename {filename!r}")
+        return path
+
+    def files(self, task_id: str) -> list[Path]:
+        folder = self.task_dir(task_id)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file())
+
+    def _staging_path(self, task_id: str, attempt_key: str) -> Path:
+        return (
+            self.root
+            / ".staging"
+            / _check_name("task id", task_id)
+            / _check_name("attempt", attempt_key)
+        )
+
+    def staging_dir(self, task_id: str, attempt_key: str) -> Path:
+        """A fresh, empty folder for one attempt's files (outside the task's visible folder)."""
+        folder = self._staging_path(task_id, attempt_key)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        return folder
+
+    async def commit(self, task_id: str, staged: list[Path]) -> list[StoredFile]:
+        """Move an attempt's staged files into the task's folder, replacing earlier copies."""
+        return await asyncio.to_thread(self._commit, task_id, staged)
+
+    def _commit(self, task_id: str, staged: list[Path]) -> list[StoredFile]:
+        target = self.task_dir(task_id)
+        target.mkdir(parents=True, exist_ok=True)
+        # The task's folder holds exactly one attempt's outputs: files an earlier attempt placed
+        # (ComfyUI numbers its files, so a rerun's names can differ) are removed.
+        keep = {source.name for source in staged}
+        for old in target.iterdir():
+            if old.is_file() and old.name not in keep:
+                old.unlink()
+        stored: list[StoredFile] = []
+        for source in staged:
+            destination = self.path_for(task_id, source.name)
+            digest = _sha256(source)
+            size = source.stat().st_size
+            # Same filesystem: an atomic rename, so readers never see half a file.
+            source.replace(destination)
+            content_type = mimetypes.guess_type(destination.name)[0] or "application/octet-stream"
+            stored.append(StoredFile(destination.name, destination, size, digest, content_type))
+        return stored
+
+    def discard_staging(self, task_id: str, attempt_key: str) -> None:
+        folder = self._staging_path(task_id, attempt_key)
+        shutil.rmtree(folder, ignore_errors=True)
+        parent = folder.parent
+        try:
+            parent.rmdir()
+        except OSError:
+            pass
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

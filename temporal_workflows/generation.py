@@ -1,0 +1,273 @@
+"""GenerationWorkflow: prepare (render) a ComfyUI graph, run it on a GPU worker, return its outputs.
+
+Deterministic orchestration only. Activities are called by name, so this module imports nothing
+with I/O; the payload models pass through the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import Priority, RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from temporal_workflows.models import (
+        CancelRequest,
+        ExecuteInput,
+        ExecuteResult,
+        GenerationError,
+        GenerationRequest,
+        GenerationResult,
+        GenerationStatus,
+        PreparedPrompt,
+        PrepareInput,
+    )
+    from temporal_workflows.names import (
+        SA_POOL,
+        SA_WORKER,
+        SA_WORKFLOW,
+        pool_task_queue,
+        worker_task_queue,
+    )
+
+# Activity type names, shared with activities/generation.py.
+PREPARE_ACTIVITY = "prepare_generation"
+EXECUTE_ACTIVITY = "execute_prompt"
+REQUEST_CANCEL_ACTIVITY = "request_cancel"
+
+# Error types raised by our activities that a retry cannot fix.
+NON_RETRYABLE_ERROR_TYPES = [
+    "InvalidParams",
+    "UnknownWorkflow",
+    "ComfyUIValidationError",
+    "ComfyUIExecutionError",
+    "OutputStoreError",
+]
+
+# A GPU worker heartbeats every ~0.5 s (its max_heartbeat_throttle_interval), with a ticker that
+# runs even while ComfyUI is silent. Missing heartbeats for this long means the worker (or its
+# host) died, and the attempt is retried on another GPU.
+EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Outputs are copied from ComfyUI into the output store after the run; give that its own margin.
+STORING_MARGIN = timedelta(seconds=60)
+PREPARE_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name="GenerationWorkflow")
+class GenerationWorkflow:
+    """One generation: the task id is this workflow's id."""
+
+    @workflow.init
+    def __init__(self, request: GenerationRequest) -> None:
+        self._request = request
+        self._status = GenerationStatus(
+            phase="queued",
+            workflow_id=request.workflow_id,
+            submitted_at=workflow.info().start_time,
+        )
+        self._cancel_reason: str | None = None
+
+    @workflow.run
+    async def run(self, request: GenerationRequest) -> GenerationResult:
+        try:
+            return await self._generate(request)
+        except asyncio.CancelledError:
+            self._finish()
+            self._status.cancel_reason = (
+                self._cancel_reason or workflow.cancellation_reason() or None
+            )
+            raise
+        except ApplicationError as err:
+            self._finish()
+            if err.details and isinstance(err.details[0], GenerationError):
+                self._status.error = err.details[0]
+            raise
+
+    async def _generate(self, request: GenerationRequest) -> GenerationResult:
+        task_id = workflow.info().workflow_id
+        started = workflow.now()
+        self._status.phase = "rendering"
+        self._status.started_at = started
+
+        prepared = await self._prepare(task_id, request)
+        self._status.params = prepared.params
+        prepared_at = workflow.now()
+
+        queue = (
+            worker_task_queue(prepared.pool, request.options.worker)
+            if request.options.worker
+            else pool_task_queue(prepared.pool)
+        )
+        attributes = [SA_WORKFLOW.value_set(prepared.workflow_id), SA_POOL.value_set(prepared.pool)]
+        if request.options.worker:
+            attributes.append(SA_WORKER.value_set(request.options.worker))
+        workflow.upsert_search_attributes(attributes)
+
+        self._status.phase = "running"
+        self._status.attempt = 1
+        self._status.task_queue = queue
+        self._status.worker = request.options.worker
+        workflow.set_current_details(f"**running** `{prepared.workflow_id}` on `{queue}`")
+
+        execute_timeout = timedelta(seconds=prepared.timeout_seconds)
+        handle = workflow.start_activity(
+            EXECUTE_ACTIVITY,
+            ExecuteInput(
+                task_id=task_id,
+                workflow_id=prepared.workflow_id,
+                prompt=prepared.prompt,
+                output_nodes=prepared.output_nodes,
+                param_bindings=prepared.param_bindings,
+                timeout_seconds=prepared.timeout_seconds,
+            ),
+            result_type=ExecuteResult,
+            task_queue=queue,
+            # No schedule-to-start limit: a job waits for a GPU as long as it takes, on the pool
+            # queue and on a pinned worker's own queue alike (cancel it to give up).
+            # A prefetched prompt may wait one whole job in ComfyUI's queue before its own run.
+            start_to_close_timeout=execute_timeout * 2 + STORING_MARGIN,
+            heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                maximum_interval=timedelta(seconds=30),
+                maximum_attempts=prepared.max_attempts,
+                non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+            ),
+            # "Cancelled" then means ComfyUI has really dropped or interrupted the prompt.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{prepared.workflow_id} on {queue}",
+            priority=(
+                Priority(priority_key=request.options.priority)
+                if request.options.priority is not None
+                else Priority.default
+            ),
+        )
+        try:
+            result = await handle
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            raise _generation_failure(err, prepared) from None
+
+        finished = workflow.now()
+        self._status.attempt = result.attempt
+        self._status.worker = result.worker
+        workflow.upsert_search_attributes([SA_WORKER.value_set(result.worker)])
+        self._finish()
+        timings = {
+            "prepare_seconds": (prepared_at - started).total_seconds(),
+            "execute_seconds": (finished - prepared_at).total_seconds(),
+            "total_seconds": (finished - workflow.info().start_time).total_seconds(),
+        }
+        if result.comfy_execution_seconds is not None:
+            timings["comfy_execution_seconds"] = result.comfy_execution_seconds
+        return GenerationResult(
+            task_id=task_id,
+            workflow_id=prepared.workflow_id,
+            outputs=result.outputs,
+            params=prepared.params,
+            revision=prepared.revision,
+            worker=result.worker,
+            attempts=result.attempt,
+            timings=timings,
+        )
+
+    async def _prepare(self, task_id: str, request: GenerationRequest) -> PreparedPrompt:
+        try:
+            return await workflow.execute_local_activity(
+                PREPARE_ACTIVITY,
+                PrepareInput(
+                    task_id=task_id, workflow_id=request.workflow_id, params=request.params
+                ),
+                result_type=PreparedPrompt,
+                start_to_close_timeout=PREPARE_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES
+                ),
+                summary=f"render {request.workflow_id}",
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            raise _generation_failure(err, None) from None
+
+    def _finish(self) -> None:
+        self._status.phase = "done"
+        self._status.finished_at = workflow.now()
+
+    @workflow.query
+    def status(self) -> GenerationStatus:
+        """Phase, attempt, worker, resolved params and timestamps. Live progress is in the execute
+        activity's heartbeat details (`temporal workflow describe`)."""
+        return self._status
+
+    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    async def cancel(self, reason: str = "") -> None:
+        """Cancel this generation, recording why. Same outcome as `temporal workflow cancel`.
+
+        A workflow cannot end itself as Canceled, and Temporal refuses a workflow's request to
+        cancel itself as an external workflow; so a local activity asks Temporal to cancel this run
+        with the reason. The usual cancellation path then stops the GPU job (deletes a queued
+        prompt, interrupts a running one) and the workflow closes as Canceled.
+        """
+        if self._status.phase == "done" or self._cancel_reason is not None:
+            return
+        self._cancel_reason = reason or "cancelled by signal"
+        self._status.cancel_reason = self._cancel_reason
+        info = workflow.info()
+        await workflow.execute_local_activity(
+            REQUEST_CANCEL_ACTIVITY,
+            CancelRequest(task_id=info.workflow_id, run_id=info.run_id, reason=self._cancel_reason),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary="cancel requested by signal",
+        )
+
+
+def _generation_failure(err: ActivityError, prepared: PreparedPrompt | None) -> ApplicationError:
+    """An activity failure as the workflow's failure: readable message, GenerationError details."""
+    cause = err.cause
+    error: GenerationError
+    if isinstance(cause, ApplicationError):
+        detail = cause.details[0] if cause.details else None
+        if isinstance(detail, GenerationError):
+            error = detail
+        elif isinstance(detail, dict) and "type" in detail and "message" in detail:
+            error = GenerationError.model_validate(detail)
+        else:
+            error = GenerationError(
+                type=cause.type or "ActivityError",
+                message=f"the GPU worker failed: {cause.message}",
+            )
+        if prepared is not None and error.param is None and error.node_id and error.input_name:
+            error.param = prepared.param_bindings.get(f"{error.node_id}.{error.input_name}")
+    elif isinstance(cause, TimeoutError):
+        error = _timeout_error(cause, prepared)
+    else:
+        error = GenerationError(type="ActivityError", message=str(cause or err))
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and prepared is not None:
+        error.attempt = error.attempt or prepared.max_attempts
+        error.message = f"{error.message} (gave up after {prepared.max_attempts} attempts)"
+    return ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+
+def _timeout_error(cause: TimeoutError, prepared: PreparedPrompt | None) -> GenerationError:
+    if cause.type == TimeoutType.HEARTBEAT:
+        return GenerationError(
+            type="WorkerLost",
+            message="the GPU worker stopped reporting (it or its host died) and no retry was left",
+            retryable=True,
+        )
+    limit = f" of {prepared.timeout_seconds:g} s" if prepared is not None else ""
+    return GenerationError(
+        type="Timeout", message=f"the generation exceeded its time limit{limit}", retryable=True
+    )

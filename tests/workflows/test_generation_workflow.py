@@ -1,0 +1,391 @@
+"""GenerationWorkflow's own logic on the real dev server, with stand-in activities.
+
+The stand-ins replace only ComfyUI and the manifests; routing, retries, failure mapping, the
+`status` query and both ways of cancelling run through Temporal for real. End-to-end runs with the
+real GPU worker and the ComfyUI emulator are in test_generation_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.generation import request_cancel
+from temporal_workflows.generation import GenerationWorkflow
+from temporal_workflows.models import (
+    ExecuteInput,
+    ExecuteResult,
+    GenerationError,
+    GenerationOptions,
+    GenerationRequest,
+    OutputRef,
+    PreparedPrompt,
+    PrepareInput,
+    Progress,
+)
+from temporal_workflows.names import pool_task_queue, worker_task_queue
+
+DEADLINE = 20.0
+
+
+def prepared_for(pool: str, **overrides) -> Callable:
+    @activity.defn(name="prepare_generation")
+    async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
+        fields = dict(
+            workflow_id=request.workflow_id,
+            prompt={
+                "1": {
+                    "class_type": "EmptyImage",
+                    "inputs": {"width": request.params.get("width", 8)},
+                }
+            },
+            params={**request.params, "seed": 1234},
+            revision="rev-1",
+            pool=pool,
+            timeout_seconds=30,
+            max_attempts=3,
+            param_bindings={"1.width": "width"},
+        )
+        fields.update(overrides)
+        return PreparedPrompt(**fields)
+
+    return prepare_generation
+
+
+def result_for(request: ExecuteInput, worker: str = "gpu-a") -> ExecuteResult:
+    return ExecuteResult(
+        outputs=[OutputRef(filename="out.png", content_type="image/png", size=3, node_id="9")],
+        worker=worker,
+        comfy_prompt_id="p-1",
+        comfy_execution_seconds=0.25,
+        attempt=activity.info().attempt,
+    )
+
+
+@asynccontextmanager
+async def workers(
+    client: Client, pool: str, prepare: Callable, execute: Callable, *, gpu_queue: str | None = None
+) -> AsyncIterator[str]:
+    """A control Worker on a private queue and a GPU Worker on the pool's (or a given) queue."""
+    control_queue = f"control-{uuid.uuid4()}"
+    async with (
+        Worker(
+            client,
+            task_queue=control_queue,
+            workflows=[GenerationWorkflow],
+            activities=[prepare, request_cancel],
+        ),
+        Worker(
+            client,
+            task_queue=gpu_queue or pool_task_queue(pool),
+            activities=[execute],
+            max_heartbeat_throttle_interval=timedelta(milliseconds=200),
+        ),
+    ):
+        yield control_queue
+
+
+async def start(client: Client, queue: str, request: GenerationRequest):
+    return await client.start_workflow(
+        GenerationWorkflow.run, request, id=f"gen-{uuid.uuid4()}", task_queue=queue
+    )
+
+
+async def wait_until(predicate, what: str, timeout: float = DEADLINE) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def failure_of(err: WorkflowFailureError) -> tuple[ApplicationError, GenerationError]:
+    cause = err.cause
+    assert isinstance(cause, ApplicationError), repr(cause)
+    return cause, GenerationError.model_validate(cause.details[0])
+
+
+async def test_success_returns_outputs_resolved_params_worker_and_timings(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(
+            temporal_client, queue, GenerationRequest(workflow_id="wf", params={"width": 64})
+        )
+        result = await handle.result()
+    assert result.task_id == handle.id
+    assert [o.filename for o in result.outputs] == ["out.png"]
+    assert result.params == {"width": 64, "seed": 1234}
+    assert (result.worker, result.attempts, result.revision) == ("gpu-a", 1, "rev-1")
+    assert result.timings["comfy_execution_seconds"] == 0.25
+    assert result.timings["total_seconds"] >= result.timings["execute_seconds"] > 0
+
+
+async def test_pinned_request_runs_on_the_workers_own_queue(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    seen_queues: list[str] = []
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        seen_queues.append(activity.info().task_queue)
+        return result_for(request, worker="gpu-b")
+
+    own_queue = worker_task_queue(pool, "gpu-b")
+    async with workers(
+        temporal_client, pool, prepared_for(pool), execute_prompt, gpu_queue=own_queue
+    ) as queue:
+        request = GenerationRequest(workflow_id="wf", options=GenerationOptions(worker="gpu-b"))
+        result = await (await start(temporal_client, queue, request)).result()
+    assert seen_queues == [own_queue]
+    assert result.worker == "gpu-b"
+
+
+async def test_invalid_params_fail_without_reaching_a_gpu(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    executed: list[str] = []
+
+    @activity.defn(name="prepare_generation")
+    async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
+        error = GenerationError(
+            type="InvalidParams", message="width: must be <= 4096", param="width"
+        )
+        raise ApplicationError(error.message, error, type="InvalidParams", non_retryable=True)
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        executed.append(request.task_id)
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepare_generation, execute_prompt) as queue:
+        handle = await start(
+            temporal_client, queue, GenerationRequest(workflow_id="wf", params={"width": 10**6})
+        )
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    cause, error = failure_of(caught.value)
+    assert cause.type == "InvalidParams"
+    assert (error.param, error.message) == ("width", "width: must be <= 4096")
+    assert executed == []
+
+
+async def test_comfyui_execution_error_fails_once_with_node_and_class_type(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    attempts: list[int] = []
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        attempts.append(activity.info().attempt)
+        error = GenerationError(
+            type="ComfyUIExecutionError",
+            message="ComfyUI failed in node 5 (SaveImage): OSError: disk full",
+            node_id="5",
+            class_type="SaveImage",
+            attempt=activity.info().attempt,
+        )
+        raise ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+        status = await handle.query(GenerationWorkflow.status)
+    cause, error = failure_of(caught.value)
+    assert cause.type == "ComfyUIExecutionError"
+    assert cause.message == "ComfyUI failed in node 5 (SaveImage): OSError: disk full"
+    assert (error.node_id, error.class_type, error.attempt) == ("5", "SaveImage", 1)
+    assert attempts == [1]
+    assert status.phase == "done" and status.error is not None and status.error.node_id == "5"
+
+
+async def test_comfyui_validation_error_names_the_parameter_bound_to_the_input(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        error = GenerationError(
+            type="ComfyUIValidationError",
+            message="ComfyUI rejected the prompt: node 1 (EmptyImage) input 'width': too big",
+            node_id="1",
+            class_type="EmptyImage",
+            input_name="width",
+        )
+        raise ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    _, error = failure_of(caught.value)
+    assert (error.type, error.param, error.input_name) == (
+        "ComfyUIValidationError",
+        "width",
+        "width",
+    )
+
+
+async def test_unavailable_comfyui_is_retried_and_the_result_counts_attempts(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        if activity.info().attempt == 1:
+            raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        result = await (
+            await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        ).result()
+    assert result.attempts == 2
+
+
+async def test_retries_stop_at_the_manifest_attempt_limit(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    attempts: list[int] = []
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        attempts.append(activity.info().attempt)
+        raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
+
+    prepare = prepared_for(pool, max_attempts=2)
+    async with workers(temporal_client, pool, prepare, execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    cause, error = failure_of(caught.value)
+    assert attempts == [1, 2]
+    assert cause.type == "ComfyUIUnavailable" and "gave up after 2 attempts" in error.message
+
+
+class BlockingExecute:
+    """A stand-in GPU job that runs until cancelled and records when its cleanup finished."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cleanup_done_at: float | None = None
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
+        self.started.set()
+        try:
+            while True:
+                activity.heartbeat(Progress(phase="running", worker="gpu-a", percent=10))
+                await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            # Stands for "ComfyUI confirmed the interrupt": takes a moment.
+            await asyncio.sleep(0.3)
+            self.cleanup_done_at = asyncio.get_running_loop().time()
+            raise
+
+
+async def test_status_query_reports_phase_queue_and_params_while_running(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    job = BlockingExecute()
+    async with workers(temporal_client, pool, prepared_for(pool), job.execute_prompt) as queue:
+        handle = await start(
+            temporal_client, queue, GenerationRequest(workflow_id="wf", params={"width": 32})
+        )
+        await asyncio.wait_for(job.started.wait(), DEADLINE)
+        status = await handle.query(GenerationWorkflow.status)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert status.phase == "running"
+    assert status.task_queue == pool_task_queue(pool)
+    assert status.params == {"width": 32, "seed": 1234}
+    assert status.attempt == 1 and status.submitted_at is not None
+
+
+async def test_workflow_cancel_closes_canceled_only_after_the_gpu_job_stopped(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+    job = BlockingExecute()
+    async with workers(temporal_client, pool, prepared_for(pool), job.execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await asyncio.wait_for(job.started.wait(), DEADLINE)
+        await handle.cancel(reason="changed my mind")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        closed_at = asyncio.get_running_loop().time()
+        description = await handle.describe()
+        status = await handle.query(GenerationWorkflow.status)
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert job.cleanup_done_at is not None and job.cleanup_done_at <= closed_at
+    assert status.cancel_reason == "changed my mind"
+
+
+async def test_cancel_signal_closes_canceled_and_records_the_reason(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    job = BlockingExecute()
+    async with workers(temporal_client, pool, prepared_for(pool), job.execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await asyncio.wait_for(job.started.wait(), DEADLINE)
+        await handle.signal(GenerationWorkflow.cancel, "wrong prompt")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        description = await handle.describe()
+        status = await handle.query(GenerationWorkflow.status)
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    assert job.cleanup_done_at is not None
+    assert status.cancel_reason == "wrong prompt"
+
+
+async def test_cancel_signal_while_waiting_for_a_gpu_cancels_without_any_worker(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+    control_queue = f"control-{uuid.uuid4()}"
+    # Only the control worker runs: the job waits on the pool queue that nobody polls.
+    async with Worker(
+        temporal_client,
+        task_queue=control_queue,
+        workflows=[GenerationWorkflow],
+        activities=[prepared_for(pool), request_cancel],
+    ):
+        handle = await start(temporal_client, control_queue, GenerationRequest(workflow_id="wf"))
+
+        async def scheduled() -> bool:
+            return (await handle.query(GenerationWorkflow.status)).phase == "running"
+
+        await wait_until(scheduled, "execute_prompt to be scheduled")
+        await handle.signal(GenerationWorkflow.cancel, "no GPU today")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.CANCELED
+
+
+async def test_cancel_signal_after_success_changes_nothing(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await handle.result()
+        with pytest.raises(RPCError, match="completed"):  # signals to a closed run are refused
+            await handle.signal(GenerationWorkflow.cancel, "too late")
+        description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
