@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
-from manifests.registry import ManifestRegistry
+from manifests.loader import LoadResult, load_manifests
+from manifests.registry import default_manifests_dir, default_workflows_dir
+from manifests.render import render_prompt
 
 _DIR_HELP = "{what} directory (default: ${env}, else the repository's {name}/)"
 
@@ -92,25 +94,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.set_defaults(func=run_render)
 
 
+def _load(args: argparse.Namespace) -> LoadResult:
+    # The loader, not the registry: a one-shot command has no last good state to keep, and the
+    # registry's log lines would repeat every error printed here.
+    manifests_dir = args.manifests if args.manifests is not None else default_manifests_dir()
+    workflows_dir = args.workflows if args.workflows is not None else default_workflows_dir()
+    return load_manifests(manifests_dir, workflows_dir)
+
+
 def run_check(args: argparse.Namespace) -> int:
-    registry = ManifestRegistry(args.manifests, args.workflows)
-    snapshot = registry.snapshot()
-    for error in snapshot.errors:
+    result = _load(args)
+    for error in result.errors:
         print(error)
-    count = len(snapshot.workflows)
-    if snapshot.errors:
-        print(f"{len(snapshot.errors)} error(s); {count} workflow(s) loaded", file=sys.stderr)
+    count = len(result.workflows)
+    if result.errors:
+        print(f"{len(result.errors)} error(s); {count} workflow(s) loaded", file=sys.stderr)
         return 1
-    print(
-        f"ok: {count} workflow(s) ({', '.join(snapshot.workflows)}), revision {snapshot.revision}"
-    )
+    names = ", ".join(result.workflows)
+    print(f"ok: {count} workflow(s) ({names}), revision {result.revision}")
     return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
-    registry = ManifestRegistry(args.manifests, args.workflows)
-    snapshot = registry.snapshot()
-    for error in snapshot.errors:
+    result = _load(args)
+    for error in result.errors:
         if error.workflow in (None, args.workflow_id):
             print(f"warning: {error}", file=sys.stderr)
     params: dict[str, Any] = {}
@@ -119,11 +126,14 @@ def run_render(args: argparse.Namespace) -> int:
             print(f"error: parameter '{name}' given twice", file=sys.stderr)
             return 2
         params[name] = value
-    try:
-        rendered = registry.render(args.workflow_id, params)
-    except UnknownWorkflow as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    manifest = result.workflows.get(args.workflow_id)
+    if manifest is None:
+        print(
+            f"error: {UnknownWorkflow(args.workflow_id, list(result.workflows))}", file=sys.stderr
+        )
         return 2
+    try:
+        rendered = render_prompt(manifest, params, revision=result.revision)
     except ParamsInvalid as exc:
         for param_error in exc.errors:
             print(f"error: {param_error.param}: {param_error.reason}", file=sys.stderr)
