@@ -1,4 +1,4 @@
-"""The `comfy-temporal` command line: one argparse tree, each command group registered by its module."""
+"""The `comfy-temporal` command line: one argparse tree; each module registers its commands."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module adds its own subcommands and sets `func` (argparse.Namespace -> exit code).
+    from api import service_cli
     from manifests import cli as manifests_cli
 
+    service_cli.register(commands)
     manifests_cli.register(commands)
+    try:
+        from activities import worker_cli
+    except ImportError:  # the worker commands ship with the activities package
+        worker_cli = None  # type: ignore[assignment]
+    if worker_cli is not None:
+        worker_cli.register(commands)
     return parser
 
 

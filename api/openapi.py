@@ -1,0 +1,102 @@
+"""The OpenAPI document with each workflow's typed parameters.
+
+POST /generate takes a different `params` object per workflow. The document describes its body
+as a union discriminated by `workflow_id`, one variant per workflow, whose `params` is that
+manifest's JSON Schema (`WorkflowManifest.json_schema()`). It is rebuilt when the registry
+revision changes, so hot-reloaded workflows appear in /docs without a restart.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from manifests.registry import RegistrySnapshot
+
+_REF_PREFIX = "#/components/schemas/"
+
+
+def _rewrite_refs(node: Any, old_prefix: str, new_prefix: str) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(old_prefix):
+                out[key] = new_prefix + value[len(old_prefix) :]
+            else:
+                out[key] = _rewrite_refs(value, old_prefix, new_prefix)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(v, old_prefix, new_prefix) for v in node]
+    return node
+
+
+def _params_component(workflow_id: str, schema: dict[str, Any], components: dict[str, Any]) -> str:
+    """Adds a manifest's params schema (and its renamed $defs) to components; returns its name."""
+    params = copy.deepcopy(schema)
+    params.pop("$schema", None)
+    params.pop("$id", None)
+    defs = params.pop("$defs", None) or {}
+    prefix = f"{workflow_id}__"
+    for name, sub in defs.items():
+        components[prefix + name] = _rewrite_refs(sub, "#/$defs/", _REF_PREFIX + prefix)
+    params = _rewrite_refs(params, "#/$defs/", _REF_PREFIX + prefix)
+    params.setdefault("title", f"{workflow_id} params")
+    name = f"Params_{workflow_id}"
+    components[name] = params
+    return name
+
+
+def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    variants: list[dict[str, str]] = []
+    mapping: dict[str, str] = {}
+    for workflow_id, manifest in snapshot.workflows.items():
+        params_name = _params_component(workflow_id, manifest.json_schema(), components)
+        variant_name = f"Generate_{workflow_id}"
+        components[variant_name] = {
+            "type": "object",
+            "title": f"Generate with {workflow_id}",
+            "description": manifest.description,
+            "properties": {
+                "workflow_id": {"type": "string", "const": workflow_id, "enum": [workflow_id]},
+                "params": {"$ref": _REF_PREFIX + params_name},
+                "options": {"$ref": _REF_PREFIX + "GenerateOptions"},
+            },
+            "required": ["workflow_id"],
+            "additionalProperties": False,
+        }
+        ref = _REF_PREFIX + variant_name
+        variants.append({"$ref": ref})
+        mapping[workflow_id] = ref
+    operation = document.get("paths", {}).get("/generate", {}).get("post")
+    if operation is not None and variants:
+        body = operation["requestBody"]["content"]["application/json"]
+        body["schema"] = {
+            "oneOf": variants,
+            "discriminator": {"propertyName": "workflow_id", "mapping": mapping},
+        }
+    return document
+
+
+class OpenAPICache:
+    """One document per registry revision."""
+
+    def __init__(self) -> None:
+        self._revision: str | None = None
+        self._document: dict[str, Any] | None = None
+
+    def document(self, app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
+        if self._document is None or self._revision != snapshot.revision:
+            self._document = build_openapi(app, snapshot)
+            self._revision = snapshot.revision
+        return self._document

@@ -1,0 +1,115 @@
+"""POST /generate: validate against the manifest, then start a GenerationWorkflow."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import BaseUrlDep, ManifestsDep, TemporalDep
+from api.errors import ApiError, TemporalUnavailable
+from api.models import GenerateAccepted, GenerateCreate
+from api.task_queues import queue_pollers
+from api.task_status import GENERATION_WORKFLOW, status_url
+from temporal_workflows.models import GenerationOptions, GenerationRequest
+from temporal_workflows.names import (
+    CONTROL_TASK_QUEUE,
+    SA_POOL,
+    SA_WORKFLOW,
+    worker_task_queue,
+)
+
+router = APIRouter(tags=["generate"])
+
+_SUMMARY_TEXT_CHARS = 60
+
+
+class UnknownWorker(ApiError):
+    status_code = 422
+    error_type = "unknown_worker"
+
+
+def new_task_id(workflow_id: str, now: datetime | None = None) -> str:
+    """Readable and unique: "<workflow_id>-<yyyymmdd-hhmmss>-<6 hex>" (UTC)."""
+    moment = now or datetime.now(UTC)
+    return f"{workflow_id}-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def static_summary(workflow_id: str, params: dict[str, Any]) -> str:
+    """The Web UI's one-line summary, e.g. `flux_wavespeed: "a majestic cat on a throne…"`."""
+    prompt = params.get("prompt")
+    if isinstance(prompt, str) and prompt:
+        text = prompt if len(prompt) <= _SUMMARY_TEXT_CHARS else prompt[:_SUMMARY_TEXT_CHARS] + "…"
+        return f'{workflow_id}: "{text}"'
+    shown = ", ".join(f"{k}={v}" for k, v in list(params.items())[:4])
+    return f"{workflow_id}: {shown}" if shown else workflow_id
+
+
+@router.post(
+    "/generate",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerateAccepted,
+    responses={
+        422: {"description": "Unknown workflow or bad parameters; one entry per bad field."},
+        503: {"description": "Temporal is not reachable."},
+    },
+    summary="Start a generation",
+)
+async def generate(
+    body: GenerateCreate,
+    response: Response,
+    temporal: TemporalDep,
+    manifests: ManifestsDep,
+    base_url: BaseUrlDep,
+) -> GenerateAccepted:
+    # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
+    await manifests.validate(body.workflow_id, body.params)
+    manifest = await manifests.get(body.workflow_id)
+    options = body.options
+    if options is not None and options.worker:
+        queue = worker_task_queue(manifest.pool, options.worker)
+        if not await queue_pollers(temporal, queue):
+            raise UnknownWorker(
+                f"no GPU worker '{options.worker}' is polling {queue}",
+                loc=["body", "options", "worker"],
+            )
+    request = GenerationRequest(
+        workflow_id=body.workflow_id,
+        params=body.params,
+        options=GenerationOptions(
+            worker=options.worker if options else None,
+            priority=options.priority if options else None,
+        ),
+    )
+    task_id = new_task_id(body.workflow_id)
+    try:
+        await temporal.start_workflow(
+            GENERATION_WORKFLOW,
+            request,
+            id=task_id,
+            task_queue=CONTROL_TASK_QUEUE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_WORKFLOW, body.workflow_id),
+                    SearchAttributePair(SA_POOL, manifest.pool),
+                ]
+            ),
+            memo={"request": request.model_dump(mode="json")},
+            static_summary=static_summary(body.workflow_id, body.params),
+            priority=(
+                Priority(priority_key=options.priority)
+                if options is not None and options.priority is not None
+                else Priority.default
+            ),
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise TemporalUnavailable(f"Temporal is not reachable: {err.message}") from err
+        raise
+    url = status_url(base_url, task_id)
+    response.headers["Location"] = url
+    return GenerateAccepted(task_id=task_id, status_url=url)

@@ -1,0 +1,65 @@
+"""Liveness (/health: the process answers), readiness (/ready: Temporal and workers are there)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import ManifestsDep, SettingsDep, TemporalDep
+from api.models import Health, PoolReadiness, Readiness
+from api.task_queues import queue_pollers
+from temporal_workflows.names import CONTROL_TASK_QUEUE, DEFAULT_POOL, pool_task_queue
+
+router = APIRouter(tags=["health"])
+
+_READY_TIMEOUT = 5.0
+
+
+@router.get("/health", response_model=Health, summary="The API process is up")
+async def health() -> Health:
+    return Health()
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready; `reasons` says why."}},
+    summary="Temporal reachable, a control worker and GPU workers polling",
+)
+async def ready(
+    temporal: TemporalDep, manifests: ManifestsDep, settings: SettingsDep
+) -> JSONResponse:
+    answer = Readiness(ready=False, temporal_reachable=False)
+    if settings.ready_pools is not None:
+        pools = sorted(settings.ready_pools)
+    else:
+        snapshot = await manifests.snapshot()
+        pools = sorted({m.pool for m in snapshot.workflows.values()} or {DEFAULT_POOL})
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT):
+            await temporal.service_client.check_health(timeout=timedelta(seconds=_READY_TIMEOUT))
+            answer.temporal_reachable = True
+            answer.control_pollers = await queue_pollers(
+                temporal, CONTROL_TASK_QUEUE, activities=False
+            )
+            for pool in pools:
+                queue = pool_task_queue(pool)
+                answer.pools[pool] = PoolReadiness(
+                    task_queue=queue, pollers=await queue_pollers(temporal, queue)
+                )
+    except Exception as err:  # unreachable, timed out, or refused: all mean "not ready"
+        answer.temporal_error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        answer.reasons.append("Temporal is not reachable")
+    if answer.temporal_reachable:
+        if not answer.control_pollers:
+            answer.reasons.append(f"no control worker polls {CONTROL_TASK_QUEUE}")
+        for pool, info in answer.pools.items():
+            if not info.pollers:
+                answer.reasons.append(f"no GPU worker polls {info.task_queue} (pool '{pool}')")
+    answer.ready = not answer.reasons
+    return JSONResponse(
+        status_code=200 if answer.ready else 503, content=answer.model_dump(mode="json")
+    )

@@ -1,0 +1,149 @@
+"""Tasks (= GenerationWorkflow executions): status, outputs, cancel, listing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import mimetypes
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import FileResponse
+from temporalio.client import WorkflowExecutionStatus
+
+from api.deps import BaseUrlDep, SettingsDep, TemporalDep
+from api.errors import InvalidQuery
+from api.models import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
+from api.output_files import resolve_output
+from api.task_status import (
+    GENERATION_WORKFLOW,
+    describe_task,
+    read_task,
+    summarize,
+    task_status_name,
+)
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+# Visibility filters per API status. PENDING and STARTED are both "Running" to Temporal.
+_STATUS_FILTER: dict[str, str] = {
+    "PENDING": "ExecutionStatus = 'Running'",
+    "STARTED": "ExecutionStatus = 'Running'",
+    "SUCCESS": "ExecutionStatus = 'Completed'",
+    "FAILURE": "ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut')",
+    "CANCELLED": "ExecutionStatus = 'Canceled'",
+}
+# Values pasted into a visibility query: no quotes, so no query injection.
+_QUERY_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+def _query_value(value: str, name: str) -> str:
+    if not _QUERY_VALUE.match(value):
+        raise InvalidQuery("may contain only letters, digits and _ . : -", loc=["query", name])
+    return f"'{value}'"
+
+
+@router.get("", response_model=TaskPage, summary="List tasks, newest first")
+async def list_tasks(
+    temporal: TemporalDep,
+    base_url: BaseUrlDep,
+    workflow_id: str | None = None,
+    status: TaskStatusName | None = None,
+    schedule_id: str | None = None,
+    page_token: str | None = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TaskPage:
+    clauses = [f"WorkflowType = '{GENERATION_WORKFLOW}'"]
+    if workflow_id:
+        clauses.append(f"ComfyWorkflow = {_query_value(workflow_id, 'workflow_id')}")
+    if status:
+        clauses.append(_STATUS_FILTER[status])
+    if schedule_id:
+        clauses.append(f"TemporalScheduledById = {_query_value(schedule_id, 'schedule_id')}")
+    token: bytes | None = None
+    if page_token:
+        try:
+            token = base64.urlsafe_b64decode(page_token.encode())
+        except (binascii.Error, ValueError) as err:
+            raise InvalidQuery(
+                "not a page token from this API", loc=["query", "page_token"]
+            ) from err
+    executions = temporal.list_workflows(
+        " AND ".join(clauses), page_size=page_size, next_page_token=token
+    )
+    await executions.fetch_next_page()
+    page = list(executions.current_page or [])
+    # Visibility only knows "Running"; PENDING vs STARTED needs each task's activity state.
+    if status in ("PENDING", "STARTED"):
+        details = await asyncio.gather(
+            *(read_task(temporal, e.id, base_url) for e in page), return_exceptions=True
+        )
+        page = [
+            e
+            for e, d in zip(page, details, strict=True)
+            if isinstance(d, TaskPublic) and d.status == status
+        ]
+    next_token = executions.next_page_token
+    return TaskPage(
+        tasks=[summarize(e, base_url) for e in page],
+        next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+    )
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskPublic,
+    response_model_exclude_none=True,
+    responses={404: {"description": "No task with this id."}},
+    summary="Status, progress and result of a task",
+)
+async def get_task(task_id: str, temporal: TemporalDep, base_url: BaseUrlDep) -> TaskPublic:
+    return await read_task(temporal, task_id, base_url)
+
+
+@router.get(
+    "/{task_id}/outputs/{filename:path}",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The file, with its content type.", "content": {"*/*": {}}},
+        400: {"description": "The name would leave the task's folder."},
+        404: {"description": "No such output file."},
+    },
+    summary="Download one output file",
+)
+async def get_output(task_id: str, filename: str, settings: SettingsDep) -> FileResponse:
+    path = await asyncio.to_thread(resolve_output, settings.outputs_dir, task_id, filename)
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=content_type, filename=path.name)
+
+
+@router.post(
+    "/{task_id}/cancel",
+    response_model=CancelAnswer,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": CancelAnswer, "description": "Already finished: nothing to cancel."},
+        404: {"description": "No task with this id."},
+    },
+    summary="Cancel a task: a queued prompt is removed, a running one interrupted",
+)
+async def cancel_task(task_id: str, temporal: TemporalDep, response: Response) -> CancelAnswer:
+    desc = await describe_task(temporal, task_id)
+    if desc.status not in (None, WorkflowExecutionStatus.RUNNING):
+        response.status_code = status.HTTP_200_OK
+        current = task_status_name(desc.status)
+        return CancelAnswer(
+            task_id=task_id,
+            cancel_requested=False,
+            status=current,
+            message=f"task already finished with status {current}; nothing to cancel",
+        )
+    await temporal.get_workflow_handle(task_id).cancel(reason="cancelled through the API")
+    return CancelAnswer(
+        task_id=task_id,
+        cancel_requested=True,
+        status=task_status_name(desc.status),
+        message="cancellation requested; the task reads CANCELLED once ComfyUI has stopped it",
+    )

@@ -1,0 +1,69 @@
+"""Workflows the manifests declare: parameters, JSON Schema of `params`, and load errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import ManifestsDep
+from api.errors import WorkflowNotFound
+from api.models import ManifestErrorPublic, WorkflowList, WorkflowPublic
+from manifests.errors import ManifestError
+from manifests.models import WorkflowManifest
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+
+def workflow_public(manifest: WorkflowManifest) -> WorkflowPublic:
+    return WorkflowPublic(
+        id=manifest.id,
+        description=manifest.description,
+        pool=manifest.pool,
+        timeout_seconds=manifest.timeout_seconds,
+        max_attempts=manifest.max_attempts,
+        parameters={name: _definition(p) for name, p in manifest.parameters.items()},
+        params_schema=manifest.json_schema(),
+    )
+
+
+def _definition(parameter: Any) -> dict[str, Any]:
+    dump = getattr(parameter, "model_dump", None)
+    if dump is not None:
+        result: dict[str, Any] = dump(mode="json", exclude_none=True)
+        return result
+    return dict(vars(parameter))
+
+
+def error_public(error: ManifestError) -> ManifestErrorPublic:
+    return ManifestErrorPublic(
+        file=error.file,
+        workflow=error.workflow,
+        key=error.key,
+        message=error.message,
+        text=str(error),
+    )
+
+
+@router.get("", response_model=WorkflowList, summary="Every workflow, and manifest load errors")
+async def list_workflows(manifests: ManifestsDep) -> WorkflowList:
+    snapshot = await manifests.snapshot()
+    return WorkflowList(
+        revision=snapshot.revision,
+        workflows=[workflow_public(m) for m in snapshot.workflows.values()],
+        errors=[error_public(e) for e in snapshot.errors],
+    )
+
+
+@router.get(
+    "/{workflow_id}",
+    response_model=WorkflowPublic,
+    responses={404: {"description": "No workflow with this id."}},
+    summary="One workflow's parameters and JSON Schema",
+)
+async def get_workflow(workflow_id: str, manifests: ManifestsDep) -> WorkflowPublic:
+    snapshot = await manifests.snapshot()
+    manifest = snapshot.workflows.get(workflow_id)
+    if manifest is None:
+        raise WorkflowNotFound(workflow_id, list(snapshot.workflows))
+    return workflow_public(manifest)

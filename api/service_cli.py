@@ -1,0 +1,364 @@
+"""`comfy-temporal dev` (the whole stack on one machine) and `comfy-temporal api` (production API).
+
+`dev` starts the Temporal dev server (SQLite under the data dir, Web UI, our search attributes),
+the API with an embedded control worker, and one GPU worker when ComfyUI is configured. Ctrl-C or
+SIGTERM stops the GPU worker (it finishes its job), then the API, then Temporal; nothing is left
+running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from api.child_process import ChildProcess
+from api.devserver import DevServerConfig, DevServerError, TemporalDevServer
+from api.http_server import ApiServer
+from api.main import create_app
+from api.settings import Settings
+
+log = logging.getLogger("comfy_temporal.dev")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
+    env = os.environ
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(env.get("COMFY_DATA_DIR", "data")),
+        help="outputs, Temporal's database and logs (env COMFY_DATA_DIR; default ./data)",
+    )
+    p.add_argument(
+        "--host",
+        default=env.get("COMFY_API_HOST", "127.0.0.1"),
+        help="API bind address (env COMFY_API_HOST; default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("COMFY_API_PORT", 8000),
+        help="API port (env COMFY_API_PORT; default 8000)",
+    )
+    p.add_argument(
+        "--manifests",
+        type=Path,
+        default=Path(env["MANIFESTS_DIR"]) if env.get("MANIFESTS_DIR") else None,
+        help="directory of base.yaml and workflows.yaml (env MANIFESTS_DIR)",
+    )
+    p.add_argument(
+        "--workflows",
+        type=Path,
+        default=Path(env["WORKFLOWS_DIR"]) if env.get("WORKFLOWS_DIR") else None,
+        help="directory of ComfyUI API-format graphs (env WORKFLOWS_DIR)",
+    )
+    p.add_argument(
+        "--public-url",
+        default=env.get("COMFY_PUBLIC_URL"),
+        help="base URL clients use, for download links (env COMFY_PUBLIC_URL)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=env.get("COMFY_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (env COMFY_LOG_LEVEL; default info)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    env = os.environ
+    dev = subparsers.add_parser(
+        "dev",
+        help="run everything on this machine: Temporal dev server, API, control and GPU worker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common_api_flags(dev)
+    dev.add_argument(
+        "--comfyui",
+        type=Path,
+        default=Path(env["COMFYUI_PATH"]) if env.get("COMFYUI_PATH") else None,
+        metavar="PATH",
+        help="ComfyUI install directory to launch (env COMFYUI_PATH)",
+    )
+    dev.add_argument(
+        "--comfyui-python",
+        default=env.get("COMFYUI_PYTHON"),
+        metavar="PY",
+        help="ComfyUI's own Python interpreter (env COMFYUI_PYTHON; default: its venv or python3)",
+    )
+    dev.add_argument(
+        "--comfyui-url",
+        default=env.get("COMFYUI_URL"),
+        metavar="URL",
+        help="attach to a running ComfyUI instead of launching one (env COMFYUI_URL)",
+    )
+    dev.add_argument(
+        "--comfyui-arg",
+        action="append",
+        default=shlex.split(env.get("COMFYUI_ARGS", "")),
+        metavar="ARG",
+        help="extra ComfyUI flag, repeatable, e.g. --comfyui-arg=--cpu (env COMFYUI_ARGS)",
+    )
+    dev.add_argument(
+        "--gpu",
+        type=int,
+        default=_env_int("COMFY_GPU", None),
+        metavar="N",
+        help="CUDA device of the GPU worker's ComfyUI (env COMFY_GPU)",
+    )
+    dev.add_argument(
+        "--temporal-port",
+        type=int,
+        default=_env_int("COMFY_TEMPORAL_PORT", 7233),
+        help="Temporal frontend port (env COMFY_TEMPORAL_PORT)",
+    )
+    dev.add_argument(
+        "--ui-port",
+        type=int,
+        default=_env_int("COMFY_TEMPORAL_UI_PORT", 8233),
+        help="Temporal Web UI port (env COMFY_TEMPORAL_UI_PORT)",
+    )
+    dev.add_argument(
+        "--headless",
+        action="store_true",
+        default=_env_flag("COMFY_TEMPORAL_HEADLESS"),
+        help="no Temporal Web UI (env COMFY_TEMPORAL_HEADLESS)",
+    )
+    dev.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=float(env.get("COMFY_SHUTDOWN_GRACE", "20")),
+        help="seconds each process gets to stop before it is killed (env COMFY_SHUTDOWN_GRACE)",
+    )
+    dev.set_defaults(func=run_dev_command)
+
+    api = subparsers.add_parser(
+        "api",
+        help="run the HTTP API against a Temporal cluster (TEMPORAL_ADDRESS, ...)",
+        description="The production API. Reaches Temporal through temporalio.envconfig: "
+        "TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS*, TEMPORAL_API_KEY.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common_api_flags(api)
+    api.add_argument(
+        "--with-control-worker",
+        action="store_true",
+        default=_env_flag("COMFY_EMBEDDED_CONTROL_WORKER"),
+        help="also run the control worker in this process (env COMFY_EMBEDDED_CONTROL_WORKER)",
+    )
+    api.set_defaults(func=run_api_command)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings(
+        data_dir=args.data_dir.resolve(),
+        manifests_dir=args.manifests,
+        workflows_dir=args.workflows,
+        public_url=args.public_url,
+        **extra,
+    )
+
+
+def _uvicorn_server(app: Any, args: argparse.Namespace) -> ApiServer:
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on"
+    )
+    return ApiServer(config)
+
+
+async def _serve_until_signal(
+    server: ApiServer, before_stop: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (or until uvicorn stops by itself, e.g. port taken).
+
+    `before_stop` runs while the API still serves (the GPU worker finishes its job first).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    stop_wait = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([serving, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if before_stop is not None:
+            await before_stop()
+        server.should_exit = True
+        with contextlib.suppress(BaseException):
+            await serving
+        stop_wait.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_api_command(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    settings = _settings(args, embedded_control_worker=args.with_control_worker)
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    server = _uvicorn_server(app, args)
+    asyncio.run(_serve_until_signal(server))
+    return 0 if server.started else 1
+
+
+# ---- dev ----
+
+
+def gpu_worker_command(args: argparse.Namespace, data_dir: Path) -> list[str] | None:
+    """`comfy-temporal gpu-worker ...` for the configured ComfyUI, or None when there is none."""
+    if not args.comfyui and not args.comfyui_url:
+        return None
+    argv = [sys.executable, "-m", "api.cli", "gpu-worker", "--data-dir", str(data_dir)]
+    if args.comfyui_url:
+        argv += ["--comfyui-url", args.comfyui_url]
+    else:
+        argv += ["--comfyui", str(Path(args.comfyui).expanduser().resolve())]
+        if args.comfyui_python:
+            argv += ["--comfyui-python", args.comfyui_python]
+        for extra in args.comfyui_arg:
+            argv.append(f"--comfyui-arg={extra}")
+        if args.gpu is not None:
+            argv += ["--gpu", str(args.gpu)]
+    if args.manifests:
+        argv += ["--manifests", str(args.manifests.resolve())]
+    if args.workflows:
+        argv += ["--workflows", str(args.workflows.resolve())]
+    return argv
+
+
+def _child_env(temporal_address: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TEMPORAL_ADDRESS"] = temporal_address
+    env.pop("TEMPORAL_NAMESPACE", None)  # the dev server serves "default"
+    env.update(extra or {})
+    return env
+
+
+def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> str:
+    api_url = f"http://{args.host}:{args.port}"
+    lines = [
+        "",
+        "comfy-temporal is running",
+        f"  API docs:         {api_url}/docs",
+        f"  API:              {api_url}  (POST /generate, GET /tasks/<task_id>)",
+        f"  Temporal Web UI:  {server.ui_url or '(headless)'}",
+        f"  Temporal address: {server.address}   e.g. temporal workflow list"
+        f" --address {server.address}",
+        f"  Data:             {args.data_dir.resolve()}",
+    ]
+    if gpu:
+        source = args.comfyui_url or args.comfyui
+        lines.append(f"  GPU worker:       ComfyUI at {source}")
+    else:
+        lines.append(
+            "  GPU worker:       none - ComfyUI is not configured, so jobs will wait for a GPU"
+            " worker. Set COMFYUI_PATH (or --comfyui PATH / --comfyui-url URL) to run them."
+        )
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+async def run_dev(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "outputs").mkdir(exist_ok=True)
+    server = TemporalDevServer(
+        DevServerConfig(
+            db_file=data_dir / "temporal.db",
+            port=args.temporal_port,
+            ui_port=None if args.headless else args.ui_port,
+            log_file=data_dir / "logs" / "temporal.log",
+        )
+    )
+    gpu_worker: ChildProcess | None = None
+
+    async def stop_gpu_worker() -> None:
+        if gpu_worker is not None and gpu_worker.running:
+            print("stopping the GPU worker (it finishes its current job)...", flush=True)
+            await gpu_worker.stop(grace=args.shutdown_grace)
+
+    try:
+        try:
+            await server.start()
+        except DevServerError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"Temporal dev server ready on {server.address} (pid {server.pid})", flush=True)
+
+        from activities.temporal_client import connect_temporal
+
+        client = await connect_temporal(server.address, "default")
+        argv = gpu_worker_command(args, data_dir)
+        waits: list[asyncio.Task[Any]] = []
+        if argv is not None:
+            gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
+            await gpu_worker.start()
+            waits.append(asyncio.create_task(_report_exit(gpu_worker)))
+        settings = _settings(args, embedded_control_worker=True, temporal_address=server.address)
+        app = create_app(settings, temporal_client=client)
+        uv = _uvicorn_server(app, args)
+        waits.append(
+            asyncio.create_task(_print_when_started(uv, _banner(args, server, bool(argv))))
+        )
+        # The GPU worker's exit is reported, not fatal: the API keeps serving and jobs wait.
+        await _serve_until_signal(uv, before_stop=stop_gpu_worker)
+        for task in waits:
+            task.cancel()
+        return 0 if uv.started else 1
+    finally:
+        print("stopping...", flush=True)
+        await stop_gpu_worker()
+        await server.stop(grace=args.shutdown_grace)
+        print("stopped", flush=True)
+
+
+async def _print_when_started(server: ApiServer, banner: str) -> None:
+    while not server.started:
+        await asyncio.sleep(0.05)
+    print(banner, flush=True)
+
+
+async def _report_exit(child: ChildProcess) -> None:
+    code = await child.wait()
+    print(
+        f"warning: the {child.name} (pid {child.pid}) exited with code {code};"
+        " jobs wait until a GPU worker runs again",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_dev_command(args: argparse.Namespace) -> int:
+    _configure_logging(args.log_level)
+    try:
+        return asyncio.run(run_dev(args))
+    except KeyboardInterrupt:
+        return 130

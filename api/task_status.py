@@ -1,0 +1,333 @@
+"""How one GenerationWorkflow execution reads as a task: Temporal state -> TaskPublic.
+
+Temporal is the only state. `describe()` gives the execution status and the pending
+`execute_prompt` activity, whose latest heartbeat details (a `Progress`) are the live progress
+(temporal-notes.md §3b); a closed execution's result or failure gives SUCCESS / FAILURE.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TerminatedError,
+    TimeoutError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import TaskNotFound
+from api.models import (
+    OutputPublic,
+    TaskError,
+    TaskProgress,
+    TaskPublic,
+    TaskQueueInfo,
+    TaskResult,
+    TaskStatusName,
+    TaskSummary,
+)
+from temporal_workflows.models import GenerationError, GenerationResult, GenerationStatus, Progress
+from temporal_workflows.names import SA_WORKFLOW
+
+GENERATION_WORKFLOW = "GenerationWorkflow"
+EXECUTE_ACTIVITY = "execute_prompt"
+
+# A query needs a live control worker; when none answers quickly the task just reads as PENDING.
+_STATUS_QUERY_TIMEOUT = timedelta(seconds=1)
+
+_CLOSED_STATUS: dict[WorkflowExecutionStatus, TaskStatusName] = {
+    WorkflowExecutionStatus.COMPLETED: "SUCCESS",
+    WorkflowExecutionStatus.FAILED: "FAILURE",
+    WorkflowExecutionStatus.TERMINATED: "FAILURE",
+    WorkflowExecutionStatus.TIMED_OUT: "FAILURE",
+    WorkflowExecutionStatus.CANCELED: "CANCELLED",
+}
+
+
+def task_status_name(status: WorkflowExecutionStatus | None) -> TaskStatusName:
+    """The coarse status of an execution without looking at its activities (for listings)."""
+    if status is None or status in (
+        WorkflowExecutionStatus.RUNNING,
+        WorkflowExecutionStatus.CONTINUED_AS_NEW,
+    ):
+        return "PENDING"
+    return _CLOSED_STATUS.get(status, "FAILURE")
+
+
+def output_url(base_url: str, task_id: str, filename: str) -> str:
+    return f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
+
+
+def status_url(base_url: str, task_id: str) -> str:
+    return f"{base_url}/tasks/{quote(task_id, safe='')}"
+
+
+async def describe_task(client: Client, task_id: str) -> WorkflowExecutionDescription:
+    """Describe the execution, or raise TaskNotFound (also for executions of other types)."""
+    try:
+        desc = await client.get_workflow_handle(task_id).describe()
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise TaskNotFound(task_id) from err
+        raise
+    if desc.workflow_type != GENERATION_WORKFLOW:
+        raise TaskNotFound(task_id)
+    return desc
+
+
+async def read_task(client: Client, task_id: str, base_url: str) -> TaskPublic:
+    desc = await describe_task(client, task_id)
+    task = TaskPublic(
+        task_id=task_id,
+        workflow_id=desc.typed_search_attributes.get(SA_WORKFLOW),
+        status="PENDING",
+        temporal_status=desc.status.name if desc.status else "UNKNOWN",
+        created_at=desc.start_time,
+        closed_at=desc.close_time,
+    )
+    handle = client.get_workflow_handle(task_id, result_type=GenerationResult)
+    if desc.status in (None, WorkflowExecutionStatus.RUNNING):
+        await _fill_running(client, handle, desc, task)
+    elif desc.status == WorkflowExecutionStatus.COMPLETED:
+        result = await handle.result()
+        task.status = "SUCCESS"
+        task.result = _success_result(result, base_url)
+    elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+        task.status = "PENDING"  # the new run carries on; describe follows it next time
+    else:
+        task.status = _CLOSED_STATUS.get(desc.status, "FAILURE")
+        reason, error = await _closed_failure(handle, desc.status)
+        task.result = reason
+        task.error = error
+    return task
+
+
+def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
+    return TaskSummary(
+        task_id=execution.id,
+        workflow_id=execution.typed_search_attributes.get(SA_WORKFLOW),
+        status=task_status_name(execution.status),
+        temporal_status=execution.status.name if execution.status else "UNKNOWN",
+        created_at=execution.start_time,
+        closed_at=execution.close_time,
+        status_url=status_url(base_url, execution.id),
+    )
+
+
+def _success_result(result: GenerationResult, base_url: str) -> TaskResult:
+    outputs = [
+        OutputPublic(
+            filename=o.filename,
+            url=output_url(base_url, result.task_id, o.filename),
+            content_type=o.content_type,
+            size=o.size,
+            node_id=o.node_id,
+        )
+        for o in result.outputs
+    ]
+    return TaskResult(
+        download_url=outputs[0].url if outputs else None,
+        outputs=outputs,
+        params=result.params,
+        timings=result.timings,
+        worker=result.worker,
+        attempts=result.attempts,
+        revision=result.revision,
+    )
+
+
+async def _fill_running(
+    client: Client,
+    handle: WorkflowHandle[object, GenerationResult],
+    desc: WorkflowExecutionDescription,
+    task: TaskPublic,
+) -> None:
+    pending = list(desc.raw_description.pending_activities)
+    execute = next((pa for pa in pending if pa.activity_type.name == EXECUTE_ACTIVITY), None)
+    if execute is not None:
+        await _fill_from_execute(client, execute, task)
+        return
+    if pending:
+        # Outputs are stored and a later step (e.g. a webhook) runs: the generation itself is done.
+        task.status = "STARTED"
+        task.progress = TaskProgress(percent=100.0)
+        return
+    # Between activities (rendering, or just after the GPU work): ask the workflow itself.
+    try:
+        status: GenerationStatus = await handle.query(
+            "status", result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
+        )
+    except Exception:
+        status = None  # type: ignore[assignment]
+    if status is not None and status.phase in ("running", "storing", "notifying", "done"):
+        task.status = "STARTED"
+        p = status.progress
+        task.progress = _public_progress(p) if p else TaskProgress(percent=100.0)
+        return
+    task.status = "PENDING"
+    task.queue = TaskQueueInfo(phase="preparing")
+
+
+async def _fill_from_execute(client: Client, pa: PendingActivityInfo, task: TaskPublic) -> None:
+    progress: Progress | None = None
+    if pa.HasField("heartbeat_details") and pa.heartbeat_details.payloads:
+        try:
+            (progress,) = await client.data_converter.decode(
+                pa.heartbeat_details.payloads, [Progress]
+            )
+        except Exception:
+            progress = None  # details from another version of the worker: show what we can
+    last_failure = pa.last_failure.message if pa.HasField("last_failure") else None
+    started = pa.state in (
+        PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+        PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED,
+    )
+    if started and progress is not None and progress.phase == "queued":
+        # Prefetched: the prompt waits in this worker's ComfyUI queue behind the running one.
+        task.status = "PENDING"
+        task.queue = TaskQueueInfo(
+            phase="queued_in_comfyui",
+            position=progress.queue_position,
+            waiting_seconds=_seconds_since(pa.scheduled_time.ToDatetime(tzinfo=UTC)),
+            attempt=pa.attempt,
+            last_failure=last_failure,
+        )
+    elif started:
+        task.status = "STARTED"
+        if progress is not None:
+            task.progress = _public_progress(progress)
+        else:
+            task.progress = TaskProgress(percent=0.0, worker=pa.last_worker_identity or None)
+    else:
+        task.status = "PENDING"
+        scheduled = (
+            pa.scheduled_time.ToDatetime(tzinfo=UTC) if pa.HasField("scheduled_time") else None
+        )
+        task.queue = TaskQueueInfo(
+            phase="waiting_for_gpu_worker",
+            waiting_seconds=_seconds_since(scheduled) if scheduled else None,
+            attempt=pa.attempt,
+            last_failure=last_failure,
+        )
+
+
+def _public_progress(progress: Progress) -> TaskProgress:
+    return TaskProgress(
+        percent=round(progress.percent, 1),
+        node=progress.node,
+        class_type=progress.class_type,
+        step=progress.step,
+        max=progress.max,
+        worker=progress.worker,
+        updated_at=progress.updated_at,
+    )
+
+
+def _seconds_since(moment: datetime | None) -> float | None:
+    if moment is None or moment.year < 1971:  # unset protobuf timestamp
+        return None
+    return round((datetime.now(UTC) - moment).total_seconds(), 3)
+
+
+async def _closed_failure(
+    handle: WorkflowHandle[object, GenerationResult], status: WorkflowExecutionStatus
+) -> tuple[str, TaskError | None]:
+    """A readable reason and, where the workflow gave one, the structured GenerationError."""
+    try:
+        await handle.result()
+    except WorkflowFailureError as err:
+        return _explain_failure(err.cause, status)
+    except Exception as err:  # e.g. a cancel surfaces as WorkflowFailureError(CancelledError)
+        return f"{status.name.lower()}: {err}", None
+    return status.name.lower(), None
+
+
+def _explain_failure(
+    cause: BaseException | None, status: WorkflowExecutionStatus
+) -> tuple[str, TaskError | None]:
+    if isinstance(cause, CancelledError) or status == WorkflowExecutionStatus.CANCELED:
+        message = cause.message if isinstance(cause, FailureError) and cause.message else ""
+        reason = "cancelled" + (
+            f": {message}" if message and message != "Workflow cancelled" else ""
+        )
+        return reason, None
+    if isinstance(cause, TerminatedError) or status == WorkflowExecutionStatus.TERMINATED:
+        message = cause.message if isinstance(cause, FailureError) else ""
+        return f"terminated: {message or 'no reason given'}", TaskError(
+            type="Terminated", message=message or "terminated"
+        )
+    if isinstance(cause, TimeoutError) or status == WorkflowExecutionStatus.TIMED_OUT:
+        return "timed out before the generation finished", TaskError(
+            type="TimedOut", message="workflow execution timed out"
+        )
+    error = _find_generation_error(cause)
+    if error is not None:
+        return _reason_text(error), TaskError(
+            type=error.type,
+            message=error.message,
+            node_id=error.node_id,
+            class_type=error.class_type,
+            param=error.param,
+        )
+    app = _find_application_error(cause)
+    if app is not None:
+        return f"{app.type or 'Error'}: {app.message}", TaskError(
+            type=app.type or "Error", message=app.message
+        )
+    text = str(cause) if cause is not None else "failed"
+    return text, TaskError(type=type(cause).__name__ if cause else "Error", message=text)
+
+
+def _chain(cause: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__
+    return seen
+
+
+def _find_application_error(cause: BaseException | None) -> ApplicationError | None:
+    return next((c for c in _chain(cause) if isinstance(c, ApplicationError)), None)
+
+
+def _find_generation_error(cause: BaseException | None) -> GenerationError | None:
+    for c in _chain(cause):
+        if not isinstance(c, ApplicationError):
+            continue
+        for detail in c.details:
+            if isinstance(detail, GenerationError):
+                return detail
+            if isinstance(detail, dict):
+                try:
+                    return GenerationError.model_validate(detail)
+                except ValueError:
+                    continue
+    return None
+
+
+def _reason_text(error: GenerationError) -> str:
+    """E.g. "ComfyUIExecutionError: CUDA out of memory (node 3, KSampler)"."""
+    where = ", ".join(
+        part
+        for part in (
+            f"node {error.node_id}" if error.node_id else None,
+            error.class_type,
+            f"parameter '{error.param}'" if error.param else None,
+        )
+        if part
+    )
+    return f"{error.type}: {error.message}" + (f" ({where})" if where else "")

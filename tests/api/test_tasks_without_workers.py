@@ -1,0 +1,87 @@
+"""GET /tasks/{id} and friends while no worker runs: 404s, PENDING, cancel."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.api.conftest import StartedTasks
+
+
+async def test_unknown_task_is_404(http: httpx.AsyncClient) -> None:
+    response = await http.get("/tasks/smoke_image-20990101-000000-abcdef")
+    assert response.status_code == 404
+    assert response.json()["detail"][0]["loc"] == ["path", "task_id"]
+
+
+async def test_accepted_job_is_a_temporal_workflow_with_a_readable_id(
+    http: httpx.AsyncClient, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    response = await http.post(
+        "/generate", json={"workflow_id": "smoke_image", "params": {"width": 16}}
+    )
+    assert response.status_code == 202
+    body = response.json()
+    started_tasks.append(body["task_id"])
+    assert body["task_id"].startswith("smoke_image-")
+    assert body["status_url"].endswith(f"/tasks/{body['task_id']}")
+    desc = await temporal_client.get_workflow_handle(body["task_id"]).describe()
+    assert desc.workflow_type == "GenerationWorkflow"
+    assert desc.status == WorkflowExecutionStatus.RUNNING
+    assert await desc.static_summary() == "smoke_image: width=16"
+    assert (await desc.memo_value("request"))["params"] == {"width": 16}
+
+
+async def test_job_without_workers_reads_pending(
+    http: httpx.AsyncClient, started_tasks: StartedTasks
+) -> None:
+    task_id = (await http.post("/generate", json={"workflow_id": "smoke_image"})).json()["task_id"]
+    started_tasks.append(task_id)
+    response = await http.get(f"/tasks/{task_id}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "PENDING"
+    assert body["workflow_id"] == "smoke_image"
+    assert body["queue"]["phase"] in ("preparing", "waiting_for_gpu_worker")
+
+
+async def test_terminated_job_reads_failure_with_the_reason(
+    http: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    task_id = (await http.post("/generate", json={"workflow_id": "smoke_image"})).json()["task_id"]
+    await temporal_client.get_workflow_handle(task_id).terminate(reason="operator said so")
+    body = (await http.get(f"/tasks/{task_id}")).json()
+    assert body["status"] == "FAILURE"
+    assert "operator said so" in body["result"]
+    assert body["error"]["type"] == "Terminated"
+
+
+async def test_cancel_of_a_finished_job_is_a_clear_no_op(
+    http: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    task_id = (await http.post("/generate", json={"workflow_id": "smoke_image"})).json()["task_id"]
+    await temporal_client.get_workflow_handle(task_id).terminate(reason="done with it")
+    response = await http.post(f"/tasks/{task_id}/cancel")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["cancel_requested"] is False
+    assert "already finished" in body["message"]
+
+
+async def test_cancel_of_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
+    response = await http.post("/tasks/nope-20990101-000000-abcdef/cancel")
+    assert response.status_code == 404
+
+
+async def test_cancel_of_a_running_job_is_accepted_and_requested_in_temporal(
+    http: httpx.AsyncClient, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    task_id = (await http.post("/generate", json={"workflow_id": "smoke_image"})).json()["task_id"]
+    started_tasks.append(task_id)
+    response = await http.post(f"/tasks/{task_id}/cancel")
+    assert response.status_code == 202
+    assert response.json()["cancel_requested"] is True
+    history = await temporal_client.get_workflow_handle(task_id).fetch_history()
+    assert any(
+        e.HasField("workflow_execution_cancel_requested_event_attributes") for e in history.events
+    )
