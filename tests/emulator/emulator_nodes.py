@@ -1,0 +1,560 @@
+"""Node classes of the ComfyUI emulator: a few stock image nodes executed for real with Pillow,
+plus test-only nodes (a progress-reporting sampler, fake audio/video savers).
+
+Input specs follow `/object_info` of ComfyUI 0.8.0 (comfyui-protocol.md §5); validation and
+caching rules live in emulator_server.py. This is a test double, not ComfyUI code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import string
+import struct
+import time
+import wave
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFilter, ImageOps
+from PIL.PngImagePlugin import PngInfo
+
+IMAGE = "IMAGE"
+MASK = "MASK"
+INT = "INT"
+FLOAT = "FLOAT"
+STRING = "STRING"
+BOOLEAN = "BOOLEAN"
+ANY = "*"
+
+# Filled by the server at startup: "output" / "input" / "temp" roots for annotated file names.
+DIRECTORIES: dict[str, Path] = {}
+
+UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+
+
+class InterruptProcessing(Exception):
+    """Raised at a check point when an interrupt is pending (comfyui-protocol.md §4.2)."""
+
+
+class EmulatedFailure(Exception):
+    """An injected execution error whose reported exception_type is chosen by the test."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
+@dataclass
+class NodeContext:
+    """What a running node may use: directories, flags and the progress/preview hooks."""
+
+    prompt_id: str
+    node_id: str
+    prompt: dict
+    extra_data: dict
+    output_dir: Path
+    temp_dir: Path
+    input_dir: Path
+    disable_metadata: bool
+    preview_method: str
+    progress: Callable[[float, float, tuple[str, bytes] | None], Awaitable[None]]
+    text: Callable[[str], Awaitable[None]]
+    check_interrupt: Callable[[], None]
+    node_state: dict = field(default_factory=dict)
+
+
+@dataclass
+class NodeResult:
+    outputs: tuple
+    ui: dict | None = None
+
+
+class Node:
+    """Base class: REQUIRED / OPTIONAL map input names to (type or combo list, options)."""
+
+    REQUIRED: dict[str, tuple[Any, dict]] = {}
+    OPTIONAL: dict[str, tuple[Any, dict]] = {}
+    RETURN_TYPES: tuple[str, ...] = ()
+    RETURN_NAMES: tuple[str, ...] | None = None
+    OUTPUT_NODE = False
+    CATEGORY = "image"
+    DESCRIPTION = ""
+    HEAVY = False  # run in a thread so a long Pillow call never blocks the server loop
+    NOT_IDEMPOTENT = False
+
+    @classmethod
+    def validate(cls, inputs: dict, input_dir: Path) -> list[tuple[str, str]]:
+        """Custom validation: list of (input name, reason)."""
+        return []
+
+    @classmethod
+    def fingerprint(cls, inputs: dict, input_dir: Path) -> Any:
+        """Extra cache-key component (ComfyUI's IS_CHANGED)."""
+        return None
+
+    async def execute(self, ctx: NodeContext, **inputs: Any) -> NodeResult:
+        raise NotImplementedError
+
+
+def _save_path(
+    output_dir: Path, prefix: str, width: int, height: int
+) -> tuple[Path, str, str, int]:
+    """Mirror SaveImage naming (comfyui-protocol.md §4.6): subfolder from the prefix, counter
+    = 1 + highest existing counter for that prefix."""
+    now = time.localtime()
+    for key, value in (
+        ("%width%", str(width)),
+        ("%height%", str(height)),
+        ("%year%", str(now.tm_year)),
+        ("%month%", f"{now.tm_mon:02d}"),
+        ("%day%", f"{now.tm_mday:02d}"),
+        ("%hour%", f"{now.tm_hour:02d}"),
+        ("%minute%", f"{now.tm_min:02d}"),
+        ("%second%", f"{now.tm_sec:02d}"),
+    ):
+        prefix = prefix.replace(key, value)
+    subfolder = os.path.dirname(os.path.normpath(prefix))
+    base = os.path.basename(os.path.normpath(prefix))
+    full_folder = os.path.abspath(os.path.join(output_dir, subfolder))
+    output_abs = os.path.abspath(output_dir)
+    if os.path.commonpath((output_abs, full_folder)) != output_abs:
+        raise Exception(
+            "**** ERROR: Saving image outside the output folder is not allowed."
+            f"\n full_output_folder: {full_folder}"
+            f"\n         output_dir: {output_abs}"
+            f"\n         commonpath: {os.path.commonpath((output_abs, full_folder))}"
+        )
+    os.makedirs(full_folder, exist_ok=True)
+    pattern = re.compile(re.escape(base) + r"_(\d+)_")
+    counter = 0
+    for name in os.listdir(full_folder):
+        match = pattern.match(name)
+        if match:
+            counter = max(counter, int(match.group(1)))
+    return Path(full_folder), base, subfolder, counter + 1
+
+
+class EmptyImage(Node):
+    REQUIRED = {
+        "width": (INT, {"default": 512, "min": 1, "max": 16384, "step": 1}),
+        "height": (INT, {"default": 512, "min": 1, "max": 16384, "step": 1}),
+        "batch_size": (INT, {"default": 1, "min": 1, "max": 4096}),
+        "color": (INT, {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"}),
+    }
+    RETURN_TYPES = (IMAGE,)
+
+    async def execute(self, ctx, width, height, batch_size, color):
+        rgb = ((color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF)
+        image = Image.new("RGB", (width, height), rgb)
+        return NodeResult(([image.copy() for _ in range(batch_size)],))
+
+
+class ImageInvert(Node):
+    REQUIRED = {"image": (IMAGE, {})}
+    RETURN_TYPES = (IMAGE,)
+
+    async def execute(self, ctx, image):
+        return NodeResult(([ImageOps.invert(im.convert("RGB")) for im in image],))
+
+
+class ImageBlur(Node):
+    REQUIRED = {
+        "image": (IMAGE, {}),
+        "blur_radius": (INT, {"default": 1, "min": 1, "max": 31, "step": 1}),
+        "sigma": (FLOAT, {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}),
+    }
+    RETURN_TYPES = (IMAGE,)
+    CATEGORY = "image/postprocessing"
+    HEAVY = True
+
+    async def execute(self, ctx, image, blur_radius, sigma):
+        def blur() -> list[Image.Image]:
+            return [
+                im.filter(ImageFilter.GaussianBlur(radius=sigma * blur_radius / 2)) for im in image
+            ]
+
+        return NodeResult((await asyncio.to_thread(blur),))
+
+
+class ImageScale(Node):
+    REQUIRED = {
+        "image": (IMAGE, {}),
+        "upscale_method": (UPSCALE_METHODS, {}),
+        "width": (INT, {"default": 512, "min": 0, "max": 16384, "step": 1}),
+        "height": (INT, {"default": 512, "min": 0, "max": 16384, "step": 1}),
+        "crop": (["disabled", "center"], {}),
+    }
+    RETURN_TYPES = (IMAGE,)
+    CATEGORY = "image/upscaling"
+    HEAVY = True
+
+    async def execute(self, ctx, image, upscale_method, width, height, crop):
+        resample = {
+            "nearest-exact": Image.Resampling.NEAREST,
+            "bilinear": Image.Resampling.BILINEAR,
+            "area": Image.Resampling.BOX,
+            "bicubic": Image.Resampling.BICUBIC,
+            "lanczos": Image.Resampling.LANCZOS,
+        }[upscale_method]
+
+        def scale() -> list[Image.Image]:
+            out = []
+            for im in image:
+                w = width or max(1, round(im.width * height / im.height))
+                h = height or max(1, round(im.height * width / im.width))
+                out.append(im.resize((w, h), resample))
+            return out
+
+        return NodeResult((await asyncio.to_thread(scale),))
+
+
+class LoadImage(Node):
+    REQUIRED = {"image": (STRING, {"image_upload": True})}
+    RETURN_TYPES = (IMAGE, MASK)
+
+    @classmethod
+    def _path(cls, name: str, input_dir: Path) -> Path:
+        # Annotated names pick another root (comfyui-protocol.md §2.7).
+        for kind in ("output", "temp", "input"):
+            suffix = f" [{kind}]"
+            if name.endswith(suffix):
+                return DIRECTORIES.get(kind, input_dir) / name[: -len(suffix)]
+        return input_dir / name
+
+    @classmethod
+    def validate(cls, inputs, input_dir):
+        name = inputs.get("image")
+        if isinstance(name, str) and not cls._path(name, input_dir).is_file():
+            return [("image", f"Invalid image file: {name}")]
+        return []
+
+    @classmethod
+    def fingerprint(cls, inputs, input_dir):
+        # LoadImage's IS_CHANGED hashes the file (comfyui-protocol.md §4.8).
+        path = cls._path(str(inputs.get("image")), input_dir)
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    async def execute(self, ctx, image):
+        path = self._path(image, ctx.input_dir)
+        with Image.open(path) as opened:
+            opened.load()
+            rgb = opened.convert("RGB")
+            mask = (
+                opened.getchannel("A")
+                if "A" in opened.getbands()
+                else Image.new("L", opened.size, 0)
+            )
+        return NodeResult(([rgb], [mask]))
+
+
+def _png_info(ctx: NodeContext) -> PngInfo | None:
+    if ctx.disable_metadata:
+        return None
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(ctx.prompt))
+    for key, value in (ctx.extra_data.get("extra_pnginfo") or {}).items():
+        info.add_text(key, json.dumps(value))
+    return info
+
+
+class SaveImage(Node):
+    REQUIRED = {
+        "images": (IMAGE, {}),
+        "filename_prefix": (STRING, {"default": "ComfyUI"}),
+    }
+    OUTPUT_NODE = True
+
+    async def execute(self, ctx, images, filename_prefix):
+        first = images[0]
+        folder, base, subfolder, counter = _save_path(
+            ctx.output_dir, filename_prefix, first.width, first.height
+        )
+        results = []
+        info = _png_info(ctx)
+        for batch_number, im in enumerate(images):
+            name = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            im.save(folder / name, pnginfo=info, compress_level=1)
+            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            counter += 1
+        return NodeResult((), {"images": results})
+
+
+class PreviewImage(Node):
+    REQUIRED = {"images": (IMAGE, {})}
+    OUTPUT_NODE = True
+
+    async def execute(self, ctx, images):
+        # The random suffix is chosen once per node instance (comfyui-protocol.md §4.5).
+        suffix = ctx.node_state.setdefault(
+            "suffix", "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+        )
+        first = images[0]
+        folder, base, subfolder, counter = _save_path(
+            ctx.temp_dir, "ComfyUI_temp_" + suffix, first.width, first.height
+        )
+        results = []
+        for im in images:
+            name = f"{base}_{counter:05}_.png"
+            im.save(folder / name, compress_level=1)
+            results.append({"filename": name, "subfolder": subfolder, "type": "temp"})
+            counter += 1
+        return NodeResult((), {"images": results})
+
+
+class SaveAnimatedWEBP(Node):
+    REQUIRED = {
+        "images": (IMAGE, {}),
+        "filename_prefix": (STRING, {"default": "ComfyUI"}),
+        "fps": (FLOAT, {"default": 6.0, "min": 0.01, "max": 1000.0, "step": 0.01}),
+        "lossless": (BOOLEAN, {"default": True}),
+        "quality": (INT, {"default": 80, "min": 0, "max": 100}),
+        "method": (["default", "fastest", "slowest"], {}),
+    }
+    OUTPUT_NODE = True
+    CATEGORY = "image/animation"
+    HEAVY = True
+
+    async def execute(self, ctx, images, filename_prefix, fps, lossless, quality, method):
+        first = images[0]
+        folder, base, subfolder, counter = _save_path(
+            ctx.output_dir, filename_prefix, first.width, first.height
+        )
+        name = f"{base}_{counter:05}_.webp"
+
+        def save() -> None:
+            first.save(
+                folder / name,
+                save_all=True,
+                append_images=images[1:],
+                duration=int(1000.0 / fps),
+                lossless=lossless,
+                quality=quality,
+                method={"default": 4, "fastest": 0, "slowest": 6}[method],
+            )
+
+        await asyncio.to_thread(save)
+        return NodeResult(
+            (),
+            {
+                "images": [{"filename": name, "subfolder": subfolder, "type": "output"}],
+                "animated": [True],
+            },
+        )
+
+
+class GetImageSize(Node):
+    REQUIRED = {"image": (IMAGE, {})}
+    RETURN_TYPES = (INT, INT, INT)
+    RETURN_NAMES = ("width", "height", "batch_size")
+    CATEGORY = "image"
+
+    async def execute(self, ctx, image):
+        width, height = image[0].size
+        # A type-3 TEXT frame, broadcast to every socket (comfyui-protocol.md §3.3).
+        await ctx.text(f"width: {width}, height: {height}\n batch size: {len(image)}")
+        return NodeResult((width, height, len(image)))
+
+
+class PreviewAny(Node):
+    REQUIRED = {"source": (ANY, {})}
+    OUTPUT_NODE = True
+    CATEGORY = "utils"
+
+    async def execute(self, ctx, source):
+        text = source if isinstance(source, str) else json.dumps(source)
+        return NodeResult((), {"text": [text]})
+
+
+class SaveImageWebsocket(Node):
+    REQUIRED = {"images": (IMAGE, {})}
+    OUTPUT_NODE = True
+    CATEGORY = "api node/image"
+    NOT_IDEMPOTENT = True
+
+    @classmethod
+    def fingerprint(cls, inputs, input_dir):
+        return time.time()  # never cached (comfyui-protocol.md §5)
+
+    async def execute(self, ctx, images):
+        # 0-based progress with one PNG per image (comfyui-protocol.md §3.3).
+        for index, im in enumerate(images):
+            buffer = io.BytesIO()
+            im.save(buffer, format="PNG", compress_level=1)
+            await ctx.progress(index, len(images), ("PNG", buffer.getvalue()))
+        return NodeResult(())
+
+
+def _latent_preview(step: int, steps: int) -> bytes:
+    shade = int(255 * step / max(steps, 1))
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (shade, 128, 255 - shade)).save(buffer, format="JPEG", quality=60)
+    return buffer.getvalue()
+
+
+class EmulatorSampler(Node):
+    """Test-only sampler stand-in: one `progress` per step, interrupt honoured at every step,
+    latent-style JPEG previews when a preview method is set (comfyui-protocol.md §3.3, §4.2)."""
+
+    REQUIRED = {
+        "images": (IMAGE, {}),
+        "steps": (INT, {"default": 20, "min": 1, "max": 10000}),
+        "seconds_per_step": (FLOAT, {"default": 0.0, "min": 0.0, "max": 60.0, "step": 0.001}),
+    }
+    RETURN_TYPES = (IMAGE,)
+    CATEGORY = "sampling"
+
+    async def execute(self, ctx, images, steps, seconds_per_step):
+        for step in range(1, steps + 1):
+            if seconds_per_step > 0:
+                await asyncio.sleep(seconds_per_step)
+            ctx.check_interrupt()
+            preview = None
+            if ctx.preview_method not in ("none", ""):
+                preview = ("JPEG", _latent_preview(step, steps))
+            await ctx.progress(step, steps, preview)
+        shade = steps % 256
+        return NodeResult(
+            (
+                [
+                    Image.blend(im.convert("RGB"), Image.new("RGB", im.size, (shade,) * 3), 0.1)
+                    for im in images
+                ],
+            )
+        )
+
+
+class EmulatorSaveAudio(Node):
+    """Test-only audio saver: writes a short silent WAV; UI key `audio` like SaveAudio."""
+
+    REQUIRED = {
+        "filename_prefix": (STRING, {"default": "audio/ComfyUI"}),
+        "seconds": (FLOAT, {"default": 0.1, "min": 0.0, "max": 600.0}),
+    }
+    OPTIONAL = {"images": (IMAGE, {})}
+    OUTPUT_NODE = True
+    CATEGORY = "audio"
+
+    async def execute(self, ctx, filename_prefix, seconds, images=None):
+        folder, base, subfolder, counter = _save_path(ctx.output_dir, filename_prefix, 0, 0)
+        name = f"{base}_{counter:05}_.wav"
+        with wave.open(str(folder / name), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\x00\x00" * int(8000 * seconds))
+        return NodeResult(
+            (), {"audio": [{"filename": name, "subfolder": subfolder, "type": "output"}]}
+        )
+
+
+class EmulatorSaveVideo(Node):
+    """Test-only video saver: writes an MP4-looking file of `size_bytes`; UI key `gifs` as
+    VideoHelperSuite reports it (comfyui-protocol.md §2.5)."""
+
+    REQUIRED = {
+        "images": (IMAGE, {}),
+        "filename_prefix": (STRING, {"default": "video/ComfyUI"}),
+        "size_bytes": (INT, {"default": 4096, "min": 16, "max": 2**34}),
+    }
+    OUTPUT_NODE = True
+    CATEGORY = "video"
+    HEAVY = True
+
+    async def execute(self, ctx, images, filename_prefix, size_bytes):
+        folder, base, subfolder, counter = _save_path(ctx.output_dir, filename_prefix, 0, 0)
+        name = f"{base}_{counter:05}.mp4"
+
+        def write() -> None:
+            chunk = hashlib.sha256(name.encode()).digest() * 32768  # 1 MiB of patterned bytes
+            with open(folder / name, "wb") as out:
+                header = struct.pack(">I", 24) + b"ftypisom" + b"\x00" * 12
+                out.write(header)
+                remaining = size_bytes - len(header)
+                while remaining > 0:
+                    part = chunk[: min(len(chunk), remaining)]
+                    out.write(part)
+                    remaining -= len(part)
+
+        await asyncio.to_thread(write)
+        return NodeResult(
+            (),
+            {
+                "gifs": [
+                    {
+                        "filename": name,
+                        "subfolder": subfolder,
+                        "type": "output",
+                        "format": "video/h264-mp4",
+                        "frame_rate": 8.0,
+                    }
+                ]
+            },
+        )
+
+
+NODE_CLASSES: dict[str, type[Node]] = {
+    cls.__name__: cls
+    for cls in (
+        EmptyImage,
+        ImageInvert,
+        ImageBlur,
+        ImageScale,
+        LoadImage,
+        SaveImage,
+        PreviewImage,
+        SaveAnimatedWEBP,
+        GetImageSize,
+        PreviewAny,
+        SaveImageWebsocket,
+        EmulatorSampler,
+        EmulatorSaveAudio,
+        EmulatorSaveVideo,
+    )
+}
+
+
+def object_info(cls: type[Node], input_dir: Path) -> dict:
+    """The `/object_info` entry of one class (comfyui-protocol.md §2.8)."""
+
+    def spec(items: dict[str, tuple[Any, dict]]) -> dict:
+        out = {}
+        for name, (kind, opts) in items.items():
+            if cls is LoadImage and name == "image":
+                files = (
+                    sorted(p.name for p in input_dir.iterdir() if p.is_file())
+                    if input_dir.is_dir()
+                    else []
+                )
+                out[name] = [files, opts]
+            else:
+                out[name] = [kind, opts] if opts else [kind]
+        return out
+
+    info: dict[str, Any] = {
+        "input": {"required": spec(cls.REQUIRED)},
+        "input_order": {"required": list(cls.REQUIRED)},
+        "output": list(cls.RETURN_TYPES),
+        "output_is_list": [False] * len(cls.RETURN_TYPES),
+        "output_name": list(cls.RETURN_NAMES or cls.RETURN_TYPES),
+        "name": cls.__name__,
+        "display_name": cls.__name__,
+        "description": cls.DESCRIPTION,
+        "python_module": "nodes",
+        "category": cls.CATEGORY,
+        "output_node": cls.OUTPUT_NODE,
+    }
+    if cls.OPTIONAL:
+        info["input"]["optional"] = spec(cls.OPTIONAL)
+        info["input_order"]["optional"] = list(cls.OPTIONAL)
+    return info
