@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,18 +45,15 @@ async def connect(settings: Settings) -> Client:
 
 
 @contextlib.asynccontextmanager
-async def embedded_control_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+async def embedded_control_worker(
+    client: Client, registry: ManifestRegistry
+) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops."""
     from activities.control_worker import run_control_worker
 
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_control_worker(
-            client,
-            manifests_dir=settings.manifests_dir,
-            workflows_dir=settings.workflows_dir,
-            stop=stop,
-        ),
+        run_control_worker(client, registry, stop=stop, identity=f"api-{os.getpid()}@{_host()}"),
         name="control-worker",
     )
     try:
@@ -66,6 +65,10 @@ async def embedded_control_worker(client: Client, settings: Settings) -> AsyncIt
         except Exception:  # a worker that fails to stop must not keep the API from exiting
             log.exception("control worker did not stop cleanly")
             task.cancel()
+
+
+def _host() -> str:
+    return socket.gethostname()
 
 
 def create_app(
@@ -85,7 +88,7 @@ def create_app(
         app.state.temporal = client
         async with contextlib.AsyncExitStack() as stack:
             if settings.embedded_control_worker:
-                await stack.enter_async_context(embedded_control_worker(client, settings))
+                await stack.enter_async_context(embedded_control_worker(client, manifests.registry))
             yield
 
     app = FastAPI(

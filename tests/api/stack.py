@@ -1,0 +1,55 @@
+"""The whole generation path in one test process: the API with its embedded control worker, a real
+GpuWorker (activities/gpu_worker.py) and the ComfyUI emulator as its subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from activities.gpu_worker import GpuWorker, GpuWorkerSettings
+from api.http_server import serve_in_background
+from api.main import create_app
+from api.settings import Settings
+from manifests.registry import ManifestRegistry
+from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
+from tests.fixtures_emulator import emulator_process
+
+
+@dataclass
+class GenerationStack:
+    url: str
+    data_dir: Path
+    worker_name: str
+
+
+@contextlib.asynccontextmanager
+async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
+    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
+    registry = ManifestRegistry(manifests_dir, workflows_dir)
+    data_dir = base_dir / "data"
+    name = f"api-test-gpu-{uuid.uuid4().hex[:6]}"
+    comfyui = emulator_process(base_dir / "comfyui", name="emulator:api")
+    gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
+    stop = asyncio.Event()
+    gpu_run = asyncio.create_task(gpu.run(stop), name=name)
+    settings = Settings(data_dir=data_dir, embedded_control_worker=True)
+    app = create_app(settings, temporal_client=client, registry=registry)
+    try:
+        async with serve_in_background(app) as url:
+            polling = asyncio.create_task(gpu.polling.wait())
+            await asyncio.wait({polling, gpu_run}, timeout=60, return_when="FIRST_COMPLETED")
+            if gpu_run.done():
+                gpu_run.result()  # raises why the worker stopped
+            if not polling.done():
+                polling.cancel()
+                raise TimeoutError("the GPU worker did not start polling within 60 s")
+            yield GenerationStack(url=url, data_dir=data_dir, worker_name=name)
+    finally:
+        stop.set()
+        await gpu_run
