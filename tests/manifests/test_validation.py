@@ -219,3 +219,16 @@ def test_every_string_over_max_length_is_rejected(prompt: str) -> None:
 def test_every_unknown_name_is_reported(extra: dict[str, int]) -> None:
     errors = errors_of(STEPS, extra)
     assert sorted(e.param for e in errors) == sorted(extra)
+
+
+SAMPLER = manifest_with(sampler={"type": "string", "choices": ["euler", "ddim", "uni_pc"]})
+
+
+@given(st.sampled_from(["euler", "ddim", "uni_pc"]))
+def test_every_choice_is_accepted(sampler: str) -> None:
+    assert validate_params(SAMPLER, {"sampler": sampler}) == {"sampler": sampler}
+
+
+@given(st.text().filter(lambda s: s not in ("euler", "ddim", "uni_pc")))
+def test_every_string_outside_the_choices_is_rejected(sampler: str) -> None:
+    assert "must be one of" in errors_of(SAMPLER, {"sampler": sampler})[0].reason
