@@ -102,6 +102,8 @@ def _pydantic_errors(exc: ValidationError, allowed: Iterable[str]) -> list[tuple
             message = f"unknown key (allowed: {', '.join(allowed)})"
         elif err["type"] == "missing":
             message = "required key is missing"
+        elif err["type"] == "value_error":
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
         else:
             message = err["msg"]
         out.append((loc, message))

@@ -23,6 +23,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def _number(value: Any) -> Any:
+    # One clear error instead of pydantic's one-per-union-member ("min.int", "min.float").
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _output_indexes(value: Any) -> Any:
+    # JSON-style YAML writes `{"0": model}`; output indexes are ints either way.
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+    return value
+
+
 def _node_ref(value: Any) -> Any:
     # Node ids are strings in the API format, but YAML reads `node: 3` as an int.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -62,9 +76,10 @@ class Bypass(_Strict):
 
     node: str
     when: list[Any] = Field(min_length=1)
-    outputs: dict[int, str] = Field(min_length=1, strict=False)
+    outputs: dict[int, str] = Field(min_length=1)
 
     _coerce_node = field_validator("node", mode="before")(_node_ref)
+    _coerce_outputs = field_validator("outputs", mode="before")(_output_indexes)
 
 
 class ParameterDef(_Strict):
@@ -84,6 +99,8 @@ class ParameterDef(_Strict):
     targets: list[Target] = Field(default_factory=list)
     special_handlers: list[SpecialHandler] = Field(default_factory=list)
     bypass: Bypass | None = None
+
+    _check_bounds = field_validator("min", "max", mode="before")(_number)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,6 +141,8 @@ class WorkflowEntry(_Strict):
     outputs: list[str] | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
 
+    _check_timeout = field_validator("timeout", mode="before")(_number)
+
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs_as_strings(cls, value: Any) -> Any:
@@ -145,7 +164,7 @@ class InputRef(_Strict):
 class ResolvedBypass(_Strict):
     node_id: str
     when: list[Any]
-    outputs: dict[int, str] = Field(strict=False)
+    outputs: dict[int, str]
 
 
 def _json_type_of(defn: ParameterDef) -> dict[str, Any]:

@@ -230,6 +230,7 @@ def test_override_making_a_parameter_required_drops_the_shared_default(
         ({"type": "string", "choices": ["a", 1]}, "width.choices[1]", "expected a string"),
         ({"type": "string", "pattern": "("}, "width.pattern", "not a valid regular expression"),
         ({"type": "strnig"}, "width.type", "Input should be"),
+        ({"type": "integer", "min": "3"}, "width.min", "expected a number, got '3'"),
         ({"type": "boolean", "required": "yes"}, "width.required", "valid boolean"),
         (
             {
@@ -323,3 +324,12 @@ def test_missing_directories_are_errors_not_exceptions(tmp_path: Path) -> None:
     result = load_manifests(tmp_path / "nope", tmp_path / "nada")
     assert result.unreadable
     assert any("directory not found" in e.message for e in result.errors)
+
+
+def test_bypass_output_indexes_may_be_quoted(make_dirs: Callable[..., ManifestDirs]) -> None:
+    invert = {"type": "boolean", "default": True}
+    invert["bypass"] = {"node": "Invert", "when": [False], "outputs": {"0": "image"}}
+    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["invert"]}}
+    result = load(make_dirs({"invert": invert}, workflows))
+    assert result.errors == []
+    assert result.workflows["smoke"].bypasses["invert"].outputs == {0: "image"}
