@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -19,12 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     service_cli.register(commands)
     manifests_cli.register(commands)
-    try:
-        from activities import worker_cli
-    except ImportError:  # the worker commands ship with the activities package
-        worker_cli = None  # type: ignore[assignment]
-    if worker_cli is not None:
-        worker_cli.register(commands)
+    # control-worker and gpu-worker ship with the activities package.
+    importlib.import_module("activities.worker_cli").register(commands)
     return parser
 
 

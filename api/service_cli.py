@@ -45,8 +45,8 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(env.get("COMFY_DATA_DIR", "data")),
-        help="outputs, Temporal's database and logs (env COMFY_DATA_DIR; default ./data)",
+        default=Path(env.get("DATA_DIR") or "data"),
+        help="outputs, Temporal's database and logs (env DATA_DIR; default ./data)",
     )
     p.add_argument(
         "--host",
@@ -122,9 +122,14 @@ def register(subparsers: Any) -> None:
     dev.add_argument(
         "--gpu",
         type=int,
-        default=_env_int("COMFY_GPU", None),
+        default=_env_int("GPU", None),
         metavar="N",
-        help="CUDA device of the GPU worker's ComfyUI (env COMFY_GPU)",
+        help="CUDA device of the GPU worker's ComfyUI (env GPU)",
+    )
+    dev.add_argument(
+        "--worker-name",
+        default=env.get("COMFY_WORKER_NAME"),
+        help="name of the GPU worker (env COMFY_WORKER_NAME; default <host>-gpu<N>)",
     )
     dev.add_argument(
         "--temporal-port",
@@ -223,10 +228,20 @@ def run_api_command(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     settings = _settings(args, embedded_control_worker=args.with_control_worker)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
-    server = _uvicorn_server(app, args)
-    asyncio.run(_serve_until_signal(server))
-    return 0 if server.started else 1
+
+    async def main() -> int:
+        from activities.temporal_client import connect_temporal
+
+        try:
+            client = await connect_temporal()
+        except Exception as err:  # the user's configuration to fix, not a traceback
+            print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
+            return 1
+        server = _uvicorn_server(create_app(settings, temporal_client=client), args)
+        await _serve_until_signal(server)
+        return 0 if server.started else 1
+
+    return _finish(asyncio.run(main()))
 
 
 # ---- dev ----
@@ -247,15 +262,17 @@ def gpu_worker_command(args: argparse.Namespace, data_dir: Path) -> list[str] | 
             argv.append(f"--comfyui-arg={extra}")
         if args.gpu is not None:
             argv += ["--gpu", str(args.gpu)]
-    if args.manifests:
-        argv += ["--manifests", str(args.manifests.resolve())]
-    if args.workflows:
-        argv += ["--workflows", str(args.workflows.resolve())]
+    argv += ["--shutdown-grace", str(max(args.shutdown_grace - 5, 1))]
+    if args.worker_name:
+        argv += ["--name", args.worker_name]
     return argv
 
 
 def _child_env(temporal_address: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    # The GPU worker gets its ComfyUI settings as flags; stale env values must not mix in.
+    for name in ("COMFYUI_PATH", "COMFYUI_URL", "COMFYUI_PYTHON", "COMFYUI_ARGS", "GPU"):
+        env.pop(name, None)
     env["TEMPORAL_ADDRESS"] = temporal_address
     env.pop("TEMPORAL_NAMESPACE", None)  # the dev server serves "default"
     env.update(extra or {})
@@ -299,11 +316,18 @@ async def run_dev(args: argparse.Namespace) -> int:
         )
     )
     gpu_worker: ChildProcess | None = None
+    waits: list[asyncio.Task[Any]] = []
 
     async def stop_gpu_worker() -> None:
+        for task in waits:  # the exit we cause now is not worth a warning
+            task.cancel()
         if gpu_worker is not None and gpu_worker.running:
             print("stopping the GPU worker (it finishes its current job)...", flush=True)
             await gpu_worker.stop(grace=args.shutdown_grace)
+
+    async def before_api_stops() -> None:
+        await stop_gpu_worker()
+        print("stopping the API and the control worker...", flush=True)
 
     try:
         try:
@@ -317,10 +341,10 @@ async def run_dev(args: argparse.Namespace) -> int:
 
         client = await connect_temporal(server.address, "default")
         argv = gpu_worker_command(args, data_dir)
-        waits: list[asyncio.Task[Any]] = []
         if argv is not None:
             gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
             await gpu_worker.start()
+            # The GPU worker's exit is reported, not fatal: the API keeps serving, jobs wait.
             waits.append(asyncio.create_task(_report_exit(gpu_worker)))
         settings = _settings(args, embedded_control_worker=True, temporal_address=server.address)
         app = create_app(settings, temporal_client=client)
@@ -328,14 +352,11 @@ async def run_dev(args: argparse.Namespace) -> int:
         waits.append(
             asyncio.create_task(_print_when_started(uv, _banner(args, server, bool(argv))))
         )
-        # The GPU worker's exit is reported, not fatal: the API keeps serving and jobs wait.
-        await _serve_until_signal(uv, before_stop=stop_gpu_worker)
-        for task in waits:
-            task.cancel()
+        await _serve_until_signal(uv, before_stop=before_api_stops)
         return 0 if uv.started else 1
     finally:
-        print("stopping...", flush=True)
         await stop_gpu_worker()
+        print("stopping the Temporal dev server...", flush=True)
         await server.stop(grace=args.shutdown_grace)
         print("stopped", flush=True)
 
@@ -356,9 +377,19 @@ async def _report_exit(child: ChildProcess) -> None:
     )
 
 
+def _finish(code: int) -> int:
+    """Exit now: a finished Temporal client can abort the interpreter at shutdown
+    (sdk-python#300, temporal-notes.md §2), which would turn a clean exit into exit 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def run_dev_command(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
-        return asyncio.run(run_dev(args))
+        code = asyncio.run(run_dev(args))
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    return _finish(code)

@@ -1,0 +1,142 @@
+"""`comfy-temporal dev` as a user runs it: a real process tree (Temporal dev server, API with the
+control worker, GPU worker, the emulator as ComfyUI), stopped by SIGTERM, restarted on its data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.child_process import alive, descendants
+from api.http_server import free_port
+from tests.fixtures_emulator import EMULATOR_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DevRun:
+    process: asyncio.subprocess.Process
+    api_url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+async def start_dev(data_dir: Path, log: Path, *, with_comfyui: bool = True) -> DevRun:
+    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    env = dict(os.environ)
+    for name in (
+        "COMFYUI_PATH",
+        "COMFYUI_URL",
+        "COMFYUI_ARGS",
+        "COMFYUI_PYTHON",
+        "TEMPORAL_ADDRESS",
+    ):
+        env.pop(name, None)
+    if with_comfyui:
+        env.update(
+            COMFYUI_PATH=str(EMULATOR_DIR), COMFYUI_PYTHON=sys.executable, COMFYUI_ARGS="--cpu"
+        )
+    argv = [
+        sys.executable, "-m", "api.cli", "dev",
+        "--data-dir", str(data_dir),
+        "--port", str(api_port),
+        "--temporal-port", str(temporal_port),
+        "--ui-port", str(ui_port),
+        "--shutdown-grace", "15",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    run = DevRun(process, f"http://127.0.0.1:{api_port}", log)
+    async with asyncio.timeout(60):
+        while "Press Ctrl-C to stop." not in run.output():
+            assert process.returncode is None, run.output()
+            await asyncio.sleep(0.1)
+    return run
+
+
+async def stop_dev(run: DevRun) -> int:
+    run.process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        return await run.process.wait()
+
+
+@pytest.fixture
+def dev_runs() -> Iterator[list[DevRun]]:
+    """Whatever a test left running is killed, whole tree, so a failure leaves no processes."""
+    runs: list[DevRun] = []
+    yield runs
+    for run in runs:
+        if run.process.returncode is None:
+            tree = descendants(run.process.pid)
+            for pid in [run.process.pid, *tree]:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+async def _wait_ready(http: httpx.AsyncClient) -> dict:
+    async with asyncio.timeout(60):
+        while True:
+            response = await http.get("/ready")
+            if response.status_code == 200:
+                return response.json()
+            await asyncio.sleep(0.1)
+
+
+async def _wait_done(http: httpx.AsyncClient, task_id: str) -> dict:
+    async with asyncio.timeout(60):
+        while True:
+            body = (await http.get(f"/tasks/{task_id}")).json()
+            if body["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
+                return body
+            await asyncio.sleep(0.1)
+
+
+async def test_dev_runs_a_job_stops_cleanly_and_remembers_it_after_restart(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    data_dir = tmp_path / "data"
+    first = await start_dev(data_dir, tmp_path / "dev1.log")
+    dev_runs.append(first)
+    output = first.output()
+    assert f"{first.api_url}/docs" in output
+    assert "Temporal Web UI:  http://127.0.0.1:" in output
+
+    async with httpx.AsyncClient(base_url=first.api_url, timeout=30) as http:
+        await _wait_ready(http)
+        accepted = await http.post("/generate", json={"workflow_id": "smoke_image"})
+        assert accepted.status_code == 202
+        task_id = accepted.json()["task_id"]
+        done = await _wait_done(http, task_id)
+        assert done["status"] == "SUCCESS", done
+
+    tree = descendants(first.process.pid)
+    assert len(tree) >= 3, first.output()  # Temporal, GPU worker, ComfyUI emulator
+    assert await stop_dev(first) == 0, first.output()
+    assert [pid for pid in tree if alive(pid)] == []
+    assert (data_dir / "temporal.db").is_file()
+
+    second = await start_dev(data_dir, tmp_path / "dev2.log", with_comfyui=False)
+    dev_runs.append(second)
+    assert "jobs will wait for a GPU worker" in second.output()
+    async with httpx.AsyncClient(base_url=second.api_url, timeout=30) as http:
+        again = (await http.get(f"/tasks/{task_id}")).json()
+        assert again["status"] == "SUCCESS"
+        download = await http.get(again["result"]["download_url"])
+        assert download.status_code == 200 and download.content.startswith(b"\x89PNG")
+    tree = descendants(second.process.pid)
+    assert await stop_dev(second) == 0, second.output()
+    assert [pid for pid in tree if alive(pid)] == []
