@@ -57,7 +57,7 @@ from temporal_workflows.models import (
 )
 
 if TYPE_CHECKING:
-    from activities.comfyui_client import ComfyUIClient
+    from activities.comfyui_client import ComfyUIClient, PromptResult
     from activities.comfyui_events import ComfyEvent
     from manifests.registry import ManifestRegistry
 
@@ -194,7 +194,11 @@ class _ProgressTracker:
 
 
 class _RunTimedOut(Exception):
-    pass
+    """ComfyUI ran the prompt longer than the manifest allows; it has been interrupted."""
+
+
+class _HandedBack(Exception):
+    """The worker is shutting down and ComfyUI had not started the prompt; it was removed."""
 
 
 class ExecuteActivities:
@@ -271,6 +275,15 @@ class ExecuteActivities:
                 ),
                 non_retryable=False,
             ) from None
+        except _HandedBack:
+            raise _failure(
+                GenerationError(
+                    type="WorkerShuttingDown",
+                    message=f"{self.worker_name} is shutting down; the job goes to another GPU",
+                    attempt=attempt,
+                ),
+                non_retryable=False,
+            ) from None
         except _RunTimedOut:
             raise _failure(
                 GenerationError(
@@ -314,7 +327,7 @@ class ExecuteActivities:
 
     async def _run(
         self, request: ExecuteInput, prompt_id: str, staging: Path, tracker: _ProgressTracker
-    ):
+    ) -> PromptResult:
         run = asyncio.create_task(
             self._comfy.run_prompt(
                 request.prompt,
@@ -326,16 +339,16 @@ class ExecuteActivities:
             ),
             name=f"comfyui prompt {prompt_id}",
         )
-        timed_out = asyncio.Event()
-        ticker = asyncio.create_task(self._tick(run, tracker, request.timeout_seconds, timed_out))
+        stopped: list[Exception] = []
+        ticker = asyncio.create_task(self._tick(run, tracker, request.timeout_seconds, stopped))
         try:
             # Cancelling this activity cancels `run`; the driver then deletes or interrupts the
             # prompt and waits for ComfyUI to confirm before this await ends (contracts B).
             return await run
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if timed_out.is_set() and (current is None or current.cancelling() == 0):
-                raise _RunTimedOut() from None
+            if stopped and (current is None or current.cancelling() == 0):
+                raise stopped[0] from None
             raise
         finally:
             ticker.cancel()
@@ -347,20 +360,26 @@ class ExecuteActivities:
         run: asyncio.Task,
         tracker: _ProgressTracker,
         timeout_seconds: float | None,
-        timed_out: asyncio.Event,
+        stopped: list[Exception],
     ) -> None:
-        """Heartbeat even while ComfyUI is silent (a cancel arrives only in a heartbeat's answer),
-        and stop a run that exceeds the manifest's limit."""
+        """Heartbeat even while ComfyUI is silent (a cancel arrives only in a heartbeat's answer);
+        stop a run that exceeds the manifest's limit; on worker shutdown, hand back a prompt that
+        ComfyUI has not started yet, so another GPU takes it now instead of after this one drains.
+        """
         while not run.done():
             await asyncio.sleep(self._tick_seconds)
             tracker.heartbeat()
-            if (
+            if stopped:
+                continue
+            if tracker.started_monotonic is None and activity.is_worker_shutdown():
+                stopped.append(_HandedBack())
+                run.cancel()
+            elif (
                 timeout_seconds is not None
                 and tracker.started_monotonic is not None
                 and time.monotonic() - tracker.started_monotonic > timeout_seconds
-                and not timed_out.is_set()
             ):
-                timed_out.set()
+                stopped.append(_RunTimedOut())
                 run.cancel()
 
 

@@ -1,0 +1,56 @@
+"""The control worker: GenerationWorkflow and its local activities on the `comfy-control` queue.
+
+The API can embed it in its own process (`run_control_worker`), or it runs alone as
+`comfy-temporal control-worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.generation import PrepareActivities, request_cancel
+from manifests.registry import ManifestRegistry
+from temporal_workflows.generation import GenerationWorkflow
+from temporal_workflows.names import CONTROL_TASK_QUEUE
+
+logger = logging.getLogger(__name__)
+
+
+def build_control_worker(
+    client: Client,
+    registry: ManifestRegistry,
+    *,
+    task_queue: str = CONTROL_TASK_QUEUE,
+    identity: str | None = None,
+) -> Worker:
+    """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`."""
+    extra = {"identity": identity} if identity else {}
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[GenerationWorkflow],
+        activities=[PrepareActivities(registry).prepare_generation, request_cancel],
+        # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def run_control_worker(
+    client: Client,
+    registry: ManifestRegistry,
+    *,
+    stop: asyncio.Event | None = None,
+    task_queue: str = CONTROL_TASK_QUEUE,
+    identity: str | None = None,
+) -> None:
+    """Serve the control queue until `stop` is set or this task is cancelled."""
+    worker = build_control_worker(client, registry, task_queue=task_queue, identity=identity)
+    logger.info("control worker polling %s", task_queue)
+    async with worker:
+        await (stop or asyncio.Event()).wait()

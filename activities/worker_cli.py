@@ -1,0 +1,260 @@
+"""The `control-worker` and `gpu-worker` commands of `comfy-temporal`.
+
+Every flag can also come from an environment variable (named in its help). Temporal is reached
+through `temporalio.envconfig` (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from temporal_workflows.names import DEFAULT_POOL
+
+logger = logging.getLogger("comfy_temporal.worker")
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name}={value!r}: must be a whole number") from None
+
+
+def _add_temporal_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temporal-address",
+        default=None,
+        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default localhost:7233)",
+    )
+    parser.add_argument(
+        "--namespace", default=None, help="Temporal namespace (env TEMPORAL_NAMESPACE)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    control = subparsers.add_parser(
+        "control-worker",
+        help="run GenerationWorkflow and its local activities (the comfy-control queue)",
+        description="Serve GenerationWorkflow on the comfy-control task queue.",
+    )
+    control.add_argument(
+        "--manifests",
+        type=Path,
+        default=os.environ.get("MANIFESTS_DIR") or None,
+        help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
+    )
+    control.add_argument(
+        "--workflows",
+        type=Path,
+        default=os.environ.get("WORKFLOWS_DIR") or None,
+        help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled workflows/)",
+    )
+    _add_temporal_flags(control)
+    control.set_defaults(func=control_worker_command)
+
+    gpu = subparsers.add_parser(
+        "gpu-worker",
+        help="run one GPU worker: a ComfyUI process and the execute_prompt activity",
+        description=(
+            "Start (or attach to) one ComfyUI and run its generations. Polls Temporal only "
+            "while ComfyUI is healthy. SIGTERM: stop polling, finish running jobs, stop ComfyUI."
+        ),
+    )
+    source = gpu.add_mutually_exclusive_group()
+    source.add_argument(
+        "--comfyui",
+        type=Path,
+        default=os.environ.get("COMFYUI_PATH") or None,
+        metavar="PATH",
+        help="ComfyUI install directory to launch (env COMFYUI_PATH)",
+    )
+    source.add_argument(
+        "--comfyui-url",
+        default=os.environ.get("COMFYUI_URL") or None,
+        metavar="URL",
+        help="attach to an already running ComfyUI instead (env COMFYUI_URL)",
+    )
+    gpu.add_argument(
+        "--comfyui-python",
+        default=os.environ.get("COMFYUI_PYTHON") or None,
+        metavar="PY",
+        help="ComfyUI's own interpreter (env COMFYUI_PYTHON; default: its venv, else python3)",
+    )
+    gpu.add_argument(
+        "--comfyui-arg",
+        action="append",
+        default=None,
+        metavar="ARG",
+        dest="comfyui_args",
+        help="extra ComfyUI argument, repeatable, e.g. --comfyui-arg=--cpu "
+        "(env COMFYUI_ARGS, shell-split)",
+    )
+    gpu.add_argument(
+        "--gpu",
+        type=int,
+        default=_env_int("GPU"),
+        metavar="N",
+        help="CUDA device for this worker's ComfyUI (env GPU)",
+    )
+    gpu.add_argument(
+        "--pool",
+        default=os.environ.get("COMFY_POOL") or DEFAULT_POOL,
+        help=f"pool whose queue this worker polls (env COMFY_POOL; default {DEFAULT_POOL!r})",
+    )
+    gpu.add_argument(
+        "--name",
+        default=os.environ.get("COMFY_WORKER_NAME") or None,
+        help="worker name, unique in the pool; names its own queue (env COMFY_WORKER_NAME; "
+        "default <host>-gpu<N>)",
+    )
+    gpu.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR") or "data"),
+        help="outputs go to <data-dir>/outputs/<task_id>/ (env DATA_DIR; default ./data)",
+    )
+    gpu.add_argument(
+        "--manifests",
+        type=Path,
+        default=os.environ.get("MANIFESTS_DIR") or None,
+        help="accepted for symmetry with the other commands; the GPU worker renders nothing",
+    )
+    gpu.add_argument(
+        "--workflows",
+        type=Path,
+        default=os.environ.get("WORKFLOWS_DIR") or None,
+        help="accepted for symmetry with the other commands; the GPU worker renders nothing",
+    )
+    gpu.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running jobs may take to finish (default 300)",
+    )
+    gpu.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="take a job only when idle (default: queue one more in ComfyUI while busy)",
+    )
+    _add_temporal_flags(gpu)
+    gpu.set_defaults(func=gpu_worker_command)
+
+
+def _comfyui_args(args: argparse.Namespace) -> list[str]:
+    if args.comfyui_args is not None:
+        return list(args.comfyui_args)
+    return shlex.split(os.environ.get("COMFYUI_ARGS", ""))
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _finish(code: int) -> int:
+    """Exit now: a finished Temporal client can abort the interpreter at shutdown
+    (sdk-python#300, temporal-notes §2), which would turn a clean exit into exit 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def control_worker_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from activities.control_worker import run_control_worker
+    from activities.temporal_client import connect_temporal
+    from manifests.registry import ManifestRegistry
+
+    async def main() -> int:
+        registry = ManifestRegistry(args.manifests, args.workflows)
+        snapshot = registry.snapshot()
+        for error in snapshot.errors:
+            logger.warning("manifest problem: %s", error)
+        try:
+            client = await connect_temporal(args.temporal_address, args.namespace)
+        except Exception as err:  # connection problems are the user's to fix, not a traceback
+            print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
+            return 1
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await run_control_worker(client, registry, stop=stop)
+        return 0
+
+    return _finish(asyncio.run(main()))
+
+
+def gpu_worker_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from activities.comfyui_process import ComfyUIAttached, ComfyUIProcess
+    from activities.gpu_worker import GpuWorker, GpuWorkerSettings, default_worker_name
+    from activities.temporal_client import connect_temporal
+
+    if args.comfyui is None and args.comfyui_url is None:
+        print(
+            "error: gpu-worker needs ComfyUI: --comfyui PATH (env COMFYUI_PATH) to launch one, "
+            "or --comfyui-url URL (env COMFYUI_URL) to attach",
+            file=sys.stderr,
+        )
+        return 2
+    if args.comfyui is not None and not (args.comfyui / "main.py").is_file():
+        print(f"error: --comfyui {args.comfyui}: no main.py there", file=sys.stderr)
+        return 2
+    name = args.name or default_worker_name(args.gpu)
+    data_dir = args.data_dir.resolve()
+    settings = GpuWorkerSettings(
+        name=name,
+        pool=args.pool,
+        data_dir=data_dir,
+        prefetch=not args.no_prefetch,
+        shutdown_grace=timedelta(seconds=args.shutdown_grace),
+    )
+
+    async def main() -> int:
+        comfyui: ComfyUIProcess | ComfyUIAttached
+        if args.comfyui_url:
+            comfyui = ComfyUIAttached(args.comfyui_url, name=f"comfyui:{name}")
+        else:
+            comfyui = ComfyUIProcess(
+                args.comfyui,
+                work_dir=data_dir / "comfyui" / name,
+                python=args.comfyui_python,
+                cuda_device=args.gpu,
+                extra_args=_comfyui_args(args),
+                name=f"comfyui:{name}",
+            )
+        try:
+            client = await connect_temporal(args.temporal_address, args.namespace, identity=name)
+        except Exception as err:
+            print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
+            return 1
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        logger.info(
+            "gpu worker %s: pool queue %s, own queue %s",
+            name,
+            settings.pool_queue,
+            settings.own_queue,
+        )
+        await GpuWorker(client, comfyui, settings).run(stop)
+        logger.info("gpu worker %s stopped", name)
+        return 0
+
+    return _finish(asyncio.run(main()))
