@@ -114,7 +114,7 @@ async def get_task(task_id: str, temporal: TemporalDep, base_url: BaseUrlDep) ->
     summary="Download one output file",
 )
 async def get_output(task_id: str, filename: str, settings: SettingsDep) -> FileResponse:
-    path = await asyncio.to_thread(resolve_output, settings.outputs_dir, task_id, filename)
+    path = await asyncio.to_thread(resolve_output, settings.data_dir, task_id, filename)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=content_type, filename=path.name)
 

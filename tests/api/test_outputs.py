@@ -56,3 +56,14 @@ async def test_output_names_cannot_leave_the_task_folder(
     assert response.status_code in (400, 404)
     assert b"not for download" not in response.content
     assert response.content != b"other"
+
+
+async def test_symlink_in_the_task_folder_cannot_point_outside(
+    http: httpx.AsyncClient, stored_output: bytes, api_data_dir: Path
+) -> None:
+    link = api_data_dir / "outputs" / TASK_ID / "link.txt"
+    if not link.is_symlink():
+        link.symlink_to(api_data_dir / "secret.txt")
+    response = await http.get(f"/tasks/{TASK_ID}/outputs/link.txt")
+    assert response.status_code == 400
+    assert b"not for download" not in response.content
