@@ -472,7 +472,9 @@ class ComfyUIClient:
     """Client of one ComfyUI server. One httpx client with keep-alive is shared by every call;
     each run_prompt opens its own WebSocket, so several may run concurrently."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, unavailable_after: float = 3.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         scheme, _, rest = self.base_url.partition("://")
         self.ws_url = ("wss" if scheme == "https" else "ws") + "://" + rest + "/ws"
@@ -481,7 +483,9 @@ class ComfyUIClient:
         self.ping_interval: float | None = 5.0  # ComfyUI sends no pings; we ping (§3.1)
         self.ping_timeout: float | None = 10.0
         self.connect_timeout = 5.0
-        self.unavailable_after = 3.0  # refused this long while a prompt runs -> ComfyUIUnavailable
+        # Refused this long while a prompt runs -> ComfyUIUnavailable ("dies mid-run: raise within
+        # seconds"); long enough to ride out a WebSocket hiccup.
+        self.unavailable_after = unavailable_after
         self.poll_interval = 0.25  # history polling after a reconnect
         self.silent_poll_after = 2.0  # live socket silent this long -> check history too
         self.cancel_timeout = 10.0
