@@ -212,6 +212,9 @@ def check_graph(graph: Any) -> list[tuple[str | None, str]]:
             continue
         if not isinstance(node.get("class_type"), str) or not node["class_type"]:
             problems.append((f"{node_id}.class_type", "missing or not a string"))
+        if "_meta" in node and not isinstance(node["_meta"], dict):
+            problems.append((f"{node_id}._meta", "must be an object (it holds the node's title)"))
+            continue
         inputs = node.get("inputs")
         if not isinstance(inputs, dict):
             problems.append((f"{node_id}.inputs", "missing or not an object"))

@@ -333,3 +333,13 @@ def test_bypass_output_indexes_may_be_quoted(make_dirs: Callable[..., ManifestDi
     result = load(make_dirs({"invert": invert}, workflows))
     assert result.errors == []
     assert result.workflows["smoke"].bypasses["invert"].outputs == {0: "image"}
+
+
+def test_node_with_a_non_object_meta_is_reported(make_dirs: Callable[..., ManifestDirs]) -> None:
+    graph = {**SMOKE_GRAPH, "2": {**SMOKE_GRAPH["2"], "_meta": "Invert"}}
+    dirs = make_dirs(
+        {"width": WIDTH},
+        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        {"smoke.json": graph},
+    )
+    assert only_error(dirs).key == "2._meta"

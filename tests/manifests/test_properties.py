@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from manifests.errors import ParamsInvalid
 from manifests.models import ParameterDef, WorkflowManifest
 from manifests.registry import ManifestRegistry
 from manifests.render import is_link, render_prompt
@@ -93,3 +94,29 @@ def test_validation_is_idempotent(workflow_id: str, data: st.DataObject) -> None
     manifest = SHIPPED[workflow_id]
     resolved = validate_params(manifest, data.draw(params_for(manifest)))
     assert validate_params(manifest, resolved) == resolved
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@pytest.mark.parametrize("workflow_id", sorted(SHIPPED))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_json_params_either_validate_or_raise_params_invalid(
+    workflow_id: str, data: st.DataObject
+) -> None:
+    manifest = SHIPPED[workflow_id]
+    names = st.one_of(st.sampled_from(sorted(manifest.parameters)), st.text(max_size=8))
+    params = data.draw(st.dictionaries(names, json_values, max_size=6))
+    try:
+        resolved = validate_params(manifest, params)
+    except ParamsInvalid as exc:
+        assert exc.errors and all(isinstance(e.reason, str) and e.reason for e in exc.errors)
+    else:
+        assert set(resolved) <= set(manifest.parameters)
