@@ -279,7 +279,8 @@ class ExecuteActivities:
             raise _failure(
                 GenerationError(
                     type="WorkerShuttingDown",
-                    message=f"{self.worker_name} is shutting down; the job goes to another GPU",
+                    message=f"{self.worker_name} stopped taking work (shutting down, or its "
+                    "ComfyUI went down) before the prompt started; it goes back to the queue",
                     attempt=attempt,
                 ),
                 non_retryable=False,

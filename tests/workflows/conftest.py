@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,17 @@ sampled_image:
 """
 
 DEADLINE = 30.0
+HISTORIES_DIR = Path(__file__).resolve().parent.parent / "histories"
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """With COMFY_RECORD_HISTORIES=1, save this run's history as tests/histories/<name>.json for
+    the replay test (test_replay.py); otherwise do nothing."""
+    if os.environ.get("COMFY_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES_DIR.mkdir(exist_ok=True)
+    (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
 
 
 async def wait_for(predicate: Callable[[], Awaitable[Any]], what: str, timeout: float = DEADLINE):

@@ -17,11 +17,12 @@ from activities.generation import prompt_id_for
 from activities.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationError, Progress
-from tests.workflows.conftest import GenerationStack, RunningGpuWorker, wait_for
+from tests.workflows.conftest import GenerationStack, RunningGpuWorker, keep_history, wait_for
 
 
 async def activity_attempts(handle: WorkflowHandle) -> list[int]:
-    """Attempt numbers of every execute_prompt start recorded in the workflow's history."""
+    """Attempt numbers of the execute_prompt starts in history. Temporal writes only the last
+    attempt's start, so [1] means "ran once", [2] means "succeeded or failed on the retry"."""
     history = await handle.fetch_history()
     return [
         event.activity_task_started_event_attributes.attempt
@@ -79,6 +80,7 @@ async def test_generation_succeeds_and_its_file_lands_in_the_output_store(
     assert data.startswith(b"\x89PNG")
     assert result.timings["comfy_execution_seconds"] >= 0
     assert gpu.worker.polling.is_set()
+    await keep_history(handle, "success")
 
 
 async def test_two_gpu_workers_share_a_backlog_of_20_and_each_job_succeeds_once(
@@ -122,6 +124,7 @@ async def test_comfyui_execution_error_fails_with_its_reason_node_and_class_type
     assert "disk is full" in cause.message
     assert (error.node_id, error.class_type, error.attempt) == ("3", "SaveImage", 1)
     assert await activity_attempts(handle) == [1]
+    await keep_history(handle, "comfyui_execution_error")
 
 
 async def test_comfyui_validation_error_is_not_retried_and_names_the_parameter(
@@ -147,6 +150,7 @@ async def test_invalid_params_fail_before_any_gpu_work(generation_stack: Generat
     cause, error = failure_of(caught.value)
     assert cause.type == "InvalidParams" and error.param == "steps"
     assert await activity_attempts(handle) == []
+    await keep_history(handle, "invalid_params")
 
 
 async def test_cancel_while_running_interrupts_comfyui_before_the_workflow_closes(
@@ -175,6 +179,7 @@ async def test_cancel_while_running_interrupts_comfyui_before_the_workflow_close
     assert entry is not None
     messages = [m[0] for m in entry["status"]["messages"]]
     assert "execution_interrupted" in messages
+    await keep_history(handle, "cancel_while_running")
 
 
 async def test_prefetched_job_waits_in_comfyuis_queue_and_a_cancel_deletes_it_there(
@@ -208,6 +213,7 @@ async def test_prefetched_job_waits_in_comfyuis_queue_and_a_cancel_deletes_it_th
     status = await prefetched.query(GenerationWorkflow.status)
     assert status.cancel_reason == "not needed"
     await running.cancel()
+    await keep_history(prefetched, "cancel_signal_while_prefetched")
 
 
 async def test_an_idle_worker_gets_the_next_job_before_a_busy_one_prefetches_it(
@@ -240,3 +246,33 @@ async def test_an_idle_worker_gets_the_next_job_before_a_busy_one_prefetches_it(
     assert job3_prompt in (await prompt_ids_in_queue(early))[1]
     for handle in (job1, job2, job3):
         await handle.cancel()
+
+
+async def test_comfyui_dying_mid_job_pauses_polling_and_the_retry_succeeds_after_restart(
+    generation_stack: GenerationStack,
+):
+    gpu = await generation_stack.start_gpu_worker("gpu-crash")
+    polling_changes: list[bool] = []
+
+    async def watch_polling() -> None:
+        while True:
+            state = gpu.worker.polling.is_set()
+            if not polling_changes or polling_changes[-1] != state:
+                polling_changes.append(state)
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch_polling())
+    try:
+        # The emulator process exits (like a CUDA crash) when the sampler starts; its
+        # replacement starts without the fault.
+        await gpu.emulator.set_faults(crash_on_node="EmulatorSampler")
+        handle = await generation_stack.submit()
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        watcher.cancel()
+    assert result.worker == "gpu-crash" and result.attempts == 2
+    assert await activity_attempts(handle) == [2]
+    # Polling stopped while ComfyUI was down and resumed once it answered again.
+    assert polling_changes[:3] == [True, False, True]
+    assert gpu.emulator.process.restarts == 1
+    await keep_history(handle, "retried_after_comfyui_crash")

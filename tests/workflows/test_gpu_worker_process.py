@@ -1,0 +1,99 @@
+"""`comfy-temporal gpu-worker` as a real process: SIGTERM stops polling, lets the running job
+finish, hands a prefetched job back to the queue, stops ComfyUI and exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from temporalio.client import WorkflowHandle
+
+from temporal_workflows.models import Progress
+from tests.fixtures_emulator import EMULATOR_DIR
+from tests.workflows.conftest import GenerationStack, wait_for
+
+COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (here: a worker's private ComfyUI directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+async def progress_of(handle: WorkflowHandle) -> Progress | None:
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.HasField("heartbeat_details"):
+            (progress,) = await handle._client.data_converter.decode(
+                pending.heartbeat_details.payloads, [Progress]
+            )
+            return progress
+    return None
+
+
+async def test_sigterm_finishes_the_running_job_hands_back_the_queued_one_and_exits(
+    generation_stack: GenerationStack, tmp_path: Path
+):
+    data_dir = tmp_path / "worker-data"
+    command = [
+        COMFY_TEMPORAL, "gpu-worker",
+        "--comfyui", str(EMULATOR_DIR),
+        "--comfyui-python", sys.executable,
+        "--comfyui-arg=--cpu", "--comfyui-arg=--cache-none",
+        "--pool", generation_stack.pool,
+        "--name", "gpu-proc",
+        "--data-dir", str(data_dir),
+        "--temporal-address", generation_stack.address,
+        "--shutdown-grace", "30",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    comfyui_dir = str(data_dir / "comfyui" / "gpu-proc")
+    try:
+        running = await generation_stack.submit({"steps": 40, "seconds_per_step": 0.05})
+
+        async def running_on_worker() -> bool:
+            progress = await progress_of(running)
+            return bool(progress and progress.phase == "running" and progress.step)
+
+        await wait_for(running_on_worker, "the first job to run on the worker process", 60)
+        queued = await generation_stack.submit({"steps": 1})
+
+        async def prefetched() -> bool:
+            progress = await progress_of(queued)
+            return bool(progress and progress.worker == "gpu-proc" and progress.phase == "queued")
+
+        await wait_for(prefetched, "the second job to be prefetched")
+
+        process.send_signal(signal.SIGTERM)
+        result = await asyncio.wait_for(running.result(), 30)
+        exit_code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    stderr = (await process.stderr.read()).decode() if process.stderr else ""
+    assert exit_code == 0, stderr[-3000:]
+    assert result.worker == "gpu-proc" and result.attempts == 1
+    assert (data_dir / "outputs" / running.id / result.outputs[0].filename).is_file()
+    assert processes_mentioning(comfyui_dir) == []  # its ComfyUI is gone too
+
+    # The prefetched job went back to the pool queue: another worker finishes it.
+    await generation_stack.start_gpu_worker("gpu-next")
+    handed_back = await asyncio.wait_for(queued.result(), 30)
+    assert handed_back.worker == "gpu-next" and handed_back.attempts == 2
