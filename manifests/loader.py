@@ -80,7 +80,7 @@ def display_path(path: Path) -> str:
     """A path as users see it in errors: relative to the working directory when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError):  # outside the working directory, or no working directory
         return str(path)
 
 
@@ -245,11 +245,14 @@ def find_node(graph: dict[str, Any], ref: str) -> tuple[str | None, str | None]:
     return None, f"title '{ref}' is used by several nodes ({', '.join(titled)}); use a node id"
 
 
-def content_revision(paths: Iterable[Path]) -> str:
-    """Hash over the names and bytes of the given files (missing files count as absent)."""
+def content_revision(files: Iterable[tuple[str, Path]]) -> str:
+    """Hash over (name, bytes) of the given files; missing files count as absent.
+
+    Names are relative to their directory, so two hosts holding the same files agree on it.
+    """
     digest = hashlib.sha256()
-    for path in sorted(set(paths)):
-        digest.update(str(path).encode() + b"\0")
+    for name, path in sorted(set(files)):
+        digest.update(name.encode() + b"\0")
         try:
             digest.update(path.read_bytes())
         except OSError:
@@ -595,10 +598,21 @@ def load_manifests(manifests_dir: Path, workflows_dir: Path) -> LoadResult:
     extra: list[Path] = []
     for raw in entries.values():
         if isinstance(raw, dict) and isinstance(raw.get("workflow_file"), str):
-            candidate = workflows_dir / raw["workflow_file"]
-            if candidate.parent != workflows_dir:
-                extra.append(candidate)
-    revision = content_revision([base_path, workflows_path, *graph_files, *extra])
+            # Graphs in subfolders are not in the top-level listing the registry watches.
+            relative = Path(raw["workflow_file"])
+            if (
+                not relative.is_absolute()
+                and ".." not in relative.parts
+                and len(relative.parts) > 1
+            ):
+                extra.append(workflows_dir / relative)
+    revision = content_revision(
+        [
+            (f"manifests/{BASE_FILE}", base_path),
+            (f"manifests/{WORKFLOWS_FILE}", workflows_path),
+            *((f"workflows/{p.relative_to(workflows_dir)}", p) for p in [*graph_files, *extra]),
+        ]
+    )
     result = LoadResult(revision=revision, workflows={}, errors=errors, extra_files=extra)
     if problem is not None or base_unreadable:
         result.unreadable = True

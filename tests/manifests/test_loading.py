@@ -276,11 +276,29 @@ def test_two_parameters_on_one_input_are_reported(make_dirs: Callable[..., Manif
     )
 
 
+@pytest.mark.parametrize("workflow_file", ["../manifests/base.yaml", "/etc/hostname"])
 def test_workflow_file_outside_the_workflows_directory_is_refused(
-    make_dirs: Callable[..., ManifestDirs],
+    make_dirs: Callable[..., ManifestDirs], workflow_file: str
 ) -> None:
-    workflows = {"smoke": {"workflow_file": "../manifests/base.yaml", "parameters": ["width"]}}
+    workflows = {"smoke": {"workflow_file": workflow_file, "parameters": ["width"]}}
     assert only_error(make_dirs({"width": WIDTH}, workflows)).key == "workflow_file"
+
+
+def test_graph_in_a_subfolder_loads(make_dirs: Callable[..., ManifestDirs]) -> None:
+    workflows = {"smoke": {"workflow_file": "team/smoke.json", "parameters": ["width"]}}
+    result = load(make_dirs({"width": WIDTH}, workflows, {"team/smoke.json": SMOKE_GRAPH}))
+    assert result.errors == [] and "smoke" in result.workflows
+
+
+def test_revision_depends_on_content_not_on_location(
+    tmp_path: Path, shipped_copy: ManifestDirs
+) -> None:
+    from manifests.registry import DEFAULT_MANIFESTS_DIR, DEFAULT_WORKFLOWS_DIR
+
+    here = load_manifests(DEFAULT_MANIFESTS_DIR, DEFAULT_WORKFLOWS_DIR).revision
+    assert load_manifests(*shipped_copy).revision == here
+    (shipped_copy[1] / "smoke_image.json").write_text("{}")
+    assert load_manifests(*shipped_copy).revision != here
 
 
 def test_options_default_and_resolve(make_dirs: Callable[..., ManifestDirs]) -> None:

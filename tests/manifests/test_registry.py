@@ -191,3 +191,21 @@ def test_directory_appearing_later_is_picked_up(tmp_path: Path, shipped_copy: Ma
     os.rename(shipped_copy[0], target / "manifests")
     os.rename(shipped_copy[1], target / "workflows")
     assert "smoke_image" in registry.snapshot().workflows
+
+
+def test_edit_of_a_graph_in_a_subfolder_is_seen(
+    registry: ManifestRegistry, shipped_copy: ManifestDirs
+) -> None:
+    manifests_dir, workflows_dir = shipped_copy
+    write_file(workflows_dir / "team" / "tiny.json", SMOKE_GRAPH)
+    edit_yaml(
+        manifests_dir / "workflows.yaml",
+        lambda d: d.update(tiny={"workflow_file": "team/tiny.json", "parameters": ["color"]}),
+    )
+    assert registry.render("tiny", {}).prompt["3"]["inputs"]["filename_prefix"] == "smoke"
+    graph = {
+        **SMOKE_GRAPH,
+        "3": {**SMOKE_GRAPH["3"], "inputs": {"images": ["2", 0], "filename_prefix": "smoky"}},
+    }
+    write_file(workflows_dir / "team" / "tiny.json", graph)
+    assert registry.render("tiny", {}).prompt["3"]["inputs"]["filename_prefix"] == "smoky"
