@@ -25,5 +25,16 @@ class AsyncManifestRegistry:
         """Defaults filled in; raises UnknownWorkflow or ParamsInvalid (every bad field at once)."""
         return await asyncio.to_thread(self.registry.validate, workflow_id, params)
 
+    def _checked(
+        self, workflow_id: str, params: Mapping[str, Any]
+    ) -> tuple[WorkflowManifest, dict[str, Any]]:
+        return self.registry.get(workflow_id), self.registry.validate(workflow_id, params)
+
+    async def checked(
+        self, workflow_id: str, params: Mapping[str, Any]
+    ) -> tuple[WorkflowManifest, dict[str, Any]]:
+        """The manifest and the validated params, in one trip to the worker thread."""
+        return await asyncio.to_thread(self._checked, workflow_id, params)
+
     async def get(self, workflow_id: str) -> WorkflowManifest:
         return await asyncio.to_thread(self.registry.get, workflow_id)

@@ -67,8 +67,7 @@ async def generate(
     base_url: BaseUrlDep,
 ) -> GenerateAccepted:
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
-    await manifests.validate(body.workflow_id, body.params)
-    manifest = await manifests.get(body.workflow_id)
+    manifest, _ = await manifests.checked(body.workflow_id, body.params)
     options = body.options
     if options is not None and options.worker:
         queue = worker_task_queue(manifest.pool, options.worker)
