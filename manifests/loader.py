@@ -262,6 +262,11 @@ def content_revision(files: Iterable[tuple[str, Path]]) -> str:
 
 
 class _WorkflowLoader:
+    """Loads one workflows.yaml entry: merges its parameters, reads its graph, resolves bindings.
+
+    Collects every problem in `errors` rather than stopping at the first.
+    """
+
     def __init__(
         self,
         workflow_id: str,

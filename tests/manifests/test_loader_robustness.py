@@ -62,7 +62,7 @@ entry = almost(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     base=st.dictionaries(st.sampled_from(["a", "b", "c", "bad name"]), definition, max_size=3),
     workflows=st.dictionaries(st.sampled_from(["w1", "w2", "bad/id"]), entry, max_size=3),
