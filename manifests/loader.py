@@ -117,6 +117,10 @@ def _read_yaml(path: Path) -> tuple[Any, str | None]:
         return None, "file not found"
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"cannot read: {exc}"
+    if text == "":
+        # Saving truncates the file before writing it; a zero-byte file is far more likely an
+        # edit in progress than a wish to remove everything (a file with a comment means "empty").
+        return None, "file is empty (a save in progress?); write a comment to mean 'nothing here'"
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader), None  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:

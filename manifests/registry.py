@@ -108,19 +108,24 @@ class ManifestRegistry:
         if fingerprint == self._fingerprint:
             return self._snapshot
         with self._lock:
-            fingerprint = self._current_fingerprint()
-            if fingerprint != self._fingerprint:
-                self._reload()
-                # Re-read after the load: `_extra_files` may have changed what we watch.
-                self._fingerprint = self._current_fingerprint()
+            if self._current_fingerprint() != self._fingerprint:
+                self._reload_and_remember()
             return self._snapshot
 
     def reload(self) -> RegistrySnapshot:
         """Force a reload now, whatever the files' timestamps say."""
         with self._lock:
-            self._reload()
-            self._fingerprint = self._current_fingerprint()
+            self._reload_and_remember()
             return self._snapshot
+
+    def _reload_and_remember(self) -> None:
+        # The fingerprint is taken before reading, so a file that changes while it is being read
+        # (an editor still writing) differs from it and is read again on the next call.
+        before = self._current_fingerprint()
+        watched = self._extra_files
+        self._reload()
+        # A load that changed which extra files are watched must re-check them on the next call.
+        self._fingerprint = before if self._extra_files == watched else None
 
     def _reload(self) -> None:
         try:

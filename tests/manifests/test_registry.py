@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,3 +210,51 @@ def test_edit_of_a_graph_in_a_subfolder_is_seen(
     }
     write_file(workflows_dir / "team" / "tiny.json", graph)
     assert registry.render("tiny", {}).prompt["3"]["inputs"]["filename_prefix"] == "smoky"
+
+
+def test_concurrent_readers_always_see_every_workflow_while_files_are_rewritten(
+    registry: ManifestRegistry, shipped_copy: ManifestDirs
+) -> None:
+    path = shipped_copy[0] / "workflows.yaml"
+    original = path.read_text()
+    stop = threading.Event()
+    seen: list[frozenset[str]] = []
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(frozenset(registry.snapshot().workflows))
+        except BaseException as exc:  # recorded and asserted on below
+            failures.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for width in range(20, 40):
+        write_file(path, original.replace("default: 64", f"default: {width}", 1))
+    write_file(path, original.replace("default: 64", "default: 99", 1))
+    stop.set()
+    for reader in readers:
+        reader.join(timeout=30)
+    assert failures == []
+    assert seen and all(ids == {"flux_wavespeed", "sd15_txt2img", "smoke_image"} for ids in seen)
+    final = registry.snapshot()
+    assert final.errors == [] and registry.validate("smoke_image", {})["width"] == 99
+
+
+def test_zero_byte_workflows_yaml_keeps_the_last_good_workflows(
+    registry: ManifestRegistry, shipped_copy: ManifestDirs
+) -> None:
+    write_file(shipped_copy[0] / "workflows.yaml", "")
+    snapshot = registry.snapshot()
+    assert set(snapshot.workflows) == {"flux_wavespeed", "sd15_txt2img", "smoke_image"}
+    assert "file is empty" in snapshot.errors[0].message
+
+
+def test_workflows_yaml_with_only_a_comment_removes_every_workflow(
+    registry: ManifestRegistry, shipped_copy: ManifestDirs
+) -> None:
+    write_file(shipped_copy[0] / "workflows.yaml", "# no workflows for now\n")
+    snapshot = registry.snapshot()
+    assert snapshot.workflows == {} and snapshot.errors == []
