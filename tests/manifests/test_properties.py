@@ -50,7 +50,7 @@ def params_for(manifest: WorkflowManifest) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("workflow_id", sorted(SHIPPED))
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_valid_params_render_into_a_consistent_graph(
     workflow_id: str, data: st.DataObject
@@ -88,7 +88,7 @@ def test_any_valid_params_render_into_a_consistent_graph(
 
 
 @pytest.mark.parametrize("workflow_id", sorted(SHIPPED))
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_validation_is_idempotent(workflow_id: str, data: st.DataObject) -> None:
     manifest = SHIPPED[workflow_id]
@@ -106,7 +106,7 @@ json_values = st.recursive(
 
 
 @pytest.mark.parametrize("workflow_id", sorted(SHIPPED))
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_arbitrary_json_params_either_validate_or_raise_params_invalid(
     workflow_id: str, data: st.DataObject
