@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -288,13 +287,16 @@ async def run(args: argparse.Namespace) -> None:
             rate, task_ids = await submit_throughput(
                 http, args.workflow, jobs.take(args.submit), args.concurrency
             )
-            for task_id in task_ids:  # do not leave this burst queued for the GPU
-                with contextlib.suppress(Exception):  # those already finished cannot be ended
-                    await stack.temporal.get_workflow_handle(task_id).terminate(
-                        reason="benchmark done"
-                    )
+            if args.api:  # do not leave this burst queued on someone's GPUs
+                await asyncio.gather(
+                    *(end_task(stack.temporal, t) for t in task_ids), return_exceptions=True
+                )
 
     print_report(args, base_params, seq, through_service, direct, rate)
+
+
+async def end_task(temporal: Client, task_id: str) -> None:
+    await temporal.get_workflow_handle(task_id).terminate(reason="benchmark done")
 
 
 def print_report(
