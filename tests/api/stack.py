@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 
 from activities.gpu_worker import GpuWorker, GpuWorkerSettings
@@ -26,6 +27,13 @@ class GenerationStack:
     url: str
     data_dir: Path
     worker_name: str
+    comfyui_url: str
+
+    async def set_emulator_faults(self, **faults: object) -> None:
+        """Replace the emulator's injected faults, e.g. fail_on_node="ImageInvert"."""
+        async with httpx.AsyncClient(trust_env=False) as http:
+            response = await http.post(f"{self.comfyui_url}/emulator/faults", json=faults)
+            response.raise_for_status()
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +57,9 @@ async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[Gene
             if not polling.done():
                 polling.cancel()
                 raise TimeoutError("the GPU worker did not start polling within 60 s")
-            yield GenerationStack(url=url, data_dir=data_dir, worker_name=name)
+            yield GenerationStack(
+                url=url, data_dir=data_dir, worker_name=name, comfyui_url=comfyui.url
+            )
     finally:
         stop.set()
         await gpu_run

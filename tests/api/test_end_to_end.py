@@ -115,3 +115,32 @@ async def test_running_job_reads_started_with_sampler_progress(stack: Generation
         assert cancel.status_code == 202
         body = await _wait_for_status(http, task_id, {"CANCELLED", "SUCCESS", "FAILURE"})
     assert body["status"] == "CANCELLED", body
+    assert body["result"].startswith("cancelled"), body
+
+
+async def test_comfyui_execution_error_reads_failure_with_reason_and_node(
+    stack: GenerationStack,
+) -> None:
+    await stack.set_emulator_faults(fail_on_node="ImageInvert")
+    try:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+            accepted = await http.post(
+                "/generate", json={"workflow_id": "smoke_image", "params": {"width": 9}}
+            )
+            body = await _wait_for_status(http, accepted.json()["task_id"], {"SUCCESS", "FAILURE"})
+    finally:
+        await stack.set_emulator_faults()
+    assert body["status"] == "FAILURE", body
+    assert isinstance(body["result"], str) and "ImageInvert" in body["result"]
+    assert body["error"]["node_id"] == "2"
+    assert body["error"]["class_type"] == "ImageInvert"
+    assert body["error"]["message"]
+
+
+async def test_ready_names_the_gpu_worker_polling_the_pool(stack: GenerationStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        response = await http.get("/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ready"] is True
+    assert stack.worker_name in body["pools"]["default"]["pollers"]

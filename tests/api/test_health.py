@@ -1,0 +1,57 @@
+"""/health, /ready and the guarantee that server faults never leak a stack trace."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from api.http_server import serve_in_background
+from api.main import create_app
+from api.settings import Settings
+
+
+async def test_health_answers_while_the_process_is_up(http: httpx.AsyncClient) -> None:
+    response = await http.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_ready_is_503_naming_a_pool_without_gpu_workers(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    pool = f"empty-{uuid.uuid4().hex[:8]}"
+    app = create_app(
+        Settings(data_dir=tmp_path, ready_pools=(pool,)), temporal_client=temporal_client
+    )
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.get("/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["temporal_reachable"] is True
+    assert any(f"comfy-gpu-{pool}" in reason for reason in body["reasons"])
+
+
+class _BrokenRegistry:
+    """A registry whose disk read fails unexpectedly."""
+
+    def snapshot(self) -> Any:
+        raise OSError("disk on fire at /secret/path")
+
+
+async def test_unexpected_error_is_a_500_without_stack_trace(
+    temporal_client: Client, tmp_path: Path
+) -> None:
+    app = create_app(
+        Settings(data_dir=tmp_path),
+        temporal_client=temporal_client,
+        registry=_BrokenRegistry(),  # type: ignore[arg-type]
+    )
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.get("/workflows")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert "internal error" in detail
+    assert "Traceback" not in response.text and "/secret/path" not in response.text
