@@ -13,7 +13,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.generation import PrepareActivities, request_cancel
+from activities.generation import PrepareActivities, request_cancel, update_priority
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
@@ -34,7 +34,11 @@ def build_control_worker(
         client,
         task_queue=task_queue,
         workflows=[GenerationWorkflow],
-        activities=[PrepareActivities(registry).prepare_generation, request_cancel],
+        activities=[
+            PrepareActivities(registry).prepare_generation,
+            request_cancel,
+            update_priority,
+        ],
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
         **extra,  # type: ignore[arg-type]

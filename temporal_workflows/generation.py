@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         GenerationStatus,
         PreparedPrompt,
         PrepareInput,
+        PriorityChange,
     )
     from temporal_workflows.names import (
         SA_POOL,
@@ -44,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
 PREPARE_ACTIVITY = "prepare_generation"
 EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"
+UPDATE_PRIORITY_ACTIVITY = "update_priority"
+# Fixed id of the execute activity, so `set_priority` (and operators) can address it.
+EXECUTE_ACTIVITY_ID = "execute"
 
 # Error types raised by our activities that a retry cannot fix.
 NON_RETRYABLE_ERROR_TYPES = [
@@ -76,6 +80,9 @@ class GenerationWorkflow:
             submitted_at=workflow.info().start_time,
         )
         self._cancel_reason: str | None = None
+        self._priority = request.options.priority
+        self._status.priority = request.options.priority
+        self._execute_scheduled = False
 
     @workflow.run
     async def run(self, request: GenerationRequest) -> GenerationResult:
@@ -147,11 +154,13 @@ class GenerationWorkflow:
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"{prepared.workflow_id} on {queue}",
             priority=(
-                Priority(priority_key=request.options.priority)
-                if request.options.priority is not None
+                Priority(priority_key=self._priority)
+                if self._priority is not None
                 else Priority.default
             ),
+            activity_id=EXECUTE_ACTIVITY_ID,
         )
+        self._execute_scheduled = True
         try:
             result = await handle
         except ActivityError as err:
@@ -230,6 +239,38 @@ class GenerationWorkflow:
             CancelRequest(task_id=info.workflow_id, run_id=info.run_id, reason=self._cancel_reason),
             start_to_close_timeout=timedelta(seconds=30),
             summary="cancel requested by signal",
+        )
+
+    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    async def set_priority(self, priority: int) -> None:
+        """Re-queue a job still waiting for a GPU at a new Temporal task priority (1 highest).
+
+        Before the GPU step is scheduled, the new priority is simply used when it is. After, a
+        local activity updates the scheduled activity's options, and Temporal re-queues its task
+        at that priority. A job that already runs is unaffected (only a retry would use it).
+        """
+        if not isinstance(priority, int) or not 1 <= priority <= 5:
+            workflow.logger.warning(
+                "set_priority ignored: %r is not an integer from 1 to 5", priority
+            )
+            return
+        if self._status.phase == "done":
+            return
+        self._priority = priority
+        self._status.priority = priority
+        if not self._execute_scheduled:
+            return
+        info = workflow.info()
+        await workflow.execute_local_activity(
+            UPDATE_PRIORITY_ACTIVITY,
+            PriorityChange(
+                task_id=info.workflow_id,
+                run_id=info.run_id,
+                activity_id=EXECUTE_ACTIVITY_ID,
+                priority=priority,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"priority {priority}",
         )
 
 

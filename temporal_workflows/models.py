@@ -82,6 +82,15 @@ class CancelRequest(_Payload):
     reason: str
 
 
+class PriorityChange(_Payload):
+    """Input of the `update_priority` local activity, started by the `set_priority` signal."""
+
+    task_id: str
+    run_id: str
+    activity_id: str
+    priority: int = Field(ge=1, le=5)
+
+
 class Progress(_Payload):
     """Heartbeat details of `execute_prompt`: the live progress the API shows."""
 
@@ -167,5 +176,6 @@ class GenerationStatus(_Payload):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     task_queue: str | None = Field(default=None, description="GPU task queue the job was sent to.")
+    priority: int | None = Field(default=None, description="Temporal task priority, 1 to 5.")
     cancel_reason: str | None = None
     error: GenerationError | None = None

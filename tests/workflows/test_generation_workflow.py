@@ -15,12 +15,15 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.generation import request_cancel
+from activities.generation import request_cancel, update_priority
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import (
     ExecuteInput,
@@ -34,6 +37,7 @@ from temporal_workflows.models import (
     Progress,
 )
 from temporal_workflows.names import pool_task_queue, worker_task_queue
+from tests.workflows.conftest import keep_history
 
 DEADLINE = 20.0
 
@@ -83,7 +87,7 @@ async def workers(
             client,
             task_queue=control_queue,
             workflows=[GenerationWorkflow],
-            activities=[prepare, request_cancel],
+            activities=[prepare, request_cancel, update_priority],
         ),
         Worker(
             client,
@@ -389,3 +393,68 @@ async def test_cancel_signal_after_success_changes_nothing(temporal_client: Clie
             await handle.signal(GenerationWorkflow.cancel, "too late")
         description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED
+
+
+async def backlog_by_priority(client: Client, task_queue: str) -> dict[int, int]:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            report_stats=True,
+        )
+    )
+    return {
+        key: stats.approximate_backlog_count
+        for key, stats in response.stats_by_priority_key.items()
+        if stats.approximate_backlog_count
+    }
+
+
+async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_client: Client):
+    # The session's dev server runs one task-queue partition, so priority order is observable.
+    pool = f"pool-{uuid.uuid4()}"
+    gpu_queue = pool_task_queue(pool)
+    control_queue = f"control-{uuid.uuid4()}"
+    order: list[str] = []
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        order.append(request.task_id)
+        return result_for(request)
+
+    async with Worker(
+        temporal_client,
+        task_queue=control_queue,
+        workflows=[GenerationWorkflow],
+        activities=[prepared_for(pool), request_cancel, update_priority],
+    ):
+        handles = [
+            await start(temporal_client, control_queue, GenerationRequest(workflow_id="wf"))
+            for _ in range(4)
+        ]
+
+        async def all_scheduled() -> bool:
+            phases = [(await h.query(GenerationWorkflow.status)).phase for h in handles]
+            return phases == ["running"] * 4
+
+        await wait_until(all_scheduled, "four jobs waiting for a GPU")
+        urgent = handles[-1]
+        await urgent.signal(GenerationWorkflow.set_priority, 1)
+
+        async def requeued() -> bool:
+            # The superseded task stays counted at priority 3 until matching drops it as stale.
+            return (await backlog_by_priority(temporal_client, gpu_queue)).get(1) == 1
+
+        # Task-queue stats refresh every few seconds: allow for that.
+        await wait_until(requeued, "the last job to wait at priority 1", timeout=30)
+        status = await urgent.query(GenerationWorkflow.status)
+        async with Worker(
+            temporal_client, task_queue=gpu_queue, activities=[execute_prompt],
+            max_concurrent_activities=1,
+        ):  # fmt: skip
+            await asyncio.gather(*(h.result() for h in handles))
+    assert order[0] == urgent.id
+    assert sorted(order) == sorted(h.id for h in handles)
+    assert status.priority == 1
+    await keep_history(urgent, "set_priority_while_waiting")
