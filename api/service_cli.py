@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -166,6 +167,14 @@ def register(subparsers: Any) -> None:
     )
     _add_common_api_flags(api)
     api.add_argument(
+        "--temporal-address",
+        default=None,
+        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default localhost:7233)",
+    )
+    api.add_argument(
+        "--namespace", default=None, help="Temporal namespace (env TEMPORAL_NAMESPACE)"
+    )
+    api.add_argument(
         "--with-control-worker",
         action="store_true",
         default=_env_flag("COMFY_EMBEDDED_CONTROL_WORKER"),
@@ -233,7 +242,7 @@ def run_api_command(args: argparse.Namespace) -> int:
         from activities.temporal_client import connect_temporal
 
         try:
-            client = await connect_temporal()
+            client = await connect_temporal(args.temporal_address, args.namespace)
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
@@ -303,7 +312,22 @@ def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> s
     return "\n".join(lines)
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 async def run_dev(args: argparse.Namespace) -> int:
+    # Say so before anything starts, rather than after Temporal and ComfyUI came up.
+    for what, port in (("API", args.port), ("Temporal", args.temporal_port)):
+        if _port_taken(args.host if what == "API" else "127.0.0.1", port):
+            print(f"error: the {what} port {port} is already in use", file=sys.stderr)
+            return 1
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "outputs").mkdir(exist_ok=True)

@@ -1,14 +1,12 @@
 """Settings of the HTTP API: where Temporal, the manifests and the output store are.
 
-One object, read from the environment by `Settings.from_env()` and overridden by CLI flags.
-Temporal's own connection settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key) are read by
+One object, built by the CLI from its flags (each has an environment variable). Temporal's own
+connection settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key) are read by
 `temporalio.envconfig` when the client connects; `temporal_address` here only overrides them.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,23 +43,3 @@ class Settings(BaseModel):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from COMFY_* and *_DIR variables, then explicit overrides (None skipped)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        if env.get("COMFY_DATA_DIR"):
-            values["data_dir"] = Path(env["COMFY_DATA_DIR"])
-        if env.get("MANIFESTS_DIR"):
-            values["manifests_dir"] = Path(env["MANIFESTS_DIR"])
-        if env.get("WORKFLOWS_DIR"):
-            values["workflows_dir"] = Path(env["WORKFLOWS_DIR"])
-        if env.get("COMFY_PUBLIC_URL"):
-            values["public_url"] = env["COMFY_PUBLIC_URL"]
-        if env.get("COMFY_READY_POOLS"):
-            values["ready_pools"] = tuple(
-                p.strip() for p in env["COMFY_READY_POOLS"].split(",") if p.strip()
-            )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
