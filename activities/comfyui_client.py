@@ -436,7 +436,14 @@ class _PromptFollower:
             ):
                 raise ComfyUIStalled(self.prompt_id, silence, self.current_node)
             if not self.live or silence >= silent_poll_after:
-                await self._check_state()
+                # A frozen ComfyUI may never answer: the reader's verdict must not wait for it.
+                check = asyncio.ensure_future(self._check_state())
+                waiter = asyncio.ensure_future(self.done.wait())
+                try:
+                    await asyncio.wait({check, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    check.cancel()
+                    waiter.cancel()
         if self.failure is not None:
             raise self.failure
         assert self.outcome is not None
@@ -705,7 +712,9 @@ class ComfyUIClient:
                     graph, prompt_id=prompt_id, client_id=follower.client_id
                 )
                 follower.submitted = True
-                follower.release(PromptQueued(prompt_id, response.get("number", 0), None))
+                number = response.get("number", 0)
+                position = 0 if follower.started else await self._queue_position(prompt_id, number)
+                follower.release(PromptQueued(prompt_id, number, position))
                 outcome = await follower.wait(stall_timeout)
             except asyncio.CancelledError:
                 await self._cancel_for_caller(prompt_id, follower)
@@ -733,6 +742,25 @@ class ComfyUIClient:
             node in outcome.cached_nodes for node in producing
         )
         return PromptResult(prompt_id, files, cached, outcome.started_ms, outcome.finished_ms)
+
+    async def _queue_position(self, prompt_id: str, number: float) -> int | None:
+        """Prompts ahead of ours: the running one plus pending ones with a lower number (the
+        queue is a min-heap on (number, prompt_id), §2.1, §2.3). 0 means running or next."""
+        try:
+            # Best effort with a short timeout: a busy or frozen ComfyUI must not delay the run.
+            response = await self._request("GET", "/queue", timeout=min(self.timeout, 2.0))
+            queue = response.json() if response.status_code == 200 else {}
+        except (ComfyUIError, ValueError):
+            return None
+        running = [item[1] for item in queue.get("queue_running", [])]
+        if prompt_id in running:
+            return 0
+        ahead = [
+            item
+            for item in queue.get("queue_pending", [])
+            if (item[0], item[1]) < (number, prompt_id)
+        ]
+        return len(running) + len(ahead)
 
     async def _cancel_for_caller(self, prompt_id: str, follower: _PromptFollower) -> None:
         try:

@@ -103,6 +103,8 @@ class ComfyUIProcess:
         restart_backoff: float = 1.0,
         max_restart_backoff: float = 30.0,
         stable_after: float = 60.0,
+        health_interval: float | None = 10.0,
+        health_failures: int = 3,
     ) -> None:
         self.install_dir = Path(install_dir).resolve()
         self.work_dir = Path(work_dir).resolve()
@@ -115,6 +117,10 @@ class ComfyUIProcess:
         self.restart_backoff = restart_backoff
         self.max_restart_backoff = max_restart_backoff
         self.stable_after = stable_after
+        # While supervised, GET /queue every health_interval s; this many misses in a row mean a
+        # frozen ComfyUI (alive but not answering), which is killed and restarted.
+        self.health_interval = health_interval
+        self.health_failures = health_failures
         self.output_dir = self.work_dir / "output"
         self.input_dir = self.work_dir / "input"
         self.temp_dir = self.work_dir / "temp"  # ComfyUI appends /temp to --temp-directory (§1.3)
@@ -276,7 +282,13 @@ class ComfyUIProcess:
                         backoff = min(backoff * 2, self.max_restart_backoff)
                         continue
                 started_at = time.monotonic()
-                await self._exited.wait()
+                watchdog = asyncio.get_running_loop().create_task(self._watchdog())
+                try:
+                    await self._exited.wait()
+                finally:
+                    watchdog.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watchdog
                 if self._stopping:
                     return
                 if time.monotonic() - started_at >= self.stable_after:
@@ -288,6 +300,32 @@ class ComfyUIProcess:
         except asyncio.CancelledError:
             await asyncio.shield(self.stop())
             raise
+
+    async def _watchdog(self) -> None:
+        if self.health_interval is None:
+            return
+        misses = 0
+        async with httpx.AsyncClient(trust_env=False) as client:
+            while self.running:
+                await asyncio.sleep(self.health_interval)
+                try:
+                    response = await client.get(
+                        f"{self.url}/queue", timeout=max(self.health_interval, 1.0)
+                    )
+                    answered = response.status_code == 200
+                except httpx.HTTPError:
+                    answered = False
+                misses = 0 if answered else misses + 1
+                if misses >= self.health_failures and self._proc is not None:
+                    log.error(
+                        "[%s] not answering for %d health checks; killing it to restart",
+                        self.name,
+                        misses,
+                    )
+                    self._health.set(False)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self._proc.pid, signal.SIGKILL)
+                    return
 
     async def stop(self, grace: float = 10.0) -> None:
         """SIGINT to the whole process group (ComfyUI then cleans its temp dir, §1.5), SIGKILL

@@ -179,3 +179,31 @@ async def test_cuda_device_flag_pins_the_process(start_emulator) -> None:
     async with httpx.AsyncClient(trust_env=False) as http:
         stats = (await http.get(f"{emulator.url}/system_stats")).json()
     assert stats["system"]["cuda_visible_devices"] == "1"
+
+
+async def test_supervise_kills_and_restarts_a_frozen_comfyui(start_emulator) -> None:
+    emulator = await start_emulator(restart_backoff=0.1, health_interval=0.2, health_failures=2)
+    process = emulator.process
+    supervisor = asyncio.create_task(process.supervise())
+    try:
+        frozen_pid = process.pid
+        await emulator.set_faults(freeze_on_node="EmptyImage")
+        async with ComfyUIClient(emulator.url) as client:
+            await client.submit(
+                {
+                    "1": {
+                        "class_type": "EmptyImage",
+                        "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 5},
+                    },
+                    "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+                },
+                prompt_id="freezes",
+            )
+        await asyncio.wait_for(process.wait_unhealthy(), 10.0)
+        await process.wait_healthy(timeout=15.0)
+        assert process.pid != frozen_pid and process.restarts == 1
+        assert any("freezing on EmptyImage" in line for line in process.last_lines)
+    finally:
+        supervisor.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await supervisor

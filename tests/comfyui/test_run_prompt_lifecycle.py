@@ -80,6 +80,40 @@ async def test_cancelling_a_queued_prompt_deletes_it_from_the_queue(
             await blocker
 
 
+async def test_queued_event_reports_the_position_behind_the_running_prompt(
+    shared_emulator, tmp_path: Path
+) -> None:
+    async with ComfyUIClient(shared_emulator.url) as client:
+        running = asyncio.Event()
+        blocker = asyncio.create_task(
+            client.run_prompt(
+                sampler_graph(2000, 0.005),
+                output_dir=tmp_path / "a",
+                on_event=when(NodeProgress, running),
+            )
+        )
+        await running.wait()
+        events: list[ComfyEvent] = []
+        queued_seen = asyncio.Event()
+
+        def record(event: ComfyEvent) -> None:
+            events.append(event)
+            if isinstance(event, PromptQueued):
+                queued_seen.set()
+
+        follower = asyncio.create_task(
+            client.run_prompt(sampler_graph(1, 0.0), output_dir=tmp_path / "b", on_event=record)
+        )
+        await queued_seen.wait()
+        blocker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocker
+        await follower
+    queued = [e for e in events if isinstance(e, PromptQueued)]
+    assert len(queued) == 1 and queued[0].queue_position == 1
+    assert isinstance(events[0], PromptQueued)
+
+
 async def test_cancelling_a_running_prompt_interrupts_it_and_waits_for_confirmation(
     start_emulator, tmp_path: Path
 ) -> None:
@@ -287,3 +321,19 @@ async def test_run_prompt_against_nothing_raises_unavailable(tmp_path: Path) -> 
     async with ComfyUIClient(f"http://127.0.0.1:{free_port()}") as client:
         with pytest.raises(ComfyUIUnavailable):
             await client.run_prompt(save_graph(), output_dir=tmp_path)
+
+
+async def test_frozen_comfyui_is_detected_by_websocket_pings(
+    start_emulator, tmp_path: Path
+) -> None:
+    emulator = await start_emulator()
+    await emulator.set_faults(freeze_on_node="EmulatorSampler")
+    try:
+        async with ComfyUIClient(emulator.url, unavailable_after=0.5) as client:
+            client.ping_interval, client.ping_timeout, client.connect_timeout = 0.2, 0.5, 0.5
+            began = time.monotonic()
+            with pytest.raises(ComfyUIUnavailable):
+                await client.run_prompt(sampler_graph(3, 0.0), output_dir=tmp_path)
+            assert time.monotonic() - began < 5.0
+    finally:
+        await emulator.process.stop(grace=0.2)  # a frozen loop ignores SIGINT: SIGKILL follows

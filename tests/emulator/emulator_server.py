@@ -1278,6 +1278,10 @@ class EmulatorServer:
             log.error("emulator fault: crashing on %s", class_type)
             sys.stderr.flush()
             os._exit(faults.get("crash_exit_code", 134))
+        if faults.get("freeze_on_node") == class_type:
+            # Blocks the whole event loop: HTTP and WebSocket stop answering, the process lives.
+            log.error("emulator fault: freezing on %s", class_type)
+            time.sleep(float(faults.get("freeze_seconds", 3600)))
         if faults.get("hang_on_node") == class_type:
             log.error("emulator fault: hanging on %s", class_type)
             await asyncio.Event().wait()
