@@ -85,3 +85,28 @@ async def test_cancel_of_a_running_job_is_accepted_and_requested_in_temporal(
     assert any(
         e.HasField("workflow_execution_cancel_requested_event_attributes") for e in history.events
     )
+
+
+async def test_requested_priority_becomes_the_workflows_temporal_priority(
+    http: httpx.AsyncClient, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    response = await http.post(
+        "/generate", json={"workflow_id": "smoke_image", "options": {"priority": 1}}
+    )
+    task_id = response.json()["task_id"]
+    started_tasks.append(task_id)
+    desc = await temporal_client.get_workflow_handle(task_id).describe()
+    assert desc.raw_description.workflow_execution_info.priority.priority_key == 1
+
+
+async def test_prompt_makes_the_web_ui_summary(
+    http: httpx.AsyncClient, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    prompt = "a majestic cat on a throne, epic scene, masterpiece, golden light, 8k, detailed fur"
+    response = await http.post(
+        "/generate", json={"workflow_id": "flux_wavespeed", "params": {"prompt": prompt}}
+    )
+    task_id = response.json()["task_id"]
+    started_tasks.append(task_id)
+    summary = await temporal_client.get_workflow_handle(task_id).describe()
+    assert await summary.static_summary() == f'flux_wavespeed: "{prompt[:60]}…"'
