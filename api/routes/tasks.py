@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import FileResponse
-from temporalio.client import WorkflowExecutionStatus
 
 from api.deps import BaseUrlDep, SettingsDep, TemporalDep
 from api.errors import InvalidQuery
@@ -19,10 +18,8 @@ from api.models import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
 from api.output_files import resolve_output
 from api.task_status import (
     GENERATION_WORKFLOW,
-    describe_task,
     read_task,
     summarize,
-    task_status_name,
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -129,21 +126,27 @@ async def get_output(task_id: str, filename: str, settings: SettingsDep) -> File
     },
     summary="Cancel a task: a queued prompt is removed, a running one interrupted",
 )
-async def cancel_task(task_id: str, temporal: TemporalDep, response: Response) -> CancelAnswer:
-    desc = await describe_task(temporal, task_id)
-    if desc.status not in (None, WorkflowExecutionStatus.RUNNING):
+async def cancel_task(
+    task_id: str,
+    temporal: TemporalDep,
+    base_url: BaseUrlDep,
+    response: Response,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> CancelAnswer:
+    task = await read_task(temporal, task_id, base_url)
+    if task.status not in ("PENDING", "STARTED"):
         response.status_code = status.HTTP_200_OK
-        current = task_status_name(desc.status)
         return CancelAnswer(
             task_id=task_id,
             cancel_requested=False,
-            status=current,
-            message=f"task already finished with status {current}; nothing to cancel",
+            status=task.status,
+            message=f"task already finished with status {task.status}; nothing to cancel",
         )
-    await temporal.get_workflow_handle(task_id).cancel(reason="cancelled through the API")
+    # The reason is recorded in the workflow's history (Web UI, `temporal workflow show`).
+    await temporal.get_workflow_handle(task_id).cancel(reason=reason or "cancelled through the API")
     return CancelAnswer(
         task_id=task_id,
         cancel_requested=True,
-        status=task_status_name(desc.status),
+        status=task.status,
         message="cancellation requested; the task reads CANCELLED once ComfyUI has stopped it",
     )
