@@ -22,7 +22,7 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.manifest_access import AsyncManifestRegistry
 from api.openapi import OpenAPICache
-from api.routes import generate, health, tasks, workflows
+from api.routes import generate, health, schedules, tasks, workflows
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
@@ -106,6 +106,7 @@ def create_app(
     install_error_handlers(app)
     for router in (generate.router, tasks.router, workflows.router, health.router):
         app.include_router(router)
+    app.include_router(schedules.router)
 
     cache = OpenAPICache()
 
