@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
 
 import pytest
@@ -17,6 +18,7 @@ from activities.generation import prompt_id_for
 from activities.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationError, Progress
+from tests.fixtures_temporal import temporal_cli
 from tests.workflows.conftest import GenerationStack, RunningGpuWorker, keep_history, wait_for
 
 
@@ -276,3 +278,100 @@ async def test_comfyui_dying_mid_job_pauses_polling_and_the_retry_succeeds_after
     assert polling_changes[:3] == [True, False, True]
     assert gpu.emulator.process.restarts == 1
     await keep_history(handle, "retried_after_comfyui_crash")
+
+
+async def run_temporal_cli(stack: GenerationStack, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        temporal_cli(), *args, "--address", stack.address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def start_long_job(
+    stack: GenerationStack, gpu: RunningGpuWorker
+) -> tuple[WorkflowHandle, str]:
+    handle = await stack.submit({"steps": 200, "seconds_per_step": 0.05})
+    prompt_id = await first_prompt_id(handle)
+
+    async def running_in_comfyui() -> bool:
+        return (await prompt_ids_in_queue(gpu))[0] == [prompt_id]
+
+    await wait_for(running_in_comfyui, "the job to run in ComfyUI")
+    return handle, prompt_id
+
+
+async def test_temporal_cli_cancel_stops_the_prompt_in_comfyui(generation_stack: GenerationStack):
+    gpu = await generation_stack.start_gpu_worker("gpu-cli")
+    handle, _ = await start_long_job(generation_stack, gpu)
+    await run_temporal_cli(generation_stack, "workflow", "cancel", "--workflow-id", handle.id)
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 30)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert await prompt_ids_in_queue(gpu) == ([], [])
+
+
+async def test_temporal_cli_cancel_signal_records_its_reason(generation_stack: GenerationStack):
+    gpu = await generation_stack.start_gpu_worker("gpu-cli-signal")
+    handle, _ = await start_long_job(generation_stack, gpu)
+    await run_temporal_cli(
+        generation_stack, "workflow", "signal", "--workflow-id", handle.id,
+        "--name", "cancel", "--input", '"wrong seed"',
+    )  # fmt: skip
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 30)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    assert await prompt_ids_in_queue(gpu) == ([], [])
+    assert (await handle.query(GenerationWorkflow.status)).cancel_reason == "wrong seed"
+
+
+async def test_terminate_still_interrupts_comfyui_at_the_next_heartbeat(
+    generation_stack: GenerationStack,
+):
+    gpu = await generation_stack.start_gpu_worker("gpu-terminate")
+    handle, prompt_id = await start_long_job(generation_stack, gpu)
+    await run_temporal_cli(
+        generation_stack, "workflow", "terminate", "--workflow-id", handle.id, "--reason", "stop"
+    )
+    assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
+
+    async def comfyui_idle() -> bool:
+        return await prompt_ids_in_queue(gpu) == ([], [])
+
+    # No workflow code runs after a terminate: the worker learns of it from a heartbeat answer.
+    await wait_for(comfyui_idle, "ComfyUI to drop the terminated job's prompt", timeout=10)
+    async with ComfyUIClient(gpu.emulator.url) as comfy:
+        entry = await comfy.history(prompt_id)
+    assert entry is not None
+    assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]]
+
+
+async def test_progress_reaches_temporal_within_two_seconds_of_comfyui_reporting_it(
+    generation_stack: GenerationStack,
+):
+    gpu = await generation_stack.start_gpu_worker("gpu-progress")
+    # Ten steps a second: step k is reported about k * 0.1 s after ComfyUI starts the prompt.
+    handle = await generation_stack.submit({"steps": 80, "seconds_per_step": 0.1})
+    seen: dict[int, float] = {}  # step -> wall-clock time it was first visible in Temporal
+
+    async def sampled_for_three_seconds() -> bool:
+        progress = await pending_progress(handle)
+        if progress and progress.class_type == "EmulatorSampler" and progress.step:
+            seen.setdefault(progress.step, time.time())
+        return len(seen) > 1 and max(seen.values()) - min(seen.values()) >= 3.0
+
+    await wait_for(sampled_for_three_seconds, "three seconds of sampler progress")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 30)
+    async with ComfyUIClient(gpu.emulator.url) as comfy:
+        entry = await comfy.history(await first_prompt_id(handle))
+    assert entry is not None
+    started_ms = next(
+        data["timestamp"] for kind, data in entry["status"]["messages"] if kind == "execution_start"
+    )
+    lags = {step: at - (started_ms / 1000 + step * 0.1) for step, at in seen.items()}
+    assert max(lags.values()) < 2.0, lags
+    assert len(lags) >= 4, lags  # it moved several times within those 3 s
