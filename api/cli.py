@@ -15,10 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module adds its own subcommands and sets `func` (argparse.Namespace -> exit code).
-    from api import service_cli
+    from api import schedules_cli, service_cli
     from manifests import cli as manifests_cli
 
     service_cli.register(commands)
+    schedules_cli.register(commands)
     manifests_cli.register(commands)
     # control-worker and gpu-worker ship with the activities package.
     importlib.import_module("activities.worker_cli").register(commands)
