@@ -321,12 +321,15 @@ def _find_generation_error(cause: BaseException | None) -> GenerationError | Non
 
 def _reason_text(error: GenerationError) -> str:
     """E.g. "ComfyUIExecutionError: CUDA out of memory (node 3, KSampler)"."""
+    named = error.message
     where = ", ".join(
         part
         for part in (
-            f"node {error.node_id}" if error.node_id else None,
-            error.class_type,
-            f"parameter '{error.param}'" if error.param else None,
+            f"node {error.node_id}"
+            if error.node_id and f"node {error.node_id}" not in named
+            else None,
+            error.class_type if error.class_type and error.class_type not in named else None,
+            f"parameter '{error.param}'" if error.param and error.param not in named else None,
         )
         if part
     )
