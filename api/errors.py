@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 
@@ -114,6 +115,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, UnknownWorkflow)
         return _unknown_workflow(exc)
 
+    async def on_rpc_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RPCError)
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            log.warning("Temporal unreachable on %s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": f"Temporal is not reachable ({exc.message}); try again later"},
+            )
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
         log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
@@ -125,4 +136,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(ParamsInvalid, on_params_invalid)
     app.add_exception_handler(UnknownWorkflow, on_unknown_workflow)
+    app.add_exception_handler(RPCError, on_rpc_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from api.http_server import serve_in_background
+from activities.temporal_client import connect_temporal
+from api.devserver import DevServerConfig, TemporalDevServer
+from api.http_server import free_port, serve_in_background
 from api.main import create_app
 from api.settings import Settings
 
@@ -55,3 +57,21 @@ async def test_unexpected_error_is_a_500_without_stack_trace(
     detail = response.json()["detail"]
     assert "internal error" in detail
     assert "Traceback" not in response.text and "/secret/path" not in response.text
+
+
+async def test_lost_temporal_is_a_503_not_a_500(tmp_path: Path) -> None:
+    server = TemporalDevServer(
+        DevServerConfig(db_file=None, port=free_port(), ui_port=None, log_file=tmp_path / "t.log")
+    )
+    await server.start()
+    try:
+        client = await connect_temporal(server.address)
+    finally:
+        await server.stop()
+    app = create_app(Settings(data_dir=tmp_path), temporal_client=client)
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+        response = await http.get("/tasks/smoke_image-20260101-000000-abcdef")
+        ready = await http.get("/ready")
+    assert response.status_code == 503
+    assert "Temporal is not reachable" in response.json()["detail"]
+    assert ready.status_code == 503 and ready.json()["temporal_reachable"] is False
