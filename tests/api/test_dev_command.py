@@ -140,3 +140,37 @@ async def test_dev_runs_a_job_stops_cleanly_and_remembers_it_after_restart(
     tree = descendants(second.process.pid)
     assert await stop_dev(second) == 0, second.output()
     assert [pid for pid in tree if alive(pid)] == []
+
+
+async def test_api_command_reaches_temporal_by_env_and_embeds_a_control_worker(
+    tmp_path: Path, temporal_address: str
+) -> None:
+    port = free_port()
+    env = dict(os.environ, TEMPORAL_ADDRESS=temporal_address)
+    env.pop("TEMPORAL_NAMESPACE", None)
+    log = tmp_path / "api.log"
+    argv = [sys.executable, "-m", "api.cli", "api", "--port", str(port),
+            "--data-dir", str(tmp_path), "--with-control-worker"]  # fmt: skip
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async with asyncio.timeout(30):
+                while True:
+                    assert process.returncode is None, log.read_text()
+                    try:
+                        ready = (await http.get("/ready")).json()
+                        if f"api-{process.pid}@" in " ".join(ready["control_pollers"]):
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0, log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
