@@ -260,8 +260,8 @@ class ExecuteActivities:
         tracker = _ProgressTracker(self.worker_name, prompt_id)
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
-        staging = self._store.staging_dir(request.task_id, attempt_key)
         try:
+            staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
             tracker.progress.phase = "storing"
             tracker.heartbeat()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-# Task ids are workflow ids chosen by the API; anything outside this set could build a path.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,254}$")
+# Longest name most filesystems accept for one path component.
+_MAX_NAME_BYTES = 255
 
 
 class OutputStoreError(Exception):
@@ -34,8 +33,19 @@ class StoredFile:
 
 
 def _check_name(kind: str, name: str) -> str:
-    if not _SAFE_NAME.match(name) or name in {".", ".."}:
-        raise OutputStoreError(f"invalid {kind} {name!r}: use letters, digits, '.', '_' and '-'")
+    """One plain path component. Task ids may be any workflow id (scheduled runs contain ':'),
+    and ComfyUI filenames may contain spaces: refuse only what could leave the folder."""
+    problem = None
+    if not name or name in {".", ".."}:
+        problem = "must be a plain name"
+    elif "/" in name or "\\" in name:
+        problem = "must not contain a path separator"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = "must not contain control characters"
+    elif len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+        problem = f"must be at most {_MAX_NAME_BYTES} bytes"
+    if problem:
+        raise OutputStoreError(f"invalid {kind} {name!r}: {problem}")
     return name
 
 
@@ -44,6 +54,9 @@ class OutputStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir).resolve() / "outputs"
+        # Beside the outputs (same filesystem, so moving a file in is an atomic rename), never
+        # inside them: no task id can name it.
+        self.staging_root = Path(data_dir).resolve() / "outputs-staging"
 
     def task_dir(self, task_id: str) -> Path:
         return self.root / _check_name("task id", task_id)
@@ -63,8 +76,7 @@ class OutputStore:
 
     def _staging_path(self, task_id: str, attempt_key: str) -> Path:
         return (
-            self.root
-            / ".staging"
+            self.staging_root
             / _check_name("task id", task_id)
             / _check_name("attempt", attempt_key)
         )
@@ -102,7 +114,10 @@ class OutputStore:
         return stored
 
     def discard_staging(self, task_id: str, attempt_key: str) -> None:
-        folder = self._staging_path(task_id, attempt_key)
+        try:
+            folder = self._staging_path(task_id, attempt_key)
+        except OutputStoreError:
+            return  # never created
         shutil.rmtree(folder, ignore_errors=True)
         parent = folder.parent
         try:

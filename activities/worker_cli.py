@@ -253,7 +253,11 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
             settings.pool_queue,
             settings.own_queue,
         )
-        await GpuWorker(client, comfyui, settings).run(stop)
+        try:
+            await GpuWorker(client, comfyui, settings).run(stop)
+        except Exception as err:  # e.g. Temporal refused the Workers: say why, exit non-zero
+            logger.error("gpu worker %s failed: %s", name, err)
+            return 1
         logger.info("gpu worker %s stopped", name)
         return 0
 
