@@ -375,3 +375,20 @@ async def test_progress_reaches_temporal_within_two_seconds_of_comfyui_reporting
     lags = {step: at - (started_ms / 1000 + step * 0.1) for step, at in seen.items()}
     assert max(lags.values()) < 2.0, lags
     assert len(lags) >= 4, lags  # it moved several times within those 3 s
+
+
+async def test_out_of_memory_gets_exactly_one_retry(generation_stack: GenerationStack):
+    gpu = await generation_stack.start_gpu_worker("gpu-oom")
+    await gpu.emulator.set_faults(
+        fail_on_node="EmulatorSampler",
+        exception_type="torch.OutOfMemoryError",
+        exception_message="CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
+    handle = await generation_stack.submit()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(handle.result(), 30)
+    cause, error = failure_of(caught.value)
+    assert cause.type == "ComfyUIOutOfMemory"
+    assert (error.node_id, error.class_type, error.attempt) == ("2", "EmulatorSampler", 2)
+    assert "CUDA out of memory" in cause.message
+    assert await activity_attempts(handle) == [2]
