@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
 from activities.comfyui_client import ComfyUIClient
+from activities.comfyui_errors import ComfyUIError
 from activities.comfyui_events import NodeProgress, PreviewFrame
 from tests.comfyui.graphs import sampler_graph, save_graph
 
@@ -144,11 +146,53 @@ async def test_preview_metadata_clients_get_type_4_frames(start_emulator) -> Non
         async with ComfyUIClient(emulator.url) as client:
             await client.submit(sampler_graph(1, 0.0), prompt_id="meta-run", client_id="meta")
         binary = None
-        while binary is None:
+        while True:  # read to the done signal so the closing handshake is not queued behind data
             frame = await asyncio.wait_for(ws.recv(), 10)
             if isinstance(frame, bytes):
-                binary = frame
+                binary = binary or frame
+            elif json.loads(frame) == {
+                "type": "executing",
+                "data": {"node": None, "prompt_id": "meta-run"},
+            }:
+                break
+        assert binary is not None
     assert int.from_bytes(binary[:4], "big") == 4
     length = int.from_bytes(binary[4:8], "big")
     metadata = json.loads(binary[8 : 8 + length])
     assert metadata["prompt_id"] == "meta-run" and metadata["image_type"] == "image/jpeg"
+
+
+async def test_foreign_origin_is_refused_on_a_loopback_host(shared_emulator) -> None:
+    async with httpx.AsyncClient(base_url=shared_emulator.url, trust_env=False) as http:
+        foreign = await http.get("/queue", headers={"Origin": "http://evil.example"})
+        same = await http.get("/queue", headers={"Origin": shared_emulator.url})
+        options = await http.options("/prompt")
+    assert (foreign.status_code, same.status_code, options.status_code) == (403, 200, 200)
+
+
+async def test_reusing_a_client_id_silences_the_newer_socket_when_the_older_closes(
+    shared_emulator,
+) -> None:
+    # The duplicate-clientId quirk (§3.1): why the client takes a fresh id per connection.
+    ws_url = f"{shared_emulator.url.replace('http', 'ws')}/ws?clientId=twice"
+    older = await connect(ws_url, proxy=None)
+    await older.recv()
+    async with connect(ws_url, proxy=None) as newer:
+        await newer.recv()
+        await older.close()
+        async with connect(
+            f"{shared_emulator.url.replace('http', 'ws')}/ws", proxy=None
+        ) as witness:
+            await witness.recv()
+            async with ComfyUIClient(shared_emulator.url) as client:
+                await client.submit(save_graph(), prompt_id="quirk-broadcast")
+            # Every socket gets the status broadcasts; the witness proves they were sent.
+            assert json.loads(await asyncio.wait_for(witness.recv(), 10))["type"] == "status"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(newer.recv(), 0.3)
+
+
+async def test_download_of_a_missing_file_is_an_error(shared_emulator, tmp_path: Path) -> None:
+    async with ComfyUIClient(shared_emulator.url) as client:
+        with pytest.raises(ComfyUIError, match="404"):
+            await client.download("absent.png", "", "output", tmp_path / "absent.png")

@@ -142,8 +142,22 @@ class EmulatorServer:
         DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp)
 
     # ------------------------------------------------------------------ app and routes
+    @web.middleware
+    async def origin_check(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Without --enable-cors-header: OPTIONS gets an empty 200, and a loopback Host with a
+        different Origin gets 403 (comfyui-protocol.md §1.1)."""
+        if request.method == "OPTIONS":
+            return web.Response(status=200)
+        if self.args.enable_cors_header is None:
+            origin = request.headers.get("Origin")
+            host = request.headers.get("Host", "")
+            loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+            if origin and loopback and origin.split("://", 1)[-1].rstrip("/") != host:
+                return web.Response(status=403)
+        return await handler(request)
+
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_upload_size)
+        app = web.Application(client_max_size=self.max_upload_size, middlewares=[self.origin_check])
         routes = [
             ("GET", "/ws", self.websocket_handler),
             ("GET", "/prompt", self.get_prompt),
