@@ -303,9 +303,14 @@ class ScheduleTrigger(BaseModel):
 
 
 class ScheduleRun(BaseModel):
-    """One run the schedule started: an ordinary task."""
+    """One run the schedule started: an ordinary task.
+
+    Temporal names a run "<schedule id>-<scheduled time to the second>", so runs triggered within
+    the same second share a task id (the later one starts after the earlier has closed, or is
+    refused); `run_id` tells them apart, and GET /tasks/{task_id} shows the latest."""
 
     task_id: str
+    run_id: str | None = None
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     status: TaskStatusName | None = Field(

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleCalendarSpec,
     ScheduleDescription,
@@ -61,6 +62,8 @@ OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
     "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
+# Temporal's own default: a run missed while the server was down may start up to a year late.
+_DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 _OVERLAP_NAMES = {policy: name for name, policy in OVERLAP_POLICIES.items()}
 
 
@@ -156,7 +159,7 @@ def temporal_policy(policy: SchedulePolicyIn | None) -> SchedulePolicy:
     policy = policy or SchedulePolicyIn()
     return SchedulePolicy(
         overlap=OVERLAP_POLICIES[policy.overlap],
-        catchup_window=policy.catchup_window or timedelta(days=365),
+        catchup_window=policy.catchup_window or _DEFAULT_CATCHUP_WINDOW,
         pause_on_failure=policy.pause_on_failure,
     )
 
@@ -273,7 +276,7 @@ def public_spec(spec: ScheduleSpec) -> ScheduleSpecPublic:
 def public_policy(policy: SchedulePolicy) -> SchedulePolicyPublic:
     return SchedulePolicyPublic(
         overlap=_OVERLAP_NAMES.get(policy.overlap, "skip"),
-        catchup_window=policy.catchup_window,
+        catchup_window=policy.catchup_window or _DEFAULT_CATCHUP_WINDOW,
         pause_on_failure=policy.pause_on_failure,
     )
 
@@ -326,7 +329,7 @@ async def read_schedule(
     runs = [
         (result, result.action)
         for result in info.recent_actions
-        if hasattr(result.action, "workflow_id")
+        if isinstance(result.action, ScheduleActionExecutionStartWorkflow)
     ]
     statuses = await asyncio.gather(
         *(_run_status(client, a.workflow_id, a.first_execution_run_id) for _, a in runs)
@@ -334,6 +337,7 @@ async def read_schedule(
     recent = [
         ScheduleRun(
             task_id=action.workflow_id,
+            run_id=action.first_execution_run_id or None,
             scheduled_at=result.scheduled_at,
             started_at=result.started_at,
             status=task_status_name(status) if status is not None else None,
@@ -353,7 +357,11 @@ async def read_schedule(
         state=ScheduleStatePublic(paused=state.paused, note=state.note or None),
         next_run_times=list(info.next_action_times),
         recent_runs=recent,
-        running_task_ids=[a.workflow_id for a in info.running_actions],
+        running_task_ids=[
+            a.workflow_id
+            for a in info.running_actions
+            if isinstance(a, ScheduleActionExecutionStartWorkflow)
+        ],
         num_runs=info.num_actions,
         num_skipped_overlap=info.num_actions_skipped_overlap,
         num_missed_catchup_window=info.num_actions_missed_catchup_window,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 from temporalio.client import (
@@ -50,7 +50,7 @@ from temporal_workflows.names import SA_WORKFLOW
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
-_NOT_FOUND = {404: {"description": "No schedule with this id."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No schedule with this id."}}
 
 
 @router.post(
