@@ -73,7 +73,6 @@ class GenerationWorkflow:
 
     @workflow.init
     def __init__(self, request: GenerationRequest) -> None:
-        self._request = request
         self._status = GenerationStatus(
             phase="queued",
             workflow_id=request.workflow_id,
@@ -216,8 +215,14 @@ class GenerationWorkflow:
 
     @workflow.query
     def status(self) -> GenerationStatus:
-        """Phase, attempt, worker, resolved params and timestamps. Live progress is in the execute
-        activity's heartbeat details (`temporal workflow describe`)."""
+        """Phase, attempt, worker, resolved params, priority and timestamps.
+
+        Phases: "queued" (started, nothing done yet), "rendering" (prepare), "running" (the GPU
+        step is scheduled: waiting for a GPU or on one), "done". Which of waiting/running, the
+        live attempt and the progress are in the execute activity's heartbeat details
+        (`temporal workflow describe`), which the API reads; `attempt` and `worker` here are
+        final once the job is done.
+        """
         return self._status
 
     @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
