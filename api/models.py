@@ -79,6 +79,12 @@ class TaskQueueInfo(BaseModel):
     waiting_seconds: float | None = Field(
         default=None, description="Time since the GPU task was scheduled."
     )
+    task_queue: str | None = Field(default=None, description="The GPU task queue it waits in.")
+    backlog: int | None = Field(
+        default=None,
+        description="Jobs waiting in that queue, this one included (approximate; higher"
+        " priority goes first).",
+    )
     attempt: int | None = None
     last_failure: str | None = Field(
         default=None, description="Why the previous attempt failed, when this is a retry."

@@ -1,4 +1,5 @@
-"""Who polls a task queue: the pollers Temporal has seen recently (for /ready and worker pins)."""
+"""What Temporal knows about a task queue: who polls it (for /ready and worker pins) and how many
+tasks wait in it (for PENDING tasks)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ async def queue_pollers(client: Client, task_queue: str, *, activities: bool = T
         )
     )
     return sorted({p.identity for p in response.pollers})
+
+
+async def queue_backlog(client: Client, task_queue: str) -> int:
+    """Approximate number of activity tasks waiting in `task_queue` (temporal-notes.md §3l)."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            report_stats=True,
+        )
+    )
+    return int(response.stats.approximate_backlog_count)

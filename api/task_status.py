@@ -40,8 +40,15 @@ from api.models import (
     TaskStatusName,
     TaskSummary,
 )
+from api.task_queues import queue_backlog
 from temporal_workflows.models import GenerationError, GenerationResult, GenerationStatus, Progress
-from temporal_workflows.names import SA_WORKFLOW
+from temporal_workflows.names import (
+    SA_POOL,
+    SA_WORKER,
+    SA_WORKFLOW,
+    pool_task_queue,
+    worker_task_queue,
+)
 
 GENERATION_WORKFLOW = "GenerationWorkflow"
 EXECUTE_ACTIVITY = "execute_prompt"
@@ -159,7 +166,7 @@ async def _fill_running(
     pending = list(desc.raw_description.pending_activities)
     execute = next((pa for pa in pending if pa.activity_type.name == EXECUTE_ACTIVITY), None)
     if execute is not None:
-        await _fill_from_execute(client, execute, task)
+        await _fill_from_execute(client, desc, execute, task)
         return
     if pending:
         # Outputs are stored and a later step (e.g. a webhook) runs: the generation itself is done.
@@ -173,7 +180,9 @@ async def _fill_running(
         )
     except Exception:
         status = None  # type: ignore[assignment]
-    if status is not None and status.phase in ("running", "storing", "notifying", "done"):
+    # "running" with no execute activity on the server yet means the workflow is scheduling it
+    # right now (a query sees the worker's state before that state is persisted): still PENDING.
+    if status is not None and status.phase in ("storing", "notifying", "done"):
         task.status = "STARTED"
         p = status.progress
         task.progress = _public_progress(p) if p else TaskProgress(percent=100.0)
@@ -182,7 +191,27 @@ async def _fill_running(
     task.queue = TaskQueueInfo(phase="preparing")
 
 
-async def _fill_from_execute(client: Client, pa: PendingActivityInfo, task: TaskPublic) -> None:
+def _gpu_queue(desc: WorkflowExecutionDescription) -> str | None:
+    """The GPU queue the workflow sends its job to: a pinned worker's own, else the pool's."""
+    pool = desc.typed_search_attributes.get(SA_POOL)
+    if pool is None:
+        return None
+    worker = desc.typed_search_attributes.get(SA_WORKER)
+    return worker_task_queue(pool, worker) if worker else pool_task_queue(pool)
+
+
+async def _backlog(client: Client, queue: str | None) -> int | None:
+    if queue is None:
+        return None
+    try:
+        return await queue_backlog(client, queue)
+    except RPCError:  # stats are a nicety; the status answer must not fail for them
+        return None
+
+
+async def _fill_from_execute(
+    client: Client, desc: WorkflowExecutionDescription, pa: PendingActivityInfo, task: TaskPublic
+) -> None:
     progress: Progress | None = None
     if pa.HasField("heartbeat_details") and pa.heartbeat_details.payloads:
         try:
@@ -217,11 +246,14 @@ async def _fill_from_execute(client: Client, pa: PendingActivityInfo, task: Task
         scheduled = (
             pa.scheduled_time.ToDatetime(tzinfo=UTC) if pa.HasField("scheduled_time") else None
         )
+        queue = _gpu_queue(desc)
         task.queue = TaskQueueInfo(
             phase="waiting_for_gpu_worker",
             waiting_seconds=_seconds_since(scheduled) if scheduled else None,
             attempt=pa.attempt,
             last_failure=last_failure,
+            task_queue=queue,
+            backlog=await _backlog(client, queue),
         )
 
 
