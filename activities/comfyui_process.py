@@ -131,6 +131,7 @@ class ComfyUIProcess:
         self._health = _Health()
         self._proc: asyncio.subprocess.Process | None = None
         self._pumps: list[asyncio.Task] = []
+        self._watcher: asyncio.Task | None = None
         self._exited = asyncio.Event()
         self._stopping = False
 
@@ -211,7 +212,7 @@ class ComfyUIProcess:
             loop.create_task(self._pump(proc.stdout)),
             loop.create_task(self._pump(proc.stderr)),
         ]
-        loop.create_task(self._watch(proc))
+        self._watcher = loop.create_task(self._watch(proc))
         deadline = time.monotonic() + self.start_timeout
         delay = 0.02
         async with httpx.AsyncClient(trust_env=False) as client:

@@ -951,7 +951,19 @@ class EmulatorServer:
         return web.json_response(self.faults)
 
     async def post_faults(self, request: web.Request) -> web.Response:
-        """Replace the fault set. Immediate actions: drop_websockets, refuse_connections."""
+        """Replace the whole fault set with the JSON object posted (`{}` clears it).
+
+        Per node class, checked when a node of that class starts executing (not on cache hits):
+          crash_on_node   os._exit mid-node (exit code `crash_exit_code`, default 134)
+          hang_on_node    the worker stops forever; HTTP and WebSocket keep answering
+          freeze_on_node  the whole event loop blocks (`freeze_seconds`): nothing answers
+          fail_on_node    execution error with `exception_type` / `exception_message`
+          drop_websockets_on_node   close every WebSocket once
+        Immediate: drop_websockets (close every WebSocket now), refuse_connections (stop
+        listening; the process stays alive). hang_on_progress stops at the next progress tick.
+        The same keys work as `--emulator-fault KEY=VALUE` flags at startup; there
+        refuse_connections means the port is never bound, startup_delay_seconds delays binding.
+        """
         body = await request.json()
         if not isinstance(body, dict):
             return web.json_response({"error": "expected a JSON object"}, status=400)
