@@ -4,6 +4,7 @@ finish, hands a prefetched job back to the queue, stops ComfyUI and exits cleanl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 
+from activities.output_store import OutputStore
 from temporal_workflows.models import Progress
 from tests.fixtures_emulator import EMULATOR_DIR
 from tests.workflows.conftest import GenerationStack, wait_for
@@ -44,25 +46,31 @@ async def progress_of(handle: WorkflowHandle) -> Progress | None:
     return None
 
 
-async def test_sigterm_finishes_the_running_job_hands_back_the_queued_one_and_exits(
-    generation_stack: GenerationStack, tmp_path: Path
-):
-    data_dir = tmp_path / "worker-data"
+async def start_worker_process(
+    stack: GenerationStack, data_dir: Path, name: str
+) -> asyncio.subprocess.Process:
     command = [
         COMFY_TEMPORAL, "gpu-worker",
         "--comfyui", str(EMULATOR_DIR),
         "--comfyui-python", sys.executable,
         "--comfyui-arg=--cpu", "--comfyui-arg=--cache-none",
-        "--pool", generation_stack.pool,
-        "--name", "gpu-proc",
+        "--pool", stack.pool,
+        "--name", name,
         "--data-dir", str(data_dir),
-        "--temporal-address", generation_stack.address,
+        "--temporal-address", stack.address,
         "--shutdown-grace", "30",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
+
+
+async def test_sigterm_finishes_the_running_job_hands_back_the_queued_one_and_exits(
+    generation_stack: GenerationStack, tmp_path: Path
+):
+    data_dir = tmp_path / "worker-data"
+    process = await start_worker_process(generation_stack, data_dir, "gpu-proc")
     comfyui_dir = str(data_dir / "comfyui" / "gpu-proc")
     try:
         running = await generation_stack.submit({"steps": 40, "seconds_per_step": 0.05})
@@ -97,3 +105,36 @@ async def test_sigterm_finishes_the_running_job_hands_back_the_queued_one_and_ex
     await generation_stack.start_gpu_worker("gpu-next")
     handed_back = await asyncio.wait_for(queued.result(), 30)
     assert handed_back.worker == "gpu-next" and handed_back.attempts == 2
+
+
+async def test_a_worker_that_dies_mid_job_loses_nothing_another_gpu_finishes_it(
+    generation_stack: GenerationStack, tmp_path: Path
+):
+    data_dir = tmp_path / "doomed-data"
+    process = await start_worker_process(generation_stack, data_dir, "gpu-doomed")
+    comfyui_dir = str(data_dir / "comfyui" / "gpu-doomed")
+    try:
+        handle = await generation_stack.submit({"steps": 40, "seconds_per_step": 0.05})
+
+        async def running_on_doomed() -> bool:
+            progress = await progress_of(handle)
+            return bool(progress and progress.worker == "gpu-doomed" and progress.step)
+
+        await wait_for(running_on_doomed, "the job to run on the doomed worker", 60)
+        process.kill()  # no goodbye: Temporal only notices the missing heartbeats
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        # Its ComfyUI ran in its own session and outlives it: stop that too.
+        for pid in processes_mentioning(comfyui_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    await generation_stack.start_gpu_worker("gpu-survivor")
+    # The heartbeat timeout (10 s) marks the attempt lost; the retry goes to the survivor.
+    result = await asyncio.wait_for(handle.result(), 45)
+    assert result.worker == "gpu-survivor" and result.attempts == 2
+    assert [p.name for p in OutputStore(generation_stack.data_dir).files(handle.id)] == [
+        result.outputs[0].filename
+    ]
