@@ -1,5 +1,6 @@
-"""`comfy-temporal gpu-worker` as a real process: SIGTERM stops polling, lets the running job
-finish, hands a prefetched job back to the queue, stops ComfyUI and exits cleanly."""
+"""The worker commands as real processes. `gpu-worker`: SIGTERM stops polling, lets the running
+job finish, hands a prefetched job back, stops ComfyUI and exits cleanly; a killed worker loses
+no job. `control-worker`: serves GenerationWorkflow, configured from the environment."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
-from temporalio.client import WorkflowHandle
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
 from activities.output_store import OutputStore
-from temporal_workflows.models import Progress
+from temporal_workflows.generation import GenerationWorkflow
+from temporal_workflows.models import GenerationRequest, Progress
+from temporal_workflows.names import CONTROL_TASK_QUEUE
 from tests.fixtures_emulator import EMULATOR_DIR
 from tests.workflows.conftest import GenerationStack, wait_for
 
@@ -138,3 +144,37 @@ async def test_a_worker_that_dies_mid_job_loses_nothing_another_gpu_finishes_it(
     assert [p.name for p in OutputStore(generation_stack.data_dir).files(handle.id)] == [
         result.outputs[0].filename
     ]
+
+
+async def test_control_worker_command_serves_generations_from_the_environment_config(
+    generation_stack: GenerationStack, tmp_path: Path
+):
+    manifests_dir = tmp_path / "control-manifests"
+    manifests_dir.mkdir()
+    (manifests_dir / "workflows.yaml").write_text("{}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    env["TEMPORAL_ADDRESS"] = generation_stack.address  # reached through temporalio.envconfig
+    env["MANIFESTS_DIR"] = str(manifests_dir)
+    process = await asyncio.create_subprocess_exec(
+        COMFY_TEMPORAL, "control-worker", "--workflows", str(tmp_path),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        handle = await generation_stack.client.start_workflow(
+            GenerationWorkflow.run,
+            GenerationRequest(workflow_id="no_such_workflow"),
+            id=f"gen-{uuid.uuid4()}",
+            task_queue=CONTROL_TASK_QUEUE,
+        )
+        with pytest.raises(WorkflowFailureError) as caught:
+            await asyncio.wait_for(handle.result(), 30)
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "UnknownWorkflow"
+    assert "no_such_workflow" in cause.message
+    assert exit_code == 0
