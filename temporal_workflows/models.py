@@ -56,7 +56,9 @@ class PreparedPrompt(_Payload):
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(
         default_factory=dict,
-        description='Maps "<node id>.<input name>" to the parameter that set it, to name it in errors.',
+        description=(
+            'Maps "<node id>.<input name>" to the parameter that set it, to name it in errors.'
+        ),
     )
 
 
