@@ -34,7 +34,7 @@ from temporalio.client import (
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError
+from api.errors import ApiError, TemporalUnavailable
 from api.models import GenerateOptions
 from api.routes.generate import static_summary
 from api.schedule_models import (
@@ -191,6 +191,8 @@ def translate_rpc_error(err: RPCError, schedule_id: str) -> Exception:
     """Temporal's answers that are the caller's fault, as API errors; others unchanged."""
     if err.status == RPCStatusCode.NOT_FOUND:
         return ScheduleNotFound(schedule_id)
+    if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return TemporalUnavailable(f"Temporal is not reachable: {err.message}")
     if err.status == RPCStatusCode.INVALID_ARGUMENT and "spec" in err.message.lower():
         return InvalidScheduleSpec(err.message, loc=["body", "spec"])
     return err

@@ -118,7 +118,10 @@ async def list_schedules(
                 "not a page token from this API", loc=["query", "page_token"]
             ) from err
     schedules = await temporal.list_schedules(query, page_size=page_size, next_page_token=token)
-    await schedules.fetch_next_page()
+    try:
+        await schedules.fetch_next_page()
+    except RPCError as err:
+        raise translate_rpc_error(err, "") from err
     summaries = []
     for listed in schedules.current_page or []:
         if listed.schedule is None or getattr(listed.schedule.action, "workflow", None) != (

@@ -254,3 +254,23 @@ async def test_listing_shows_generation_schedules_with_their_workflow(
     assert summary["paused"] is True
     other = (await http.get("/schedules", params={"workflow_id": "sd15_txt2img"})).json()
     assert schedule_id not in {s["schedule_id"] for s in other["schedules"]}
+
+
+async def test_trigger_note_is_recorded_on_the_schedule_and_the_run_succeeds(
+    http: httpx.AsyncClient, schedules: Schedules
+) -> None:
+    schedule_id = (await schedules.create(workflow_id="smoke_image", params={"width": 3}))[
+        "schedule_id"
+    ]
+
+    triggered = await http.post(
+        f"/schedules/{schedule_id}/trigger",
+        json={"note": "re-run for the newsletter", "overlap": "allow_all"},
+    )
+
+    assert triggered.status_code == 202, triggered.text
+    assert triggered.json()["tasks_url"].endswith(f"/tasks?schedule_id={schedule_id}")
+    (run,) = await wait_for_runs(http, schedule_id, 1)
+    assert (await wait_for_task(http, run["task_id"]))["status"] == "SUCCESS"
+    shown = (await http.get(f"/schedules/{schedule_id}")).json()
+    assert shown["state"] == {"paused": False, "note": "re-run for the newsletter"}
