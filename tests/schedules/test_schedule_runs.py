@@ -3,7 +3,8 @@ under the schedule's overlap policy; a run whose params an edited manifest refus
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime
 
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -16,6 +17,14 @@ from tests.schedules.conftest import (
     wait_for_schedule,
     wait_for_task,
 )
+
+
+async def _clock_past(moment: str) -> None:
+    """Waits until the wall clock is in a later second than `moment`."""
+    second = datetime.fromisoformat(moment).replace(microsecond=0)
+    async with asyncio.timeout(5):
+        while datetime.now(UTC).replace(microsecond=0) <= second:
+            await asyncio.sleep(0.05)
 
 
 async def test_skip_policy_drops_a_trigger_while_a_run_is_going(
@@ -48,11 +57,11 @@ async def test_skip_policy_drops_a_trigger_while_a_run_is_going(
 async def test_buffer_one_policy_starts_a_second_trigger_once_the_first_run_ends(
     http: httpx.AsyncClient, schedules: Schedules, temporal_client: Client
 ) -> None:
-    # 40 steps of 0.05 s; a width of its own so no node of an interrupted earlier run is cached.
+    # 60 steps of 0.05 s; a width of its own so no node of an interrupted earlier run is cached.
     schedule_id = (
         await schedules.create(
             workflow_id=EMULATOR_WORKFLOW_ID,
-            params={"steps": 40, "seconds_per_step": 0.05, "width": 24},
+            params={"steps": 60, "seconds_per_step": 0.05, "width": 24},
             policy={"overlap": "buffer_one"},
         )
     )["schedule_id"]
@@ -82,13 +91,19 @@ async def test_random_seed_is_drawn_afresh_for_each_run(
         "schedule_id"
     ]
 
-    seeds = []
-    for count in (1, 2):
+    async def run_once(count: int) -> tuple[int, str]:
         await http.post(f"/schedules/{schedule_id}/trigger")
         runs = await wait_for_runs(http, schedule_id, count)
         task = await wait_for_task(http, runs[-1]["task_id"])
         assert task["status"] == "SUCCESS", task
-        seeds.append(task["result"]["params"]["seed"])
+        return task["result"]["params"]["seed"], runs[-1]["scheduled_at"]
+
+    first_seed, first_time = await run_once(1)
+    # Temporal names runs after their time to the second; a trigger in the same second as the
+    # first run would reuse its name (docs/schedules.md).
+    await _clock_past(first_time)
+    second_seed, _ = await run_once(2)
+    seeds = [first_seed, second_seed]
 
     assert all(isinstance(seed, int) for seed in seeds)
     assert seeds[0] != seeds[1]
