@@ -22,7 +22,6 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleCalendarSpec,
     ScheduleDescription,
-    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -171,7 +170,6 @@ def schedule_search_attributes(workflow_id: str) -> TypedSearchAttributes:
 
 
 def new_schedule(
-    schedule_id: str,
     action: ScheduleActionStartWorkflow,
     spec: ScheduleSpecIn,
     policy: SchedulePolicyIn | None,
@@ -371,7 +369,3 @@ async def read_schedule(
         updated_at=info.last_updated_at,
         tasks_url=tasks_url(base_url, description.id),
     )
-
-
-def handle(client: Client, schedule_id: str) -> ScheduleHandle:
-    return client.get_schedule_handle(schedule_id)

@@ -77,7 +77,6 @@ async def create_schedule(
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
     schedule_id = body.schedule_id or new_schedule_id(body.workflow_id)
     schedule = new_schedule(
-        schedule_id,
         generation_action(schedule_id, manifest, body.params, body.options),
         body.spec,
         body.policy,
