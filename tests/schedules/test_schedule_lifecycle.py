@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 
 from api.devserver import temporal_cli
+from temporal_workflows.names import SA_POOL, SA_WORKFLOW
 from tests.schedules.conftest import (
     Schedules,
     ScheduleStack,
@@ -19,6 +22,9 @@ from tests.schedules.conftest import (
     wait_for_schedule,
     wait_for_task,
 )
+
+# Set by Temporal on every run a schedule starts (temporal-notes.md §3e).
+SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
 
 
 async def temporal_schedule(stack: ScheduleStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -274,3 +280,24 @@ async def test_trigger_note_is_recorded_on_the_schedule_and_the_run_succeeds(
     assert (await wait_for_task(http, run["task_id"]))["status"] == "SUCCESS"
     shown = (await http.get(f"/schedules/{schedule_id}")).json()
     assert shown["state"] == {"paused": False, "note": "re-run for the newsletter"}
+
+
+async def test_runs_carry_the_search_attributes_and_summary_of_a_generation(
+    http: httpx.AsyncClient, schedules: Schedules, temporal_client: Client
+) -> None:
+    schedule_id = (await schedules.create(workflow_id="smoke_image", params={"width": 7}))[
+        "schedule_id"
+    ]
+
+    await http.post(f"/schedules/{schedule_id}/trigger")
+    (run,) = await wait_for_runs(http, schedule_id, 1)
+    await wait_for_task(http, run["task_id"])
+
+    described = await temporal_client.get_workflow_handle(run["task_id"]).describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(SA_WORKFLOW) == "smoke_image"
+    assert attributes.get(SA_POOL) == "default"
+    assert attributes.get(SCHEDULED_BY) == schedule_id
+    summary = await described.static_summary()
+    assert summary is not None and "smoke_image" in summary and schedule_id in summary
+    assert (await described.memo())["request"]["params"] == {"width": 7}
