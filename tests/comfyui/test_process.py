@@ -207,3 +207,53 @@ async def test_supervise_kills_and_restarts_a_frozen_comfyui(start_emulator) -> 
         supervisor.cancel()
         with pytest.raises(asyncio.CancelledError):
             await supervisor
+
+
+async def _run_emulator(*args: str) -> tuple[int, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EMULATOR_DIR / "main.py"), *args, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, stderr
+
+
+async def test_emulator_accepts_comfyui_flags_like_comfyui(tmp_path: Path) -> None:
+    (tmp_path / "user").mkdir()
+    code, stderr = await _run_emulator(
+        "--quick-test-for-ci",  # loads everything, exits before binding (§1.4)
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        "1",
+        "--output-directory",
+        str(tmp_path / "out"),
+        "--input-directory",
+        str(tmp_path / "in"),
+        "--temp-directory",
+        str(tmp_path),
+        "--user-directory",
+        str(tmp_path / "user"),
+        "--cpu",
+        "--cuda-device",
+        "0",
+        "--disable-auto-launch",
+        "--preview-method",
+        "taesd",
+        "--cache-none",
+        "--disable-metadata",
+        "--disable-all-custom-nodes",
+        "--disable-api-nodes",
+        "--verbose",
+        "WARNING",
+        "--database-url",
+        "sqlite:///:memory:",
+        "--dont-print-server",
+    )
+    assert code == 0, stderr.decode()
+
+
+async def test_emulator_rejects_conflicting_memory_flags_like_argparse(tmp_path: Path) -> None:
+    # --cpu and --lowvram share one mutually exclusive group in ComfyUI (§1.2).
+    code, stderr = await _run_emulator("--quick-test-for-ci", "--cpu", "--lowvram")
+    assert code == 2 and b"not allowed with argument" in stderr

@@ -615,8 +615,14 @@ class EmulatorServer:
         for prompt_id in body.get("delete", []) or []:
             for index, item in enumerate(self.pending):
                 if item.prompt_id == prompt_id:
-                    self.pending.pop(index)
-                    heapq.heapify(self.pending)
+                    if len(self.pending) == 1:
+                        # Removing the last item goes through the queue wipe, which broadcasts
+                        # too: two status messages (comfyui-protocol.md §3.2).
+                        self.pending.clear()
+                        self.queue_updated()
+                    else:
+                        self.pending.pop(index)
+                        heapq.heapify(self.pending)
                     self.queue_updated()
                     break
         return web.Response(status=200)

@@ -15,11 +15,17 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from emulator_server import Directories, EmulatorServer  # noqa: E402
+if TYPE_CHECKING:
+    from emulator_server import Directories
+
+# emulator_server (aiohttp, Pillow) is imported only after the flags parsed, so a bad flag
+# fails fast, like ComfyUI's argparse does before its heavy imports.
+
 
 log = logging.getLogger("comfyui-emulator")
 
@@ -130,6 +136,8 @@ def parse_fault(text: str) -> tuple[str, object]:
 
 
 def directories(args: argparse.Namespace) -> Directories:
+    from emulator_server import Directories
+
     base = Path(args.base_directory).resolve() if args.base_directory else ROOT
     output = Path(args.output_directory).resolve() if args.output_directory else base / "output"
     input_dir = Path(args.input_directory).resolve() if args.input_directory else base / "input"
@@ -147,6 +155,8 @@ def cleanup_temp(temp: Path) -> None:
 
 
 async def serve(args: argparse.Namespace, dirs: Directories, faults: dict) -> None:
+    from emulator_server import EmulatorServer
+
     delay = float(faults.get("startup_delay_seconds", 0) or 0)
     if delay:
         await asyncio.sleep(delay)  # emulates a slow import phase before the port is bound
