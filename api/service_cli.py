@@ -229,8 +229,8 @@ async def _serve_until_signal(
         with contextlib.suppress(BaseException):
             await serving
         stop_wait.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        # The handlers stay: a second Ctrl-C during shutdown must not kill this process before
+        # its children are stopped (each stop is bounded by its grace period anyway).
 
 
 def run_api_command(args: argparse.Namespace) -> int:
@@ -328,6 +328,12 @@ async def run_dev(args: argparse.Namespace) -> int:
         if _port_taken(args.host if what == "API" else "127.0.0.1", port):
             print(f"error: the {what} port {port} is already in use", file=sys.stderr)
             return 1
+    # A signal while things start cancels the startup; the `finally` below still stops every
+    # child already started. Once serving, _serve_until_signal takes the signals over.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "outputs").mkdir(exist_ok=True)
@@ -379,6 +385,8 @@ async def run_dev(args: argparse.Namespace) -> int:
         await _serve_until_signal(uv, before_stop=before_api_stops)
         return 0 if uv.started else 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # nothing may interrupt the cleanup
+            asyncio.get_running_loop().add_signal_handler(sig, lambda: None)
         await stop_gpu_worker()
         print("stopping the Temporal dev server...", flush=True)
         await server.stop(grace=args.shutdown_grace)
@@ -414,6 +422,6 @@ def run_dev_command(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
         code = asyncio.run(run_dev(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # stopped while starting up
         code = 130
     return _finish(code)

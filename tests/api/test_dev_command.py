@@ -174,3 +174,36 @@ async def test_api_command_reaches_temporal_by_env_and_embeds_a_control_worker(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_sigterm_while_dev_starts_leaves_no_process_behind(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    log = tmp_path / "dev.log"
+    env = dict(os.environ, COMFYUI_PATH=str(EMULATOR_DIR), COMFYUI_PYTHON=sys.executable)
+    env.pop("TEMPORAL_ADDRESS", None)
+    argv = [sys.executable, "-m", "api.cli", "dev", "--data-dir", str(tmp_path / "data"),
+            "--port", str(free_port()), "--temporal-port", str(free_port()),
+            "--headless"]  # fmt: skip
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    dev_runs.append(DevRun(process, "", log))
+    seen: set[int] = set()
+    async with asyncio.timeout(60):
+        while not seen:  # the Temporal dev server was spawned: startup is under way
+            assert process.returncode is None, log.read_text()
+            seen |= descendants(process.pid)
+            await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        while process.returncode is None:
+            seen |= descendants(process.pid)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=0.05)
+            except TimeoutError:
+                pass
+    assert seen, "the dev server should have been running"
+    assert [pid for pid in seen if alive(pid)] == [], log.read_text()
+    assert "stopped" in log.read_text()
