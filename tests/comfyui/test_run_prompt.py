@@ -186,17 +186,19 @@ async def test_execution_error_carries_node_exception_type_and_message(
 
 
 async def test_out_of_memory_is_recognised_by_exception_type(
-    start_emulator, tmp_path: Path
+    shared_emulator, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
-    await emulator.set_faults(
+    await shared_emulator.set_faults(
         fail_on_node="EmulatorSampler",
         exception_type="torch.OutOfMemoryError",
         exception_message="CUDA out of memory. Tried to allocate 2.00 GiB",
     )
-    async with ComfyUIClient(emulator.url) as client:
-        with pytest.raises(ComfyUIOutOfMemory) as caught:
-            await client.run_prompt(sampler_graph(2, 0.0), output_dir=tmp_path)
+    try:
+        async with ComfyUIClient(shared_emulator.url) as client:
+            with pytest.raises(ComfyUIOutOfMemory) as caught:
+                await client.run_prompt(sampler_graph(2, 0.0), output_dir=tmp_path)
+    finally:
+        await shared_emulator.set_faults()
     assert caught.value.node_id == "2" and caught.value.class_type == "EmulatorSampler"
     assert caught.value.exception_type == "torch.OutOfMemoryError"
     assert "ran out of memory on your GPU" in caught.value.exception_message

@@ -43,9 +43,9 @@ async def _ids_in_queue(client: ComfyUIClient) -> set[str]:
 
 
 async def test_cancelling_a_queued_prompt_deletes_it_from_the_queue(
-    start_emulator, tmp_path: Path
+    shared_emulator, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
+    emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
         running = asyncio.Event()
         blocker = asyncio.create_task(
@@ -115,9 +115,9 @@ async def test_queued_event_reports_the_position_behind_the_running_prompt(
 
 
 async def test_cancelling_a_running_prompt_interrupts_it_and_waits_for_confirmation(
-    start_emulator, tmp_path: Path
+    shared_emulator, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
+    emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
         running = asyncio.Event()
         task = asyncio.create_task(
@@ -142,9 +142,9 @@ async def test_cancelling_a_running_prompt_interrupts_it_and_waits_for_confirmat
 
 
 async def test_interrupt_by_someone_else_raises_comfyui_interrupted(
-    start_emulator, tmp_path: Path
+    shared_emulator, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
+    emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client, ComfyUIClient(emulator.url) as other:
         running = asyncio.Event()
         task = asyncio.create_task(
@@ -162,9 +162,9 @@ async def test_interrupt_by_someone_else_raises_comfyui_interrupted(
 
 
 async def test_targeted_interrupt_of_a_queued_prompt_leaves_it_queued(
-    start_emulator, tmp_path: Path
+    shared_emulator, tmp_path: Path
 ) -> None:
-    emulator = await start_emulator()
+    emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
         running = asyncio.Event()
         blocker = asyncio.create_task(
