@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
-from activities.temporal_client import connect_temporal
 from api.devserver import DevServerConfig, TemporalDevServer
 from api.http_server import free_port, serve_in_background
 from api.main import create_app
@@ -65,7 +66,12 @@ async def test_lost_temporal_is_a_503_not_a_500(tmp_path: Path) -> None:
     )
     await server.start()
     try:
-        client = await connect_temporal(server.address)
+        # Retries give up after 1 s instead of 10 s: the answer is the same, the test faster.
+        client = await Client.connect(
+            server.address,
+            data_converter=pydantic_data_converter,
+            retry_config=RetryConfig(max_elapsed_time_millis=1000),
+        )
     finally:
         await server.stop()
     app = create_app(Settings(data_dir=tmp_path), temporal_client=client)
