@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,16 @@ from temporal_workflows.names import (
 router = APIRouter(tags=["generate"])
 
 _SUMMARY_TEXT_CHARS = 60
+
+
+# Temporal refuses payloads over 2 MiB and the request travels twice (input and memo); a bigger
+# request would never start or leave a workflow stuck (temporal-notes.md §3k, §5.8).
+MAX_PARAMS_BYTES = 256 * 1024
+
+
+class ParamsTooLarge(ApiError):
+    status_code = 413
+    error_type = "params_too_large"
 
 
 class UnknownWorker(ApiError):
@@ -66,6 +77,13 @@ async def generate(
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
 ) -> GenerateAccepted:
+    size = len(json.dumps(body.params, separators=(",", ":")))
+    if size > MAX_PARAMS_BYTES:
+        raise ParamsTooLarge(
+            f"params take {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}"
+            " (pass large inputs such as images by file name, not inline)",
+            loc=["body", "params"],
+        )
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
     options = body.options

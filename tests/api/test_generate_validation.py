@@ -128,3 +128,15 @@ async def test_body_that_is_not_json_is_4xx(http: httpx.AsyncClient) -> None:
         "/generate", content=b"workflow_id=smoke_image", headers={"content-type": "text/plain"}
     )
     assert 400 <= response.status_code < 500
+
+
+async def test_oversized_params_are_refused_before_reaching_temporal(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post(
+        "/generate",
+        json={"workflow_id": "flux_wavespeed", "params": {"prompt": "x" * 300_000}},
+    )
+    assert response.status_code == 413
+    (entry,) = response.json()["detail"]
+    assert entry["loc"] == ["body", "params"]
