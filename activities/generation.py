@@ -39,6 +39,7 @@ from activities.comfyui_errors import (
 from activities.comfyui_events import (
     NodeExecuting,
     NodeProgress,
+    PreviewFrame,
     PromptQueued,
     PromptStarted,
 )
@@ -134,6 +135,7 @@ class PrepareActivities:
             max_attempts=manifest.max_attempts,
             output_nodes=manifest.outputs,
             param_bindings=manifest.param_bindings(),
+            previews=manifest.previews,
         )
 
 
@@ -185,13 +187,22 @@ async def update_priority(change: PriorityChange) -> None:
 class _ProgressTracker:
     """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run."""
 
-    def __init__(self, worker: str, prompt_id: str) -> None:
+    def __init__(self, worker: str, prompt_id: str, *, keep_previews: bool = False) -> None:
         self.progress = Progress(phase="queued", worker=worker, comfy_prompt_id=prompt_id)
         self.started_monotonic: float | None = None
         self.started_at: datetime | None = None
+        self.keep_previews = keep_previews
+        # Newest preview image not yet written; the ticker writes it, so a sampler that sends a
+        # frame per step costs at most one file write per tick.
+        self.latest_preview: bytes | None = None
+        self.preview_write: asyncio.Task[None] | None = None
 
     def on_event(self, event: ComfyEvent) -> None:
         progress = self.progress
+        if isinstance(event, PreviewFrame):
+            if self.keep_previews:
+                self.latest_preview = event.data
+            return
         if isinstance(event, PromptQueued):
             progress.queue_position = event.queue_position
         elif isinstance(event, PromptStarted):
@@ -257,7 +268,7 @@ class ExecuteActivities:
         attempt = info.attempt
         prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
         attempt_key = f"attempt-{attempt}"
-        tracker = _ProgressTracker(self.worker_name, prompt_id)
+        tracker = _ProgressTracker(self.worker_name, prompt_id, keep_previews=request.previews)
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
         try:
@@ -334,6 +345,10 @@ class ExecuteActivities:
             ) from None
         finally:
             self._store.discard_staging(request.task_id, attempt_key)
+            if request.previews:
+                if tracker.preview_write is not None:
+                    await asyncio.wait([tracker.preview_write])  # so none lands after this
+                self._store.discard_preview(request.task_id)
 
         by_path = {f.path.name: f for f in result.outputs}
         outputs = [
@@ -373,7 +388,9 @@ class ExecuteActivities:
             name=f"comfyui prompt {prompt_id}",
         )
         stopped: list[Exception] = []
-        ticker = asyncio.create_task(self._tick(run, tracker, request.timeout_seconds, stopped))
+        ticker = asyncio.create_task(
+            self._tick(run, tracker, request.timeout_seconds, stopped, request.task_id)
+        )
         try:
             # Cancelling this activity cancels `run`; the driver then deletes or interrupts the
             # prompt and waits for ComfyUI to confirm before this await ends (contracts B).
@@ -394,6 +411,7 @@ class ExecuteActivities:
         tracker: _ProgressTracker,
         timeout_seconds: float | None,
         stopped: list[Exception],
+        task_id: str,
     ) -> None:
         """Heartbeat even while ComfyUI is silent (a cancel arrives only in a heartbeat's answer);
         stop a run that exceeds the manifest's limit; on worker shutdown, hand back a prompt that
@@ -402,6 +420,9 @@ class ExecuteActivities:
         while not run.done():
             await asyncio.sleep(self._tick_seconds)
             tracker.heartbeat()
+            writing = tracker.preview_write is not None and not tracker.preview_write.done()
+            if tracker.latest_preview is not None and not writing:
+                tracker.preview_write = asyncio.create_task(self._write_preview(task_id, tracker))
             if stopped:
                 continue
             if tracker.started_monotonic is None and activity.is_worker_shutdown():
@@ -414,6 +435,15 @@ class ExecuteActivities:
             ):
                 stopped.append(_RunTimedOut())
                 run.cancel()
+
+    async def _write_preview(self, task_id: str, tracker: _ProgressTracker) -> None:
+        data, tracker.latest_preview = tracker.latest_preview, None
+        if data is None:
+            return
+        try:
+            await self._store.write_preview(task_id, data)
+        except (OSError, OutputStoreError) as err:  # a preview is a nicety: never fail the job
+            logger.warning("preview of %s not written: %s", task_id, err)
 
 
 def _execution_error(

@@ -57,6 +57,9 @@ class OutputStore:
         # Beside the outputs (same filesystem, so moving a file in is an atomic rename), never
         # inside them: no task id can name it.
         self.staging_root = Path(data_dir).resolve() / "outputs-staging"
+        # The latest sampler preview of a running task; never among its outputs (a commit
+        # replaces the task's folder content).
+        self.previews_root = Path(data_dir).resolve() / "previews"
 
     def task_dir(self, task_id: str) -> Path:
         return self.root / _check_name("task id", task_id)
@@ -112,6 +115,27 @@ class OutputStore:
             content_type = mimetypes.guess_type(destination.name)[0] or "application/octet-stream"
             stored.append(StoredFile(destination.name, destination, size, digest, content_type))
         return stored
+
+    def preview_path(self, task_id: str) -> Path:
+        """Where a running task's latest preview image is (JPEG or PNG, as ComfyUI sent it)."""
+        return self.previews_root / _check_name("task id", task_id)
+
+    async def write_preview(self, task_id: str, data: bytes) -> None:
+        """Replace the task's preview atomically: readers see the old image or the new one."""
+        await asyncio.to_thread(self._write_preview, task_id, data)
+
+    def _write_preview(self, task_id: str, data: bytes) -> None:
+        path = self.preview_path(task_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def discard_preview(self, task_id: str) -> None:
+        try:
+            self.preview_path(task_id).unlink(missing_ok=True)
+        except OutputStoreError:
+            return
 
     def discard_staging(self, task_id: str, attempt_key: str) -> None:
         try:

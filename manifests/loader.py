@@ -324,6 +324,7 @@ class _WorkflowLoader:
             pool=entry.pool or "default",
             outputs=outputs,
             max_attempts=(entry.retries if entry.retries is not None else 2) + 1,
+            previews=entry.previews,
             template=graph,
             bindings=bindings,
             bypasses=bypasses,

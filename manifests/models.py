@@ -140,6 +140,8 @@ class WorkflowEntry(_Strict):
     pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     outputs: list[str] | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
+    # Sampler previews: the GPU worker keeps the latest one for GET /tasks/{id}/preview.
+    previews: bool = False
 
     _check_timeout = field_validator("timeout", mode="before")(_number)
 
@@ -218,6 +220,7 @@ class WorkflowManifest(BaseModel):
     pool: str = "default"
     outputs: list[str] | None = None
     max_attempts: int = 3
+    previews: bool = False
     template: dict[str, Any]
     # Resolved at load: parameter name -> graph inputs it sets, and -> the node it may remove.
     bindings: dict[str, list[InputRef]] = Field(default_factory=dict)

@@ -135,6 +135,7 @@ class GenerationWorkflow:
                 output_nodes=prepared.output_nodes,
                 param_bindings=prepared.param_bindings,
                 timeout_seconds=prepared.timeout_seconds,
+                previews=prepared.previews,
             ),
             result_type=ExecuteResult,
             task_queue=queue,

@@ -60,6 +60,7 @@ class PreparedPrompt(_Payload):
             'Maps "<node id>.<input name>" to the parameter that set it, to name it in errors.'
         ),
     )
+    previews: bool = Field(default=False, description="The manifest turns on sampler previews.")
 
 
 class ExecuteInput(_Payload):
@@ -73,6 +74,9 @@ class ExecuteInput(_Payload):
     timeout_seconds: float | None = Field(
         default=None,
         description="Limit on ComfyUI's own run time, counted from when it starts the prompt.",
+    )
+    previews: bool = Field(
+        default=False, description="Keep the latest sampler preview in the output store."
     )
 
 
