@@ -22,7 +22,7 @@ from temporalio.client import Client
 from api.errors import install_error_handlers
 from api.manifest_access import AsyncManifestRegistry
 from api.openapi import OpenAPICache
-from api.routes import generate, health, schedules, tasks, workflows
+from api.routes import generate, health, schedules, task_events, tasks, workflows
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
@@ -107,6 +107,7 @@ def create_app(
     for router in (generate.router, tasks.router, workflows.router, health.router):
         app.include_router(router)
     app.include_router(schedules.router)
+    app.include_router(task_events.router)
 
     cache = OpenAPICache()
 
