@@ -460,7 +460,7 @@ class _PromptFollower:
             if self.prompt_id in ids:
                 return
             entry = await self.client.history(self.prompt_id)
-        except ComfyUIUnavailable:
+        except ComfyUIError:
             return  # the reconnect loop decides when ComfyUI counts as gone
         if entry is not None:
             self._finish(outcome_from_history(entry))
@@ -626,7 +626,12 @@ class ComfyUIClient:
                         out.write(chunk)
                         size += len(chunk)
                 return size
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except (
+            httpx.ConnectError,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.TimeoutException,
+        ) as exc:
             raise ComfyUIUnavailable(f"download of {filename!r} failed: {exc!r}") from exc
 
     # -------------------------------------------------------------- submission and cancel
