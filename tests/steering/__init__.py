@@ -1,0 +1,1 @@
+"""Steering and watching generations: SSE events, previews, the CLI client, setup."""

@@ -1,0 +1,122 @@
+"""One generation stack for the steering tests: API + control worker + GPU worker + emulator.
+
+Like tests/api/stack.py, but the emulator runs with `--preview-method auto`, so its
+EmulatorSampler sends a latent preview per step (comfyui-protocol.md §1.4, §3.3), and the manifests
+add `emulator_previews`: the emulator_sampler graph with `previews: true`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from activities.gpu_worker import GpuWorker, GpuWorkerSettings
+from api.http_server import serve_in_background
+from api.main import create_app
+from api.settings import Settings
+from manifests.registry import ManifestRegistry
+from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID, write_manifests_with_emulator_sampler
+from tests.api.stack import GenerationStack
+from tests.fixtures_emulator import emulator_process
+
+PREVIEWS_WORKFLOW_ID = "emulator_previews"
+_widths = itertools.count(16)
+
+_PREVIEWS_ENTRY = f"""
+{PREVIEWS_WORKFLOW_ID}:
+  workflow_file: {EMULATOR_WORKFLOW_ID}.json
+  description: Emulator only - the sampler workflow with sampler previews on.
+  parameters: [steps, seconds_per_step, width, height]
+  overrides:
+    steps: {{default: 10, targets: [{{node: Sampler, input: steps}}]}}
+    width: {{default: 32, targets: [{{node: Empty Image, input: width}}]}}
+    height: {{default: 32, targets: [{{node: Empty Image, input: height}}]}}
+  timeout: 120
+  previews: true
+"""
+
+
+@contextlib.asynccontextmanager
+async def steering_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
+    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
+    with (manifests_dir / "workflows.yaml").open("a") as f:
+        f.write(_PREVIEWS_ENTRY)
+    registry = ManifestRegistry(manifests_dir, workflows_dir)
+    assert not registry.snapshot().errors, registry.snapshot().errors
+    data_dir = base_dir / "data"
+    name = f"steering-gpu-{uuid.uuid4().hex[:6]}"
+    comfyui = emulator_process(
+        base_dir / "comfyui", extra_args=["--preview-method", "auto"], name="emulator:steering"
+    )
+    gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
+    stop = asyncio.Event()
+    gpu_run = asyncio.create_task(gpu.run(stop), name=name)
+    app = create_app(
+        Settings(data_dir=data_dir, embedded_control_worker=True),
+        temporal_client=client,
+        registry=registry,
+    )
+    try:
+        async with serve_in_background(app) as url:
+            polling = asyncio.create_task(gpu.polling.wait())
+            await asyncio.wait({polling, gpu_run}, timeout=60, return_when="FIRST_COMPLETED")
+            if gpu_run.done():
+                gpu_run.result()  # raises why the worker stopped
+            if not polling.done():
+                polling.cancel()
+                raise TimeoutError("the GPU worker did not start polling within 60 s")
+            yield GenerationStack(
+                url=url, data_dir=data_dir, worker_name=name, comfyui_url=comfyui.url
+            )
+    finally:
+        stop.set()
+        await gpu_run
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def stack(
+    temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GenerationStack]:
+    async with steering_stack(temporal_client, tmp_path_factory.mktemp("steering")) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def http(stack: GenerationStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def submit(http: httpx.AsyncClient, temporal_client: Client) -> AsyncIterator:  # type: ignore[type-arg]
+    """submit(workflow_id, **params) -> task id; tasks still running at the end are terminated.
+
+    Every emulator job gets an image width of its own: the emulator fails a prompt whose first
+    node is a cache hit from the previous prompt while a later node is not (it never loads the
+    cached node's outputs for the nodes that read them), so no two jobs may share node 1.
+    """
+    started: list[str] = []
+
+    async def start(workflow_id: str, **params: object) -> str:
+        if workflow_id.startswith("emulator_") and "width" not in params:
+            params["width"] = next(_widths)
+        response = await http.post("/generate", json={"workflow_id": workflow_id, "params": params})
+        assert response.status_code == 202 or response.status_code == 200, response.text
+        task_id: str = response.json()["task_id"]
+        started.append(task_id)
+        return task_id
+
+    yield start
+    for task_id in started:
+        handle = temporal_client.get_workflow_handle(task_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(reason="test finished")

@@ -1,0 +1,82 @@
+"""GET /tasks/{id}/preview: the latest sampler preview while a job with `previews: true` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable
+
+import httpx
+from PIL import Image
+
+from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
+from tests.api.stack import GenerationStack
+from tests.steering.conftest import PREVIEWS_WORKFLOW_ID
+
+Submit = Callable[..., Awaitable[str]]
+
+
+async def _wait_for(http: httpx.AsyncClient, task_id: str, done: Callable[[dict], bool]) -> dict:
+    async with asyncio.timeout(60):
+        while True:
+            body = (await http.get(f"/tasks/{task_id}")).json()
+            if done(body):
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def test_latest_preview_is_served_while_a_previews_job_runs(
+    http: httpx.AsyncClient, submit: Submit
+) -> None:
+    task_id = await submit(PREVIEWS_WORKFLOW_ID, steps=20, seconds_per_step=0.15)
+
+    async with asyncio.timeout(30):
+        while True:
+            preview = await http.get(f"/tasks/{task_id}/preview")
+            if preview.status_code == 200:
+                break
+            assert preview.status_code == 404, preview.text
+            assert (await http.get(f"/tasks/{task_id}")).json()["status"] in ("PENDING", "STARTED")
+            await asyncio.sleep(0.05)
+
+    assert preview.headers["content-type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(preview.content))
+    assert image.format == "JPEG"
+    assert image.size == (8, 8)  # the emulator's latent-style preview
+    assert (await http.get(f"/tasks/{task_id}")).json()["status"] == "STARTED"
+
+
+async def test_preview_is_gone_with_a_clear_reason_once_the_job_has_finished(
+    http: httpx.AsyncClient, submit: Submit, stack: GenerationStack
+) -> None:
+    task_id = await submit(PREVIEWS_WORKFLOW_ID, steps=6, seconds_per_step=0.1)
+    await _wait_for(http, task_id, lambda body: body["status"] == "SUCCESS")
+
+    answer = await http.get(f"/tasks/{task_id}/preview")
+
+    assert answer.status_code == 404
+    assert "has finished (SUCCESS)" in answer.json()["detail"][0]["msg"]
+    assert not (stack.data_dir / "previews" / task_id).exists()
+
+
+async def test_a_workflow_without_previews_keeps_none_and_says_how_to_turn_them_on(
+    http: httpx.AsyncClient, submit: Submit, stack: GenerationStack
+) -> None:
+    # The emulator sends a preview with every step (--preview-method auto) ...
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=20, seconds_per_step=0.1)
+    await _wait_for(
+        http, task_id, lambda body: ((body.get("progress") or {}).get("step") or 0) >= 3
+    )
+
+    answer = await http.get(f"/tasks/{task_id}/preview")
+
+    # ... but the manifest did not ask for them, so the worker kept none.
+    assert answer.status_code == 404
+    assert "previews: true" in answer.json()["detail"][0]["msg"]
+    assert not (stack.data_dir / "previews" / task_id).exists()
+
+
+async def test_preview_of_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/tasks/no-such-task/preview")
+    assert answer.status_code == 404
+    assert answer.json()["detail"][0]["type"] == "task_not_found"

@@ -1,0 +1,120 @@
+"""GET /tasks/{id}/events: the Server-Sent Events stream of a job on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
+from tests.api.stack import GenerationStack
+from tests.steering.sse import Event, read_events, status_of
+
+Submit = Callable[..., Awaitable[str]]
+
+
+def _assert_ids_increase(events: list[Event]) -> None:
+    positions = [e.position for e in events]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions), positions
+
+
+async def test_stream_goes_pending_then_started_with_rising_progress_then_success(
+    http: httpx.AsyncClient, submit: Submit
+) -> None:
+    # A first job holds the GPU, so the observed one is still PENDING when the stream opens.
+    await submit(EMULATOR_WORKFLOW_ID, steps=4, seconds_per_step=0.25)
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=8, seconds_per_step=0.2)
+
+    async with asyncio.timeout(60):
+        events = await read_events(http, task_id)
+
+    _assert_ids_increase(events)
+    statuses = [status_of(e) for e in events]
+    first_started = statuses.index("STARTED")
+    assert statuses[0] == "PENDING"
+    assert set(statuses[:first_started]) == {"PENDING"}
+    assert set(statuses[first_started:-1]) == {"STARTED"}, statuses
+    assert statuses[-1] == "SUCCESS"
+    steps = [e.data["progress"]["step"] for e in events if e.event == "progress"]
+    assert len(set(steps)) >= 2, steps
+    assert steps == sorted(steps)
+    final = events[-1]
+    assert final.event == "status"
+    assert final.data["result"]["download_url"].endswith(".png")
+    assert final.data["task_id"] == task_id
+
+
+async def test_reconnect_with_last_event_id_repeats_nothing_and_reaches_the_end(
+    http: httpx.AsyncClient, submit: Submit
+) -> None:
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=10, seconds_per_step=0.2)
+
+    async with asyncio.timeout(60):
+        before = await read_events(
+            http, task_id, until=lambda events: events[-1].event == "progress"
+        )
+        after = await read_events(http, task_id, last_event_id=before[-1].id)
+
+    assert after, "the resumed stream sent nothing"
+    assert min(e.position for e in after) > before[-1].position
+    _assert_ids_increase(before + after)
+    assert status_of(after[-1]) == "SUCCESS"
+    # Resuming after the final event: nothing more will come (EventSource stops on 204).
+    finished = await http.get(f"/tasks/{task_id}/events", headers={"Last-Event-ID": after[-1].id})
+    assert finished.status_code == 204
+
+
+async def test_stream_of_a_finished_task_is_its_final_status_alone(
+    http: httpx.AsyncClient, submit: Submit
+) -> None:
+    task_id = await submit("smoke_image", width=8, height=8)
+    async with asyncio.timeout(60):
+        while (await http.get(f"/tasks/{task_id}")).json()["status"] != "SUCCESS":
+            await asyncio.sleep(0.05)
+        events = await read_events(http, task_id)
+    assert [(e.event, status_of(e)) for e in events] == [("status", "SUCCESS")]
+    assert events[0].data["result"]["outputs"]
+
+
+async def test_stream_of_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
+    response = await http.get("/tasks/no-such-task/events")
+    assert response.status_code == 404
+    assert "no-such-task" in response.json()["detail"][0]["msg"]
+
+
+async def test_progress_reaches_the_stream_within_2_s_of_comfyui_reporting_it(
+    http: httpx.AsyncClient, submit: Submit, stack: GenerationStack
+) -> None:
+    seconds_per_step = 0.237  # also tells this job's prompt apart in ComfyUI's history
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=12, seconds_per_step=seconds_per_step)
+    async with asyncio.timeout(60):
+        events = await read_events(http, task_id)
+    assert status_of(events[-1]) == "SUCCESS"
+
+    # When ComfyUI started the prompt (its own execution_start timestamp, §3.5); the sampler
+    # reports step k no earlier than k * seconds_per_step after that, so the lag below is an upper
+    # bound of the real one.
+    async with httpx.AsyncClient(base_url=stack.comfyui_url, trust_env=False) as comfy:
+        history = (await comfy.get("/history")).json()
+    (entry,) = [
+        h
+        for h in history.values()
+        if h["prompt"][2]["2"]["inputs"].get("seconds_per_step") == seconds_per_step
+    ]
+    (start_ms,) = [
+        data["timestamp"] for kind, data in entry["status"]["messages"] if kind == "execution_start"
+    ]
+    first_seen: dict[int, float] = {}
+    for event in events:
+        step = (event.data.get("progress") or {}).get("step")
+        if event.event == "progress" and step is not None:
+            first_seen.setdefault(step, event.received)
+    lags = [seen - (start_ms / 1000 + step * seconds_per_step) for step, seen in first_seen.items()]
+    print(
+        f"\nSSE progress lag behind ComfyUI over {len(lags)} steps: "
+        f"median {statistics.median(lags):.2f} s, max {max(lags):.2f} s"
+    )
+    assert len(lags) >= 4, first_seen
+    assert max(lags) < 2.0, lags
