@@ -18,7 +18,7 @@ import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -635,13 +635,23 @@ class ComfyUIClient:
             raise ComfyUIUnavailable(f"download of {filename!r} failed: {exc!r}") from exc
 
     # -------------------------------------------------------------- submission and cancel
-    async def submit(self, graph: dict, *, prompt_id: str, client_id: str | None = None) -> dict:
+    async def submit(
+        self,
+        graph: dict,
+        *,
+        prompt_id: str,
+        client_id: str | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> dict:
         """POST /prompt with our own ids. Raises ComfyUIValidationError on 400, and also on a
         200 whose node_errors is not empty (ComfyUI then queued only the valid outputs, §2.1;
-        that partial prompt is removed again before raising)."""
+        that partial prompt is removed again before raising). `extra_data` is passed through,
+        e.g. {"preview_method": "auto"} or {"extra_pnginfo": {...}} (§2.1, §4.10)."""
         body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id}
         if client_id is not None:
             body["client_id"] = client_id
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
         response = await self._request("POST", "/prompt", json=body)
         if response.status_code == 400:
             try:
@@ -706,6 +716,7 @@ class ComfyUIClient:
         output_nodes: Sequence[str] | None = None,
         include_temp: bool = False,
         stall_timeout: float | None = None,
+        extra_data: Mapping[str, Any] | None = None,
     ) -> PromptResult:
         prompt_id = prompt_id or str(uuid.uuid4())
         follower = _PromptFollower(self, prompt_id, graph, on_event)
@@ -714,7 +725,7 @@ class ComfyUIClient:
         try:
             try:
                 response = await self.submit(
-                    graph, prompt_id=prompt_id, client_id=follower.client_id
+                    graph, prompt_id=prompt_id, client_id=follower.client_id, extra_data=extra_data
                 )
                 follower.submitted = True
                 number = response.get("number", 0)

@@ -196,3 +196,20 @@ async def test_download_of_a_missing_file_is_an_error(shared_emulator, tmp_path:
     async with ComfyUIClient(shared_emulator.url) as client:
         with pytest.raises(ComfyUIError, match="404"):
             await client.download("absent.png", "", "output", tmp_path / "absent.png")
+
+
+async def test_preview_method_can_be_chosen_per_prompt_through_extra_data(
+    shared_emulator, tmp_path: Path
+) -> None:
+    events: list = []
+    async with ComfyUIClient(shared_emulator.url) as client:
+        await client.run_prompt(
+            sampler_graph(2, 0.0),
+            output_dir=tmp_path,
+            on_event=events.append,
+            extra_data={"preview_method": "latent2rgb"},
+        )
+        without: list = []
+        await client.run_prompt(sampler_graph(2, 0.0), output_dir=tmp_path, on_event=without.append)
+    assert len([e for e in events if isinstance(e, PreviewFrame)]) == 2
+    assert [e for e in without if isinstance(e, PreviewFrame)] == []
