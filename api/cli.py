@@ -15,10 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module adds its own subcommands and sets `func` (argparse.Namespace -> exit code).
-    from api import schedules_cli, service_cli
+    from api import client_cli, schedules_cli, service_cli, setup_cli
     from manifests import cli as manifests_cli
 
     service_cli.register(commands)
+    setup_cli.register(commands)
+    client_cli.register(commands)
     schedules_cli.register(commands)
     manifests_cli.register(commands)
     # control-worker and gpu-worker ship with the activities package.
