@@ -16,8 +16,9 @@ import os
 import shutil
 import signal
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -50,6 +51,25 @@ def resolve_python(install_dir: Path, python: str | None) -> str:
         if candidate.exists():
             return str(candidate)
     return shutil.which("python3") or "python3"
+
+
+@contextlib.contextmanager
+def _sigint_not_inherited_as_ignored() -> Iterator[None]:
+    """A child inherits an *ignored* SIGINT (as in a worker started in the background by a
+    non-interactive shell), and then ComfyUI would ignore our SIGINT too and never shut down
+    cleanly. exec resets *handled* signals to their default, so while spawning, ignore SIGINT
+    through a do-nothing handler instead of SIG_IGN."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Health:
@@ -194,15 +214,16 @@ class ComfyUIProcess:
         command = self.command()
         log.info("[%s] starting: %s", self.name, " ".join(command))
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=str(self.install_dir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # own process group: stop() reaches every child
-            )
+            with _sigint_not_inherited_as_ignored():
+                self._proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    cwd=str(self.install_dir),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    start_new_session=True,  # own process group: stop() reaches every child
+                )
         except OSError as exc:
             raise ComfyUIStartError(f"[{self.name}] cannot run {self.python}: {exc}") from exc
         proc = self._proc

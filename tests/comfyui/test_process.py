@@ -257,3 +257,41 @@ async def test_emulator_rejects_conflicting_memory_flags_like_argparse(tmp_path:
     # --cpu and --lowvram share one mutually exclusive group in ComfyUI (§1.2).
     code, stderr = await _run_emulator("--quick-test-for-ci", "--cpu", "--lowvram")
     assert code == 2 and b"not allowed with argument" in stderr
+
+
+_STOP_WITH_SIGINT_IGNORED = """
+import asyncio, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from activities.comfyui_process import ComfyUIProcess
+
+async def main():
+    process = ComfyUIProcess(Path(sys.argv[2]), work_dir=Path(sys.argv[3]), python=sys.executable,
+                             extra_args=["--cpu"], start_timeout=30)
+    await process.start()
+    began = time.monotonic()
+    await process.stop(grace=5.0)
+    print(process.last_exit_code, round(time.monotonic() - began, 2))
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job of a non-interactive shell
+asyncio.run(main())
+"""
+
+
+async def test_stop_is_clean_even_when_our_own_sigint_is_ignored(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _STOP_WITH_SIGINT_IGNORED,
+        str(repo),
+        str(EMULATOR_DIR),
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    exit_code, seconds = stdout.decode().split()
+    # ComfyUI got a SIGINT it could act on: a clean exit well before the SIGKILL grace.
+    assert exit_code == "0" and float(seconds) < 5.0
