@@ -1,1 +1,1 @@
-"""Everything with I/O: ComfyUI client and supervisor, generation activities, worker entry points."""
+"""Everything with I/O: the ComfyUI client and supervisor, activities, worker entry points."""
