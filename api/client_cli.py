@@ -159,7 +159,7 @@ class ProgressView:
         self.progress.update(
             self.bar,
             description=_describe(task),
-            **({"completed": float(percent)} if percent is not None else {}),
+            completed=float(percent) if percent is not None else None,
         )
 
 

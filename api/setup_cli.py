@@ -35,7 +35,9 @@ class SetupReport:
     present: list[str] = field(default_factory=list)
 
 
-async def registered_search_attributes(client: Client) -> dict[str, int]:
+async def registered_search_attributes(
+    client: Client,
+) -> dict[str, IndexedValueType.ValueType]:
     """Custom search attributes of the client's namespace: name -> IndexedValueType."""
     answer = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)

@@ -31,6 +31,12 @@ from tests.fixtures_emulator import emulator_process
 PREVIEWS_WORKFLOW_ID = "emulator_previews"
 _widths = itertools.count(16)
 
+
+def next_width() -> int:
+    """An image width no other emulator job of this session used (see `submit`)."""
+    return next(_widths)
+
+
 _PREVIEWS_ENTRY = f"""
 {PREVIEWS_WORKFLOW_ID}:
   workflow_file: {EMULATOR_WORKFLOW_ID}.json
@@ -108,7 +114,7 @@ async def submit(http: httpx.AsyncClient, temporal_client: Client) -> AsyncItera
 
     async def start(workflow_id: str, **params: object) -> str:
         if workflow_id.startswith("emulator_") and "width" not in params:
-            params["width"] = next(_widths)
+            params["width"] = next_width()
         response = await http.post("/generate", json={"workflow_id": workflow_id, "params": params})
         assert response.status_code == 202 or response.status_code == 200, response.text
         task_id: str = response.json()["task_id"]
@@ -116,6 +122,17 @@ async def submit(http: httpx.AsyncClient, temporal_client: Client) -> AsyncItera
         return task_id
 
     yield start
+    for task_id in started:
+        handle = temporal_client.get_workflow_handle(task_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate(reason="test finished")
+
+
+@pytest_asyncio.fixture
+async def started_by_cli(temporal_client: Client) -> AsyncIterator[list[str]]:
+    """Task ids a CLI run started; those still running at the end are terminated."""
+    started: list[str] = []
+    yield started
     for task_id in started:
         handle = temporal_client.get_workflow_handle(task_id)
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
