@@ -76,6 +76,11 @@ logger = logging.getLogger(__name__)
 _PROMPT_ID_NAMESPACE = uuid.UUID("5f0c6a52-3f7e-4f7c-9d0e-2b1c8a7e4d10")
 
 
+# Per-prompt override of ComfyUI's --preview-method (default none): "auto" gives cheap latent2rgb
+# JPEG previews from samplers (comfyui-protocol.md §1.4, §3.3).
+_PREVIEWS_EXTRA_DATA = {"preview_method": "auto"}
+
+
 def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
     return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
 
@@ -384,6 +389,7 @@ class ExecuteActivities:
                 on_event=tracker.on_event,
                 output_nodes=request.output_nodes,
                 stall_timeout=self._stall_timeout,
+                extra_data=_PREVIEWS_EXTRA_DATA if request.previews else None,
             ),
             name=f"comfyui prompt {prompt_id}",
         )

@@ -1,8 +1,9 @@
 """One generation stack for the steering tests: API + control worker + GPU worker + emulator.
 
-Like tests/api/stack.py, but the emulator runs with `--preview-method auto`, so its
-EmulatorSampler sends a latent preview per step (comfyui-protocol.md §1.4, §3.3), and the manifests
-add `emulator_previews`: the emulator_sampler graph with `previews: true`.
+Like tests/api/stack.py, plus `emulator_previews`: the emulator_sampler graph with
+`previews: true`. The emulator keeps ComfyUI's default `--preview-method none`, so its
+EmulatorSampler sends a preview per step only for prompts that ask for one in `extra_data`
+(comfyui-protocol.md §1.4, §3.3).
 """
 
 from __future__ import annotations
@@ -60,9 +61,7 @@ async def steering_stack(client: Client, base_dir: Path) -> AsyncIterator[Genera
     assert not registry.snapshot().errors, registry.snapshot().errors
     data_dir = base_dir / "data"
     name = f"steering-gpu-{uuid.uuid4().hex[:6]}"
-    comfyui = emulator_process(
-        base_dir / "comfyui", extra_args=["--preview-method", "auto"], name="emulator:steering"
-    )
+    comfyui = emulator_process(base_dir / "comfyui", name="emulator:steering")
     gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
     stop = asyncio.Event()
     gpu_run = asyncio.create_task(gpu.run(stop), name=name)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
 from tests.api.stack import GenerationStack
-from tests.steering.conftest import PREVIEWS_WORKFLOW_ID
+from tests.steering.conftest import PREVIEWS_WORKFLOW_ID, next_width
 
 Submit = Callable[..., Awaitable[str]]
 
@@ -59,21 +59,43 @@ async def test_preview_is_gone_with_a_clear_reason_once_the_job_has_finished(
     assert not (stack.data_dir / "previews" / task_id).exists()
 
 
-async def test_a_workflow_without_previews_keeps_none_and_says_how_to_turn_them_on(
+async def _preview_method_sent_to_comfyui(stack: GenerationStack, width: int) -> str | None:
+    """extra_data.preview_method of the prompt whose Empty Image has this width."""
+    async with httpx.AsyncClient(base_url=stack.comfyui_url, trust_env=False) as comfy:
+        history = (await comfy.get("/history")).json()
+        queue = (await comfy.get("/queue")).json()
+    # Queue items and history["prompt"] are [number, prompt_id, graph, extra_data, outputs] (§2.3).
+    items = [h["prompt"] for h in history.values()]
+    items += queue["queue_running"] + queue["queue_pending"]
+    (extra_data,) = [item[3] for item in items if item[2]["1"]["inputs"]["width"] == width]
+    method: str | None = extra_data.get("preview_method")
+    return method
+
+
+async def test_a_previews_workflow_asks_comfyui_for_previews_per_prompt(
     http: httpx.AsyncClient, submit: Submit, stack: GenerationStack
 ) -> None:
-    # The emulator sends a preview with every step (--preview-method auto) ...
-    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=20, seconds_per_step=0.1)
+    width = next_width()
+    task_id = await submit(PREVIEWS_WORKFLOW_ID, steps=2, seconds_per_step=0.01, width=width)
+    await _wait_for(http, task_id, lambda body: body["status"] == "SUCCESS")
+    assert await _preview_method_sent_to_comfyui(stack, width) == "auto"
+
+
+async def test_a_workflow_without_previews_asks_for_none_and_says_how_to_turn_them_on(
+    http: httpx.AsyncClient, submit: Submit, stack: GenerationStack
+) -> None:
+    width = next_width()
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=20, seconds_per_step=0.1, width=width)
     await _wait_for(
         http, task_id, lambda body: ((body.get("progress") or {}).get("step") or 0) >= 3
     )
 
     answer = await http.get(f"/tasks/{task_id}/preview")
 
-    # ... but the manifest did not ask for them, so the worker kept none.
     assert answer.status_code == 404
     assert "previews: true" in answer.json()["detail"][0]["msg"]
     assert not (stack.data_dir / "previews" / task_id).exists()
+    assert await _preview_method_sent_to_comfyui(stack, width) is None
 
 
 async def test_preview_of_an_unknown_task_is_404(http: httpx.AsyncClient) -> None:
