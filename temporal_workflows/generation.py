@@ -55,7 +55,9 @@ NON_RETRYABLE_ERROR_TYPES = [
     "UnknownWorkflow",
     "ComfyUIValidationError",
     "ComfyUIExecutionError",
-    "OutputStoreError",
+# (An OutputStoreError, a full disk or a flaky network mount, is retried; a name that would
+# leave the store, OutputPathRefused, is not.)
+    "OutputPathRefused",
 ]
 
 # A GPU worker heartbeats every ~0.5 s (its max_heartbeat_throttle_interval), with a ticker that
@@ -216,6 +218,7 @@ class GenerationWorkflow:
 
     @workflow.query
     def status(self) -> GenerationStatus:
+                stall_timeout=prepared.stall_timeout,
         """Phase, attempt, worker, resolved params, priority and timestamps.
 
         Phases: "queued" (started, nothing done yet), "rendering" (prepare), "running" (the GPU

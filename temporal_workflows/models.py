@@ -69,6 +69,9 @@ class ExecuteInput(_Payload):
     task_id: str
     workflow_id: str
     prompt: dict[str, Any]
+    stall_timeout: float | None = Field(
+        default=None, description="The manifest's limit on ComfyUI's silence while it runs."
+    )
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(
@@ -86,6 +89,13 @@ class CancelRequest(_Payload):
     task_id: str
     run_id: str
     reason: str
+    stall_timeout: float | None = Field(
+        default=None,
+        description=(
+            "Seconds of silence from ComfyUI, while it runs the prompt, after which the attempt "
+            "is interrupted and retried; None: the GPU worker's own setting."
+        ),
+    )
 
 
 class PriorityChange(_Payload):

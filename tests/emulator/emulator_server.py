@@ -95,6 +95,16 @@ class Directories:
     user: Path
 
 
+@dataclass(frozen=True)
+class CacheEntry:
+    """What the classic cache keeps per node signature: the node's outputs, which downstream
+    nodes read, and its UI, which an output node replays as `executed` (comfyui-protocol.md
+    §4.8)."""
+
+    outputs: tuple
+    ui: dict | None
+
+
 class ValidationFailed(Exception):
     def __init__(self, body: dict) -> None:
         super().__init__(body["error"]["message"])
@@ -122,7 +132,7 @@ class EmulatorServer:
         self.number = 0
         self.queue_changed = asyncio.Event()
         self.interrupted = False
-        self.cache: dict[Any, tuple[tuple, dict | None]] = {}
+        self.cache: dict[Any, CacheEntry] = {}
         self.node_state: dict[tuple[str, str], dict] = {}
         self.free_memory_requested = False
         self.cache_enabled = not args.cache_none
@@ -962,6 +972,7 @@ class EmulatorServer:
         Per node class, checked when a node of that class starts executing (not on cache hits):
           crash_on_node   os._exit mid-node (exit code `crash_exit_code`, default 134)
           hang_on_node    the worker stops forever; HTTP and WebSocket keep answering
+                          (with hang_until_interrupted: true, until the prompt is interrupted)
           freeze_on_node  the whole event loop blocks (`freeze_seconds`): nothing answers
           fail_on_node    execution error with `exception_type` / `exception_message`
           drop_websockets_on_node   close every WebSocket once
@@ -1087,7 +1098,11 @@ class EmulatorServer:
         )
 
         order = self._execution_order(prompt, item.outputs_to_execute, set(cached))
-        values: dict[str, tuple] = {}
+        # Cache hits are not staged as dependencies, so the nodes that do run read the hits'
+        # outputs from the cache (comfyui-protocol.md §3.5 item 3, §4.8).
+        values: dict[str, tuple] = {
+            node_id: self.cache[signatures[node_id]].outputs for node_id in cached
+        }
         executed: list[str] = []
         result_status = "success"
         current: str | None = None
@@ -1098,8 +1113,11 @@ class EmulatorServer:
                 cls = NODE_CLASSES[node["class_type"]]
                 signature = signatures[node_id]
                 if signature in self.cache:
-                    outputs, ui = self.cache[signature]
-                    values[node_id] = outputs
+                    # A cached output node replays its UI; it gets no `executing` (§3.5 item 2).
+                    # A node whose twin ran earlier in this prompt is a hit too.
+                    entry = self.cache[signature]
+                    values[node_id] = entry.outputs
+                    ui = entry.ui
                     if ui is not None:
                         ui_outputs[node_id] = ui
                         client_message(
@@ -1172,7 +1190,7 @@ class EmulatorServer:
                 result = await instance.execute(ctx, **kwargs)
                 values[node_id] = result.outputs
                 if self.cache_enabled:
-                    self.cache[signature] = (result.outputs, result.ui)
+                    self.cache[signature] = CacheEntry(result.outputs, result.ui)
                 if result.ui is not None:
                     ui_outputs[node_id] = result.ui
                     client_message(
@@ -1316,7 +1334,13 @@ class EmulatorServer:
             time.sleep(float(faults.get("freeze_seconds", 3600)))
         if faults.get("hang_on_node") == class_type:
             log.error("emulator fault: hanging on %s", class_type)
-            await asyncio.Event().wait()
+            if not faults.get("hang_until_interrupted"):
+                await asyncio.Event().wait()
+            # A node busy without reporting that still checks the interrupt flag (like a sampler
+            # between steps, comfyui-protocol.md §4.2): silent until someone interrupts it.
+            while not self.interrupted:
+                await asyncio.sleep(0.05)
+            self.check_interrupt()
         if faults.get("fail_on_node") == class_type:
             raise EmulatedFailure(
                 faults.get("exception_type", "RuntimeError"),
