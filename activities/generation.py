@@ -43,7 +43,7 @@ from activities.comfyui_events import (
     PromptQueued,
     PromptStarted,
 )
-from activities.output_store import OutputStore, OutputStoreError
+from activities.output_store import OutputPathRefused, OutputStore, OutputStoreError
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.render import render_prompt
 from temporal_workflows.generation import (
@@ -141,6 +141,7 @@ class PrepareActivities:
             output_nodes=manifest.outputs,
             param_bindings=manifest.param_bindings(),
             previews=manifest.previews,
+            stall_timeout=manifest.stall_timeout,
         )
 
 
@@ -343,10 +344,18 @@ class ExecuteActivities:
                 ),
                 non_retryable=False,
             ) from None
+        except OutputPathRefused as err:
+            # A name that would leave the store is refused the same way on every attempt.
+            raise _failure(
+                GenerationError(type="OutputPathRefused", message=str(err), attempt=attempt),
+                non_retryable=True,
+            ) from None
         except OutputStoreError as err:
+            # A full disk or a flaky network mount: the next attempt (maybe on another host)
+            # may well write.
             raise _failure(
                 GenerationError(type="OutputStoreError", message=str(err), attempt=attempt),
-                non_retryable=True,
+                non_retryable=False,
             ) from None
         finally:
             self._store.discard_staging(request.task_id, attempt_key)
@@ -388,7 +397,11 @@ class ExecuteActivities:
                 prompt_id=prompt_id,
                 on_event=tracker.on_event,
                 output_nodes=request.output_nodes,
-                stall_timeout=self._stall_timeout,
+                stall_timeout=(
+                    request.stall_timeout
+                    if request.stall_timeout is not None
+                    else self._stall_timeout
+                ),
                 extra_data=_PREVIEWS_EXTRA_DATA if request.previews else None,
             ),
             name=f"comfyui prompt {prompt_id}",

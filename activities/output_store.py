@@ -18,7 +18,12 @@ _MAX_NAME_BYTES = 255
 
 
 class OutputStoreError(Exception):
-    """A task id or filename that would leave the store, or a store that cannot be written."""
+    """The store cannot be written (full disk, a lost network mount, a blocked path): transient,
+    so the attempt is retried."""
+
+
+class OutputPathRefused(OutputStoreError):
+    """A task id or filename that would leave the store: refused on every attempt alike."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ def _check_name(kind: str, name: str) -> str:
     elif len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
         problem = f"must be at most {_MAX_NAME_BYTES} bytes"
     if problem:
-        raise OutputStoreError(f"invalid {kind} {name!r}: {problem}")
+        raise OutputPathRefused(f"invalid {kind} {name!r}: {problem}")
     return name
 
 
@@ -68,7 +73,7 @@ class OutputStore:
         """Where a task's output lives; refuses any name that would escape the task's folder."""
         path = (self.task_dir(task_id) / _check_name("filename", filename)).resolve()
         if path.parent != self.task_dir(task_id).resolve():
-            raise OutputStoreError(f"invalid filename {filename!r}")
+            raise OutputPathRefused(f"invalid filename {filename!r}")
         return path
 
     def files(self, task_id: str) -> list[Path]:
@@ -87,9 +92,12 @@ class OutputStore:
     def staging_dir(self, task_id: str, attempt_key: str) -> Path:
         """A fresh, empty folder for one attempt's files (outside the task's visible folder)."""
         folder = self._staging_path(task_id, attempt_key)
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        try:
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+        except OSError as err:
+            raise OutputStoreError(f"cannot create the staging folder of {task_id}: {err}") from err
         return folder
 
     async def commit(self, task_id: str, staged: list[Path]) -> list[StoredFile]:
@@ -97,6 +105,12 @@ class OutputStore:
         return await asyncio.to_thread(self._commit, task_id, staged)
 
     def _commit(self, task_id: str, staged: list[Path]) -> list[StoredFile]:
+        try:
+            return self._move_into_place(task_id, staged)
+        except OSError as err:
+            raise OutputStoreError(f"cannot write the outputs of {task_id}: {err}") from err
+
+    def _move_into_place(self, task_id: str, staged: list[Path]) -> list[StoredFile]:
         target = self.task_dir(task_id)
         target.mkdir(parents=True, exist_ok=True)
         # The task's folder holds exactly one attempt's outputs: files an earlier attempt placed

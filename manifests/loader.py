@@ -325,6 +325,7 @@ class _WorkflowLoader:
             outputs=outputs,
             max_attempts=(entry.retries if entry.retries is not None else 2) + 1,
             previews=entry.previews,
+            stall_timeout=float(entry.stall_timeout) if entry.stall_timeout is not None else None,
             template=graph,
             bindings=bindings,
             bypasses=bypasses,

@@ -142,8 +142,11 @@ class WorkflowEntry(_Strict):
     retries: int | None = Field(default=None, ge=0, le=100)
     # Sampler previews: the GPU worker keeps the latest one for GET /tasks/{id}/preview.
     previews: bool = False
+    # Seconds without any message from ComfyUI while the prompt runs before the GPU worker
+    # interrupts it and retries the attempt (a hung node); None: the worker's default.
+    stall_timeout: int | float | None = Field(default=None, gt=0)
 
-    _check_timeout = field_validator("timeout", mode="before")(_number)
+    _check_timeout = field_validator("timeout", "stall_timeout", mode="before")(_number)
 
     @field_validator("outputs", mode="before")
     @classmethod
@@ -221,6 +224,7 @@ class WorkflowManifest(BaseModel):
     outputs: list[str] | None = None
     max_attempts: int = 3
     previews: bool = False
+    stall_timeout: float | None = None
     template: dict[str, Any]
     # Resolved at load: parameter name -> graph inputs it sets, and -> the node it may remove.
     bindings: dict[str, list[InputRef]] = Field(default_factory=dict)

@@ -1,0 +1,64 @@
+"""A ComfyUI that hangs, alive but silent: the workflow's stall limit (manifest key
+`stall_timeout`) interrupts the prompt, the attempt fails as retryable, the retry succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from temporalio.client import WorkflowHandle
+
+from temporal_workflows.models import Progress
+from tests.faults.conftest import (
+    STALL_TIMEOUT,
+    assert_stored_once,
+    comfyui_saves,
+    new_prefix,
+    pending_execute_state,
+    submit,
+)
+from tests.workflows.conftest import GenerationStack, wait_for
+
+
+async def sampler_running(handle: WorkflowHandle) -> bool:
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.HasField("heartbeat_details"):
+            (progress,) = await handle._client.data_converter.decode(
+                pending.heartbeat_details.payloads, [Progress]
+            )
+            return progress.class_type == "EmulatorSampler"
+    return False
+
+
+async def test_a_hung_comfyui_is_interrupted_at_the_manifests_stall_limit_and_the_retry_succeeds(
+    fault_stack: GenerationStack,
+):
+    # The worker itself has no stall limit: only the manifest's reaches the driver.
+    gpu = await fault_stack.start_gpu_worker("gpu-hang")
+    assert gpu.worker.settings.stall_timeout is None
+    # The sampler goes silent and stays so until someone interrupts it.
+    await gpu.emulator.set_faults(hang_on_node="EmulatorSampler", hang_until_interrupted=True)
+    prefix = new_prefix()
+    handle = await submit(fault_stack, prefix)
+
+    await wait_for(lambda: sampler_running(handle), "the first attempt to reach the sampler")
+    # The node already hangs; the retry must find a healthy ComfyUI.
+    await gpu.emulator.set_faults()
+
+    async def first_attempt_stalled() -> tuple[int, str | None, str | None] | None:
+        state = await pending_execute_state(handle)
+        return state if state[1] is not None else None
+
+    attempt, failure_type, message = await wait_for(
+        first_attempt_stalled, "the first attempt to fail as stalled", STALL_TIMEOUT + 20
+    )
+    assert (attempt, failure_type) == (2, "ComfyUIStalled")  # retryable: scheduled again
+    silence = re.search(r"no message from ComfyUI for ([0-9.]+) s", message or "")
+    assert silence and float(silence.group(1)) >= STALL_TIMEOUT - 0.05, message
+
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.attempts == 2 and result.worker == "gpu-hang"
+    assert_stored_once(fault_stack.data_dir, handle.id, [o.filename for o in result.outputs])
+    # The interrupted attempt never reached SaveImage: ComfyUI saved the image once.
+    assert comfyui_saves([gpu.emulator.output_dir], prefix) == 1
