@@ -972,7 +972,8 @@ class EmulatorServer:
         Per node class, checked when a node of that class starts executing (not on cache hits):
           crash_on_node   os._exit mid-node (exit code `crash_exit_code`, default 134)
           hang_on_node    the worker stops forever; HTTP and WebSocket keep answering
-                          (with hang_until_interrupted: true, until the prompt is interrupted)
+                          (with hang_until_interrupted: true, until the prompt is interrupted;
+                          with hang_once: true, only the first such node hangs)
           freeze_on_node  the whole event loop blocks (`freeze_seconds`): nothing answers
           fail_on_node    execution error with `exception_type` / `exception_message`
           drop_websockets_on_node   close every WebSocket once
@@ -1334,6 +1335,8 @@ class EmulatorServer:
             time.sleep(float(faults.get("freeze_seconds", 3600)))
         if faults.get("hang_on_node") == class_type:
             log.error("emulator fault: hanging on %s", class_type)
+            if faults.get("hang_once"):
+                faults.pop("hang_on_node")
             if not faults.get("hang_until_interrupted"):
                 await asyncio.Event().wait()
             # A node busy without reporting that still checks the interrupt flag (like a sampler
