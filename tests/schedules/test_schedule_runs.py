@@ -57,11 +57,11 @@ async def test_skip_policy_drops_a_trigger_while_a_run_is_going(
 async def test_buffer_one_policy_starts_a_second_trigger_once_the_first_run_ends(
     http: httpx.AsyncClient, schedules: Schedules, temporal_client: Client
 ) -> None:
-    # 60 steps of 0.05 s; a width of its own so no node of an interrupted earlier run is cached.
+    # 60 steps of 0.05 s: long enough to still run when the second trigger arrives.
     schedule_id = (
         await schedules.create(
             workflow_id=EMULATOR_WORKFLOW_ID,
-            params={"steps": 60, "seconds_per_step": 0.05, "width": 24},
+            params={"steps": 60, "seconds_per_step": 0.05},
             policy={"overlap": "buffer_one"},
         )
     )["schedule_id"]
