@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from activities.gpu_worker import GpuWorker, GpuWorkerSettings
 from api.http_server import serve_in_background
@@ -121,10 +122,7 @@ async def submit(http: httpx.AsyncClient, temporal_client: Client) -> AsyncItera
         return task_id
 
     yield start
-    for task_id in started:
-        handle = temporal_client.get_workflow_handle(task_id)
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate(reason="test finished")
+    await terminate_running(temporal_client, started)
 
 
 @pytest_asyncio.fixture
@@ -132,7 +130,14 @@ async def started_by_cli(temporal_client: Client) -> AsyncIterator[list[str]]:
     """Task ids a CLI run started; those still running at the end are terminated."""
     started: list[str] = []
     yield started
-    for task_id in started:
-        handle = temporal_client.get_workflow_handle(task_id)
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+    await terminate_running(temporal_client, started)
+
+
+async def terminate_running(client: Client, task_ids: list[str]) -> None:
+    """Terminates the tasks that still run; one may finish between the check and the call."""
+    for task_id in task_ids:
+        handle = client.get_workflow_handle(task_id)
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            continue
+        with contextlib.suppress(RPCError):  # "workflow execution already completed"
             await handle.terminate(reason="test finished")
