@@ -138,6 +138,7 @@ class GenerationWorkflow:
                 param_bindings=prepared.param_bindings,
                 timeout_seconds=prepared.timeout_seconds,
                 previews=prepared.previews,
+                stall_timeout=prepared.stall_timeout,
             ),
             result_type=ExecuteResult,
             task_queue=queue,
@@ -218,7 +219,6 @@ class GenerationWorkflow:
 
     @workflow.query
     def status(self) -> GenerationStatus:
-                stall_timeout=prepared.stall_timeout,
         """Phase, attempt, worker, resolved params, priority and timestamps.
 
         Phases: "queued" (started, nothing done yet), "rendering" (prepare), "running" (the GPU
