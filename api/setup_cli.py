@@ -104,7 +104,9 @@ async def _setup(args: argparse.Namespace) -> int:
 
 
 def setup_command(args: argparse.Namespace) -> int:
-    return asyncio.run(_setup(args))
+    from activities.worker_cli import _finish  # exits at once: sdk-python#300, see there
+
+    return _finish(asyncio.run(_setup(args)))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

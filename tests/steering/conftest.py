@@ -35,7 +35,7 @@ _widths = itertools.count(16)
 
 
 def next_width() -> int:
-    """An image width no other emulator job of this session used (see `submit`)."""
+    """An image width no other job of this session used: tells its prompt apart in ComfyUI."""
     return next(_widths)
 
 
@@ -104,17 +104,10 @@ async def http(stack: GenerationStack) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture
 async def submit(http: httpx.AsyncClient, temporal_client: Client) -> AsyncIterator:  # type: ignore[type-arg]
-    """submit(workflow_id, **params) -> task id; tasks still running at the end are terminated.
-
-    Every emulator job gets an image width of its own: the emulator fails a prompt whose first
-    node is a cache hit from the previous prompt while a later node is not (it never loads the
-    cached node's outputs for the nodes that read them), so no two jobs may share node 1.
-    """
+    """submit(workflow_id, **params) -> task id; tasks still running at the end are terminated."""
     started: list[str] = []
 
     async def start(workflow_id: str, **params: object) -> str:
-        if workflow_id.startswith("emulator_") and "width" not in params:
-            params["width"] = next_width()
         response = await http.post("/generate", json={"workflow_id": workflow_id, "params": params})
         assert response.status_code == 202 or response.status_code == 200, response.text
         task_id: str = response.json()["task_id"]
