@@ -1,15 +1,17 @@
 """`comfy-temporal submit` and `comfy-temporal tasks list|show|cancel`: the HTTP API from a shell.
 
-Talks to a running API (--api, env COMFY_API_URL, default http://127.0.0.1:8000). `submit --wait`
-follows the task's Server-Sent Events (GET /tasks/{id}/events) with a progress bar, resuming with
-Last-Event-ID when the connection drops, and downloads the outputs. Exit codes: 0 success,
-1 failure (the readable reason is printed), 130 Ctrl-C (waiting stops; the task goes on).
+Talks to a running API (--api, env COMFY_API_URL, default http://127.0.0.1:8000; an API key from
+--api-key or env COMFY_API_KEY). `submit --wait` follows the task's Server-Sent Events
+(GET /tasks/{id}/events) with a progress bar, resuming with Last-Event-ID when the connection
+drops, and downloads the outputs. Exit codes: 0 success, 1 failure (the readable reason is
+printed), 130 Ctrl-C (waiting stops; the task goes on).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,16 @@ TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELLED")
 EXIT_INTERRUPTED = 130
 # A stream that drops this many times in a row, with no event between, is given up on.
 _MAX_RECONNECTS = 10
+
+
+def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The API key, when the API asks for one (--api-key, else env COMFY_API_KEY)."""
+    key = args.api_key or os.environ.get("COMFY_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return _request(args, method, path, headers=_auth_headers(args), **kwargs)
 
 
 def _task_path(task_id: str, action: str = "") -> str:
@@ -214,14 +226,16 @@ def _submit(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"workflow_id": args.workflow_id, "params": params}
     if options:
         body["options"] = options
-    task_id: str = _request(args, "POST", "/generate", json=body).json()["task_id"]
+    task_id: str = _call(args, "POST", "/generate", json=body).json()["task_id"]
     print(task_id, flush=True)  # stdout: the id alone, for scripts
     console = Console(stderr=True)
     if not args.wait:
         console.print(f"follow it: comfy-temporal tasks show {task_id}")
         return 0
     timeout = httpx.Timeout(args.timeout, read=max(args.timeout, 60.0))
-    with httpx.Client(base_url=_api_url(args), timeout=timeout) as http:
+    with httpx.Client(
+        base_url=_api_url(args), timeout=timeout, headers=_auth_headers(args)
+    ) as http:
         try:
             with ProgressView(task_id, console) as view:
                 task = follow_task(http, task_id, view.on_event)
@@ -253,7 +267,7 @@ def _list(args: argparse.Namespace) -> int:
     for key in ("workflow_id", "status", "schedule_id", "page_token"):
         if getattr(args, key):
             query[key] = getattr(args, key)
-    page = _request(args, "GET", "/tasks", params=query).json()
+    page = _call(args, "GET", "/tasks", params=query).json()
     if args.json:
         _print_json(page)
         return 0
@@ -271,7 +285,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    task = _request(args, "GET", _task_path(args.task_id)).json()
+    task = _call(args, "GET", _task_path(args.task_id)).json()
     if args.json:
         _print_json(task)
         return 0
@@ -297,7 +311,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     query = {"reason": args.reason} if args.reason else None
-    answer = _request(args, "POST", _task_path(args.task_id, "cancel"), params=query).json()
+    answer = _call(args, "POST", _task_path(args.task_id, "cancel"), params=query).json()
     if args.json:
         _print_json(answer)
     else:
@@ -325,6 +339,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--api", help=f"API base URL (default: env COMFY_API_URL, else {DEFAULT_API_URL})"
     )
     common.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    common.add_argument(
+        "--api-key",
+        help="sent as 'Authorization: Bearer' when the API needs one (env COMFY_API_KEY)",
+    )
 
     submit = subparsers.add_parser(
         "submit",
