@@ -61,6 +61,9 @@ class PreparedPrompt(_Payload):
         ),
     )
     previews: bool = Field(default=False, description="The manifest turns on sampler previews.")
+    stall_timeout: float | None = Field(
+        default=None, description="The manifest's limit on ComfyUI's silence while it runs."
+    )
 
 
 class ExecuteInput(_Payload):
@@ -69,9 +72,6 @@ class ExecuteInput(_Payload):
     task_id: str
     workflow_id: str
     prompt: dict[str, Any]
-    stall_timeout: float | None = Field(
-        default=None, description="The manifest's limit on ComfyUI's silence while it runs."
-    )
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(
@@ -81,6 +81,13 @@ class ExecuteInput(_Payload):
     previews: bool = Field(
         default=False, description="Keep the latest sampler preview in the output store."
     )
+    stall_timeout: float | None = Field(
+        default=None,
+        description=(
+            "Seconds of silence from ComfyUI, while it runs the prompt, after which the attempt "
+            "is interrupted and retried; None: the GPU worker's own setting."
+        ),
+    )
 
 
 class CancelRequest(_Payload):
@@ -89,13 +96,6 @@ class CancelRequest(_Payload):
     task_id: str
     run_id: str
     reason: str
-    stall_timeout: float | None = Field(
-        default=None,
-        description=(
-            "Seconds of silence from ComfyUI, while it runs the prompt, after which the attempt "
-            "is interrupted and retried; None: the GPU worker's own setting."
-        ),
-    )
 
 
 class PriorityChange(_Payload):
