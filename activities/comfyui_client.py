@@ -739,20 +739,27 @@ class ComfyUIClient:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.interrupt(prompt_id), 2.0)
                 raise
-        finally:
+        except BaseException:
             await follower.close()
-        if outcome.status == "error":
-            raise ComfyUIExecutionError.from_message(
-                {**(outcome.error or {}), "prompt_id": prompt_id}
+            raise
+        # The close handshake is a round trip to a ComfyUI that may be starting the next prompt:
+        # run it alongside the downloads instead of before them.
+        closing = asyncio.ensure_future(follower.close())
+        try:
+            if outcome.status == "error":
+                raise ComfyUIExecutionError.from_message(
+                    {**(outcome.error or {}), "prompt_id": prompt_id}
+                )
+            if outcome.status == "interrupted":
+                data = outcome.interrupted or {}
+                raise ComfyUIInterrupted(
+                    prompt_id, _str_or_none(data.get("node_id")), data.get("node_type")
+                )
+            files = await self._collect_outputs(
+                outcome.outputs, Path(output_dir), output_nodes, include_temp
             )
-        if outcome.status == "interrupted":
-            data = outcome.interrupted or {}
-            raise ComfyUIInterrupted(
-                prompt_id, _str_or_none(data.get("node_id")), data.get("node_type")
-            )
-        files = await self._collect_outputs(
-            outcome.outputs, Path(output_dir), output_nodes, include_temp
-        )
+        finally:
+            await closing
         producing = [node for node, ui in outcome.outputs.items() if ui]
         cached = bool(outcome.cached_nodes) and all(
             node in outcome.cached_nodes for node in producing
