@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.generation import PrepareActivities, request_cancel, update_priority
+from activities.webhooks import WebhookActivities
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
@@ -27,9 +28,15 @@ def build_control_worker(
     *,
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
+    webhooks: WebhookActivities | None = None,
 ) -> Worker:
-    """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`."""
+    """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`.
+
+    `webhooks` signs and sends the `notify` POSTs; by default its secret and address policy come
+    from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS.
+    """
     extra = {"identity": identity} if identity else {}
+    webhooks = webhooks or WebhookActivities()
     return Worker(
         client,
         task_queue=task_queue,
@@ -38,6 +45,7 @@ def build_control_worker(
             PrepareActivities(registry).prepare_generation,
             request_cancel,
             update_priority,
+            webhooks.notify,
         ],
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -52,9 +60,12 @@ async def run_control_worker(
     stop: asyncio.Event | None = None,
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
+    webhooks: WebhookActivities | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
-    worker = build_control_worker(client, registry, task_queue=task_queue, identity=identity)
+    worker = build_control_worker(
+        client, registry, task_queue=task_queue, identity=identity, webhooks=webhooks
+    )
     logger.info("control worker polling %s", task_queue)
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -43,6 +43,7 @@ from activities.comfyui_events import (
     PromptQueued,
     PromptStarted,
 )
+from activities.image_inputs import image_input_refs, upload_image_inputs
 from activities.output_store import OutputPathRefused, OutputStore, OutputStoreError
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.render import render_prompt
@@ -142,6 +143,7 @@ class PrepareActivities:
             param_bindings=manifest.param_bindings(),
             previews=manifest.previews,
             stall_timeout=manifest.stall_timeout,
+            image_inputs=image_input_refs(rendered),
         )
 
 
@@ -278,6 +280,13 @@ class ExecuteActivities:
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
         try:
+            if request.image_inputs:
+                # Images the request brought go into this ComfyUI's input directory first; the
+                # graph then names the uploaded files.
+                prompt = await upload_image_inputs(
+                    self._comfy, self._store, request.task_id, request.prompt, request.image_inputs
+                )
+                request = request.model_copy(update={"prompt": prompt, "image_inputs": []})
             staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
             tracker.progress.phase = "storing"

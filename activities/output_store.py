@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import mimetypes
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,9 @@ class OutputStore:
         # The latest sampler preview of a running task; never among its outputs (a commit
         # replaces the task's folder content).
         self.previews_root = Path(data_dir).resolve() / "previews"
+        # Images requests bring inline (base64), stored by the API at submission and read by the
+        # GPU worker, so they never travel through Temporal. Content-addressed: <sha256>.<ext>.
+        self.inputs_root = Path(data_dir).resolve() / "inputs"
 
     def task_dir(self, task_id: str) -> Path:
         return self.root / _check_name("task id", task_id)
@@ -129,6 +133,31 @@ class OutputStore:
             content_type = mimetypes.guess_type(destination.name)[0] or "application/octet-stream"
             stored.append(StoredFile(destination.name, destination, size, digest, content_type))
         return stored
+
+    def input_path(self, input_file: str) -> Path:
+        """Where a stored request input lives; refuses names that would leave the folder."""
+        return self.inputs_root / _check_name("input file", input_file)
+
+    async def write_input(self, data: bytes, extension: str) -> str:
+        """Store request input bytes under their sha256; returns the name to reference them by."""
+        return await asyncio.to_thread(self._write_input, data, extension)
+
+    def _write_input(self, data: bytes, extension: str) -> str:
+        name = f"{hashlib.sha256(data).hexdigest()}.{extension}"
+        path = self.input_path(name)
+        if path.is_file() and path.stat().st_size == len(data):
+            return name  # the same bytes, stored by an earlier request
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{name}.{uuid.uuid4().hex}.partial")
+            partial.write_bytes(data)
+            partial.replace(path)
+        except OSError as err:
+            raise OutputStoreError(f"cannot store the input {name}: {err}") from err
+        return name
+
+    async def read_input(self, input_file: str) -> bytes:
+        return await asyncio.to_thread(self.input_path(input_file).read_bytes)
 
     def preview_path(self, task_id: str) -> Path:
         """Where a running task's latest preview image is (JPEG or PNG, as ComfyUI sent it)."""

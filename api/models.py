@@ -26,6 +26,12 @@ class GenerateOptions(BaseModel):
     priority: int | None = Field(
         default=None, ge=1, le=5, description="Temporal task priority: 1 (highest) to 5; default 3."
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Webhook: an http(s) URL that gets a signed POST of the task once it ends"
+        " (success, failure or cancel); see docs/webhooks.md.",
+    )
 
 
 class GenerateCreate(BaseModel):
@@ -48,6 +54,11 @@ class GenerateCreate(BaseModel):
         default_factory=dict, description="The workflow's parameters (see GET /workflows/{id})."
     )
     options: GenerateOptions | None = None
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Same as options.callback_url (the original API's top-level field).",
+    )
 
 
 class GenerateAccepted(BaseModel):
@@ -136,6 +147,21 @@ class TaskPublic(BaseModel):
         default=None, description="SUCCESS: outputs and download_url; FAILURE: a readable reason."
     )
     error: TaskError | None = None
+    webhook: WebhookPublic | None = Field(
+        default=None, description="Delivery of the webhook, when the request set callback_url."
+    )
+
+
+class WebhookPublic(BaseModel):
+    """How the task's webhook (callback_url) is being delivered."""
+
+    url: str
+    delivery_id: str = Field(description="X-Comfy-Delivery of the POST; the same on retries.")
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(description="POSTs made so far (retries included).")
+    last_error: str | None = None
+    status_code: int | None = Field(default=None, description="The receiver's last HTTP status.")
+    delivered_at: datetime | None = None
 
 
 class TaskSummary(BaseModel):

@@ -7,6 +7,7 @@ connection settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key) are rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +41,27 @@ class Settings(BaseModel):
         description="GPU pools /ready checks for pollers; None = every pool the manifests use.",
     )
 
+    allow_private_callback_urls: bool = Field(
+        default_factory=lambda: _env_flag("COMFY_ALLOW_PRIVATE_CALLBACK_URLS"),
+        description="Accept callback_url hosts on private, loopback or link-local addresses"
+        " (env COMFY_ALLOW_PRIVATE_CALLBACK_URLS=1; the control worker reads the same variable).",
+    )
+    allow_private_image_urls: bool = Field(
+        default_factory=lambda: _env_flag("COMFY_ALLOW_PRIVATE_IMAGE_URLS"),
+        description="Accept image input URLs on private, loopback or link-local addresses"
+        " (env COMFY_ALLOW_PRIVATE_IMAGE_URLS=1; GPU workers read the same variable).",
+    )
+    max_image_bytes: int = Field(
+        default_factory=lambda: int(os.environ.get("COMFY_MAX_IMAGE_BYTES") or 10 * 1024 * 1024),
+        ge=1,
+        description="Largest decoded base64 image input (env COMFY_MAX_IMAGE_BYTES; GPU workers"
+        " apply the same variable to downloads).",
+    )
+
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}

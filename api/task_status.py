@@ -39,8 +39,10 @@ from api.models import (
     TaskResult,
     TaskStatusName,
     TaskSummary,
+    WebhookPublic,
 )
 from api.task_queues import queue_backlog
+from temporal_workflows.generation import NOTIFY_ACTIVITY, WEBHOOK_MEMO, delivery_id_for
 from temporal_workflows.models import GenerationError, GenerationResult, GenerationStatus, Progress
 from temporal_workflows.names import (
     SA_POOL,
@@ -107,8 +109,14 @@ async def read_task(client: Client, task_id: str, base_url: str) -> TaskPublic:
         closed_at=desc.close_time,
     )
     handle = client.get_workflow_handle(task_id, result_type=GenerationResult)
+    task.webhook = await read_webhook(desc)
     if desc.status in (None, WorkflowExecutionStatus.RUNNING):
-        await _fill_running(client, handle, desc, task)
+        # A generation that has ended reads as ended while only its webhook is being delivered.
+        notifying = task.webhook is not None and await _fill_notifying(
+            handle, task, base_url, signer
+        )
+        if not notifying:
+            await _fill_running(client, handle, desc, task)
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
         task.status = "SUCCESS"
@@ -366,3 +374,93 @@ def _reason_text(error: GenerationError) -> str:
         if part
     )
     return f"{error.type}: {error.message}" + (f" ({where})" if where else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks: the delivery state, and a generation that ended while its webhook is delivered
+
+
+async def read_webhook(desc: WorkflowExecutionDescription) -> WebhookPublic | None:
+    """The webhook's delivery: final once the workflow recorded it in its memo, otherwise pending
+    with the attempts and last error of the `notify` activity as Temporal reports them."""
+    try:
+        final = await desc.memo_value(WEBHOOK_MEMO, default=None)
+        request = await desc.memo_value("request", default=None)
+    except Exception:  # a memo from another version: show what we can
+        return None
+    if isinstance(final, dict):
+        try:
+            return WebhookPublic.model_validate(final)
+        except ValueError:
+            return None
+    options = request.get("options") if isinstance(request, dict) else None
+    url = options.get("callback_url") if isinstance(options, dict) else None
+    if not isinstance(url, str) or not url:
+        return None
+    webhook = WebhookPublic(
+        url=url,
+        delivery_id=delivery_id_for(desc.id, desc.run_id),
+        status="pending",
+        attempts=0,
+    )
+    notify = next(
+        (
+            pa
+            for pa in desc.raw_description.pending_activities
+            if pa.activity_type.name == NOTIFY_ACTIVITY
+        ),
+        None,
+    )
+    if notify is not None:
+        # `attempt` is the attempt running now, or the next one while Temporal backs off.
+        waiting = notify.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        webhook.attempts = notify.attempt - 1 if waiting else notify.attempt
+        if notify.HasField("last_failure"):
+            webhook.last_error = notify.last_failure.message
+    return webhook
+
+
+def finished_view(
+    outcome: TaskStatusName,
+    result: GenerationResult | None,
+    error: GenerationError | None,
+    cancel_reason: str | None,
+    base_url: str,
+    signer: UrlSigner | None = None,
+) -> tuple[TaskResult | str | None, TaskError | None]:
+    """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them."""
+    if outcome == "SUCCESS" and result is not None:
+        return _success_result(result, base_url, signer), None
+    if outcome == "CANCELLED":
+        return "cancelled" + (f": {cancel_reason}" if cancel_reason else ""), None
+    if error is not None:
+        return _reason_text(error), TaskError(
+            type=error.type,
+            message=error.message,
+            node_id=error.node_id,
+            class_type=error.class_type,
+            param=error.param,
+        )
+    return "failed", None
+
+
+async def _fill_notifying(
+    handle: WorkflowHandle[object, GenerationResult],
+    task: TaskPublic,
+    base_url: str,
+    signer: UrlSigner | None,
+) -> bool:
+    """Fill an ended generation whose webhook is being delivered; False when it is not one."""
+    try:
+        status: GenerationStatus = await handle.query(
+            "status", result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
+        )
+    except Exception:
+        return False
+    if status.phase != "notifying" or status.outcome is None:
+        return False
+    task.status = status.outcome
+    task.result, task.error = finished_view(
+        status.outcome, status.result, status.error, status.cancel_reason, base_url, signer
+    )
+    return True

@@ -197,6 +197,30 @@ def parameter_json_schema(defn: ParameterDef) -> dict[str, Any]:
             base["maxLength"] = defn.max_length
         if defn.pattern is not None:
             base["pattern"] = defn.pattern
+    if defn.type == "image":
+        # Besides a file name in ComfyUI's input directory, an image the request brings
+        # (manifests/image_inputs.py).
+        filename = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
+        base = {
+            "anyOf": [
+                base,
+                {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string", "format": "uri"},
+                        "filename": filename,
+                    },
+                    "required": ["url"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"base64": {"type": "string"}, "filename": filename},
+                    "required": ["base64"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
     schema: dict[str, Any]
     token = defn.random_token()
     if token is not None:

@@ -9,9 +9,15 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from manifests.image_inputs import (
+    ImageSource,
+    is_inline_image,
+    parse_image_source,
+    upload_placeholder,
+)
 from manifests.models import WorkflowManifest
 from manifests.validation import same_value, validate_params
 
@@ -26,6 +32,16 @@ class RenderedPrompt:
     prompt: dict[str, Any]
     params: dict[str, Any]
     revision: str
+    # Images the request brings (url / stored base64): the GPU worker uploads each to its ComfyUI
+    # and writes the uploaded name into `targets` ("<node id>.<input>"), which hold a placeholder.
+    image_inputs: list[ImageInput] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    param: str
+    source: ImageSource
+    targets: list[str]
 
 
 def is_link(value: Any) -> bool:
@@ -75,10 +91,28 @@ def render_prompt(
     resolve_random(manifest, resolved, rng or _system_random)
     graph = copy.deepcopy(manifest.template)
     for name, value in resolved.items():
+        defn = manifest.parameters[name]
+        if defn.type == "image" and is_inline_image(value):
+            value = upload_placeholder(name)
         for ref in manifest.bindings.get(name, []):
             graph[ref.node_id]["inputs"][ref.input] = copy.deepcopy(value)
     for name, bypass in manifest.bypasses.items():
         if name in resolved and any(same_value(resolved[name], v) for v in bypass.when):
             if bypass.node_id in graph:
                 bypass_node(graph, bypass.node_id, bypass.outputs)
-    return RenderedPrompt(workflow_id=manifest.id, prompt=graph, params=resolved, revision=revision)
+    image_inputs = [
+        ImageInput(
+            param=name,
+            source=parse_image_source(value),
+            targets=[ref.key() for ref in manifest.bindings.get(name, []) if ref.node_id in graph],
+        )
+        for name, value in resolved.items()
+        if manifest.parameters[name].type == "image" and is_inline_image(value)
+    ]
+    return RenderedPrompt(
+        workflow_id=manifest.id,
+        prompt=graph,
+        params=resolved,
+        revision=revision,
+        image_inputs=image_inputs,
+    )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from manifests.errors import ParamError, ParamsInvalid
+from manifests.image_inputs import image_value_problem, is_inline_image
 from manifests.models import ParameterDef, WorkflowManifest
 
 
@@ -49,9 +50,13 @@ def check_value(defn: ParameterDef, value: Any) -> str | None:
     kind = defn.type
     if value is None:
         return "must not be null (omit the parameter to use its default)"
+    if kind == "image" and is_inline_image(value):
+        # An image the request brings (url / base64): its shape here, its content at the API.
+        return image_value_problem(value)
     if kind in ("string", "image"):
         if not isinstance(value, str):
-            return f"expected a string, got {_describe(value)}"
+            accepts = ', {"url": ...} or {"base64": ...}' if kind == "image" else ""
+            return f"expected a string{accepts}, got {_describe(value)}"
         if defn.max_length is not None and len(value) > defn.max_length:
             return f"must be at most {defn.max_length} characters long (got {len(value)})"
         if defn.pattern is not None and re.fullmatch(defn.pattern, value) is None:

@@ -7,6 +7,7 @@ with I/O; the payload models pass through the sandbox.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 from temporalio import workflow
@@ -29,9 +30,12 @@ with workflow.unsafe.imports_passed_through():
         GenerationRequest,
         GenerationResult,
         GenerationStatus,
+        NotifyInput,
+        NotifyResult,
         PreparedPrompt,
         PrepareInput,
         PriorityChange,
+        WebhookDelivery,
     )
     from temporal_workflows.names import (
         SA_POOL,
@@ -46,6 +50,9 @@ PREPARE_ACTIVITY = "prepare_generation"
 EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"
 UPDATE_PRIORITY_ACTIVITY = "update_priority"
+NOTIFY_ACTIVITY = "notify"
+# Memo key of the webhook's final delivery state (a WebhookDelivery), read by GET /tasks/{id}.
+WEBHOOK_MEMO = "webhook"
 # Fixed id of the execute activity, so `set_priority` (and operators) can address it.
 EXECUTE_ACTIVITY_ID = "execute"
 
@@ -68,6 +75,20 @@ EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 STORING_MARGIN = timedelta(seconds=60)
 PREPARE_TIMEOUT = timedelta(seconds=30)
 
+# Webhooks: one POST may take this long; Temporal retries it with backoff (1 s, 2 s, 4 s, ... at
+# most an hour apart) for up to a day, on whichever control worker polls, across restarts of
+# workers and of the server. The activity marks a receiver's 4xx (except 408/429) non-retryable.
+NOTIFY_START_TO_CLOSE = timedelta(seconds=30)
+NOTIFY_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=1),
+    maximum_attempts=40,
+)
+NOTIFY_SCHEDULE_TO_CLOSE = timedelta(hours=24)
+# Delivery ids: derived from the run id, so every retry of one delivery carries the same id.
+_DELIVERY_ID_NAMESPACE = uuid.UUID("b0d6a3e2-6c1e-4f51-9a57-3f2f4c7d9e01")
+
 
 @workflow.defn(name="GenerationWorkflow")
 class GenerationWorkflow:
@@ -84,22 +105,82 @@ class GenerationWorkflow:
         self._priority = request.options.priority
         self._status.priority = request.options.priority
         self._execute_scheduled = False
+        if request.options.callback_url:
+            self._status.webhook = WebhookDelivery(
+                url=request.options.callback_url, delivery_id=_delivery_id(workflow.info())
+            )
 
     @workflow.run
     async def run(self, request: GenerationRequest) -> GenerationResult:
         try:
-            return await self._generate(request)
+            result = await self._generate(request)
         except asyncio.CancelledError:
             self._finish()
             self._status.cancel_reason = (
                 self._cancel_reason or workflow.cancellation_reason() or None
             )
+            if self._status.webhook is not None:
+                self._status.outcome = "CANCELLED"
+                # A cancel request reaches the workflow once (temporal-notes.md §3c); the shield
+                # keeps the delivery itself out of cancellation, then the workflow still closes
+                # as Canceled.
+                await asyncio.shield(asyncio.ensure_future(self._notify(request)))
             raise
         except ApplicationError as err:
             self._finish()
-            if err.details and isinstance(err.details[0], GenerationError):
-                self._status.error = err.details[0]
+            self._status.error = _error_detail(err)
+            if self._status.webhook is not None:
+                self._status.outcome = "FAILURE"
+                await self._notify(request)
             raise
+        # Only requests with a callback_url take this step: histories without one replay unchanged.
+        if self._status.webhook is not None:
+            self._status.outcome = "SUCCESS"
+            self._status.result = result
+            result.webhook = await self._notify(request)
+        return result
+
+    async def _notify(self, request: GenerationRequest) -> WebhookDelivery:
+        """POST the outcome to the callback URL (the `notify` activity, retried by Temporal), and
+        record how that went: in the status query while it runs, in the memo once it ended."""
+        delivery = self._status.webhook
+        assert delivery is not None and self._status.outcome is not None
+        self._status.phase = "notifying"
+        info = workflow.info()
+        try:
+            sent = await workflow.execute_activity(
+                NOTIFY_ACTIVITY,
+                NotifyInput(
+                    task_id=info.workflow_id,
+                    workflow_id=request.workflow_id,
+                    url=delivery.url,
+                    delivery_id=delivery.delivery_id,
+                    status=self._status.outcome,
+                    result=self._status.result,
+                    error=self._status.error,
+                    cancel_reason=self._status.cancel_reason,
+                    public_url=request.options.public_url,
+                ),
+                result_type=NotifyResult,
+                # The control queue this workflow runs on: notify is a cheap network call.
+                task_queue=info.task_queue,
+                start_to_close_timeout=NOTIFY_START_TO_CLOSE,
+                schedule_to_close_timeout=NOTIFY_SCHEDULE_TO_CLOSE,
+                retry_policy=NOTIFY_RETRY_POLICY,
+                summary=f"webhook {delivery.url}",
+            )
+        except ActivityError as err:
+            delivery.status = "failed"
+            delivery.attempts, delivery.status_code, delivery.last_error = _notify_failure(err)
+        else:
+            delivery.status = "delivered"
+            delivery.attempts = sent.attempt
+            delivery.status_code = sent.status_code
+            delivery.delivered_at = sent.delivered_at
+            delivery.last_error = None
+        workflow.upsert_memo({WEBHOOK_MEMO: delivery.model_dump(mode="json")})
+        self._status.phase = "done"
+        return delivery
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         task_id = workflow.info().workflow_id
@@ -138,6 +219,7 @@ class GenerationWorkflow:
                 param_bindings=prepared.param_bindings,
                 timeout_seconds=prepared.timeout_seconds,
                 previews=prepared.previews,
+                image_inputs=prepared.image_inputs,
                 stall_timeout=prepared.stall_timeout,
             ),
             result_type=ExecuteResult,
@@ -222,7 +304,9 @@ class GenerationWorkflow:
         """Phase, attempt, worker, resolved params, priority and timestamps.
 
         Phases: "queued" (started, nothing done yet), "rendering" (prepare), "running" (the GPU
-        step is scheduled: waiting for a GPU or on one), "done". Which of waiting/running, the
+        step is scheduled: waiting for a GPU or on one), "notifying" (the generation ended; its
+        webhook is being delivered, `outcome` and `result` are set), "done". Which of
+        waiting/running, the
         live attempt and the progress are in the execute activity's heartbeat details
         (`temporal workflow describe`), which the API reads; `attempt` and `worker` here are
         final once the job is done.
@@ -321,3 +405,47 @@ def _timeout_error(cause: TimeoutError, prepared: PreparedPrompt | None) -> Gene
     return GenerationError(
         type="Timeout", message=f"the generation exceeded its time limit{limit}", retryable=True
     )
+
+
+def delivery_id_for(task_id: str, run_id: str) -> str:
+    """The webhook delivery id of one generation run (X-Comfy-Delivery)."""
+    return str(uuid.uuid5(_DELIVERY_ID_NAMESPACE, f"{task_id}/{run_id}"))
+
+
+def _delivery_id(info: workflow.Info) -> str:
+    return delivery_id_for(info.workflow_id, info.run_id)
+
+
+def _notify_failure(err: ActivityError) -> tuple[int, int | None, str]:
+    """(attempts made, the receiver's last HTTP status, why) of a webhook that was given up on.
+
+    The notify activity puts {"attempt", "status_code"} in its errors' details; when Temporal
+    stopped retrying on a timeout, the last attempt's error is the timeout's cause.
+    """
+    cause: BaseException | None = err.cause
+    app: ApplicationError | None = None
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            app = cause
+            break
+        cause = cause.__cause__
+    if app is None:
+        return 0, None, str(err.cause or err)
+    detail = app.details[0] if app.details else None
+    attempt = detail.get("attempt", 0) if isinstance(detail, dict) else 0
+    status_code = detail.get("status_code") if isinstance(detail, dict) else None
+    return int(attempt or 0), status_code, app.message
+
+
+def _error_detail(err: ApplicationError) -> GenerationError | None:
+    """The GenerationError an ApplicationError carries: ours, or decoded from an activity's
+    failure that reached the workflow as is (its details then arrive as plain dicts)."""
+    detail = err.details[0] if err.details else None
+    if isinstance(detail, GenerationError):
+        return detail
+    if isinstance(detail, dict):
+        try:
+            return GenerationError.model_validate(detail)
+        except ValueError:
+            return None
+    return None

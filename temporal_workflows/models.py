@@ -25,6 +25,14 @@ class GenerationOptions(_Payload):
     priority: int | None = Field(
         default=None, ge=1, le=5, description="Temporal task priority, 1 (highest) to 5."
     )
+    callback_url: str | None = Field(
+        default=None,
+        description="Webhook: POSTed once the generation ends (success, failure or cancel).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients reach the API at, for the links in the webhook's body.",
+    )
 
 
 class GenerationRequest(_Payload):
@@ -61,9 +69,27 @@ class PreparedPrompt(_Payload):
         ),
     )
     previews: bool = Field(default=False, description="The manifest turns on sampler previews.")
+    image_inputs: list[ImageInputRef] = Field(
+        default_factory=list, description="Images from the request, uploaded by the GPU worker."
+    )
     stall_timeout: float | None = Field(
         default=None, description="The manifest's limit on ComfyUI's silence while it runs."
     )
+
+
+class ImageInputRef(_Payload):
+    """An image the request brings, for the GPU worker to upload to its ComfyUI before it
+    submits the graph. Exactly one source is set; bytes travel by reference, never inline
+    (a stored input, or a URL), except for workflows started without the API."""
+
+    param: str
+    targets: list[str] = Field(description='Graph inputs ("<node id>.<input>") to set.')
+    url: str | None = None
+    input_file: str | None = Field(
+        default=None, description="Name in the shared store's inputs folder (base64 requests)."
+    )
+    base64: str | None = None
+    filename: str | None = None
 
 
 class ExecuteInput(_Payload):
@@ -80,6 +106,10 @@ class ExecuteInput(_Payload):
     )
     previews: bool = Field(
         default=False, description="Keep the latest sampler preview in the output store."
+    )
+    image_inputs: list[ImageInputRef] = Field(
+        default_factory=list,
+        description="Images to upload to ComfyUI before submitting; `prompt` holds placeholders.",
     )
     stall_timeout: float | None = Field(
         default=None,
@@ -159,6 +189,9 @@ class GenerationResult(_Payload):
     worker: str
     attempts: int
     timings: dict[str, float] = Field(default_factory=dict)
+    webhook: WebhookDelivery | None = Field(
+        default=None, description="How the webhook (options.callback_url) was delivered."
+    )
 
 
 class GenerationError(_Payload):
@@ -195,3 +228,51 @@ class GenerationStatus(_Payload):
     priority: int | None = Field(default=None, description="Temporal task priority, 1 to 5.")
     cancel_reason: str | None = None
     error: GenerationError | None = None
+    outcome: Literal["SUCCESS", "FAILURE", "CANCELLED"] | None = Field(
+        default=None,
+        description="How the generation ended, set before the webhook step (phase 'notifying').",
+    )
+    result: GenerationResult | None = Field(
+        default=None, description="The result of a successful generation, once it is known."
+    )
+    webhook: WebhookDelivery | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks (the `notify` activity on the control queue)
+
+WebhookState = Literal["pending", "delivered", "failed"]
+
+
+class WebhookDelivery(_Payload):
+    """State of a generation's webhook, shown by GET /tasks/{id} as `webhook`."""
+
+    url: str
+    delivery_id: str = Field(description="Sent as X-Comfy-Delivery; the same on every retry.")
+    status: WebhookState = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    status_code: int | None = Field(default=None, description="The receiver's last HTTP status.")
+    delivered_at: datetime | None = None
+
+
+class NotifyInput(_Payload):
+    """Input of the `notify` activity: where to POST, and the outcome the body describes."""
+
+    task_id: str
+    workflow_id: str
+    url: str
+    delivery_id: str
+    status: Literal["SUCCESS", "FAILURE", "CANCELLED"]
+    result: GenerationResult | None = None
+    error: GenerationError | None = None
+    cancel_reason: str | None = None
+    public_url: str | None = None
+
+
+class NotifyResult(_Payload):
+    """Output of `notify`: the receiver accepted the delivery."""
+
+    status_code: int
+    attempt: int
+    delivered_at: datetime

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Response, status
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import BaseUrlDep, ManifestsDep, TemporalDep
+from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
 from api.errors import ApiError, TemporalUnavailable
 from api.models import GenerateAccepted, GenerateCreate
+from api.request_inputs import checked_callback_url, inline_images_removed, stage_image_inputs
 from api.task_queues import queue_pollers
 from api.task_status import GENERATION_WORKFLOW, status_url
 from temporal_workflows.models import GenerationOptions, GenerationRequest
@@ -76,8 +77,10 @@ async def generate(
     temporal: TemporalDep,
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
+    settings: SettingsDep,
 ) -> GenerateAccepted:
-    size = len(json.dumps(body.params, separators=(",", ":")))
+    # Inline (base64) images are stored apart, under their own limit (api/request_inputs.py).
+    size = len(json.dumps(inline_images_removed(body.params), separators=(",", ":")))
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(
             f"params take {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}"
@@ -86,6 +89,8 @@ async def generate(
         )
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
+    callback_url = await checked_callback_url(body, settings)
+    params = await stage_image_inputs(manifest, body.params, settings)
     options = body.options
     if options is not None and options.worker:
         queue = worker_task_queue(manifest.pool, options.worker)
@@ -96,10 +101,12 @@ async def generate(
             )
     request = GenerationRequest(
         workflow_id=body.workflow_id,
-        params=body.params,
+        params=params,
         options=GenerationOptions(
             worker=options.worker if options else None,
             priority=options.priority if options else None,
+            callback_url=callback_url,
+            public_url=base_url if callback_url else None,
         ),
     )
     task_id = new_task_id(body.workflow_id)
@@ -116,7 +123,7 @@ async def generate(
                 ]
             ),
             memo={"request": request.model_dump(mode="json")},
-            static_summary=static_summary(body.workflow_id, body.params),
+            static_summary=static_summary(body.workflow_id, params),
             priority=(
                 Priority(priority_key=options.priority)
                 if options is not None and options.priority is not None

@@ -135,6 +135,7 @@ class EmulatorServer:
         self.cache: dict[Any, CacheEntry] = {}
         self.node_state: dict[tuple[str, str], dict] = {}
         self.free_memory_requested = False
+        self.free_requests: list[dict] = []  # bodies of POST /free, for tests
         self.cache_enabled = not args.cache_none
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
@@ -189,6 +190,7 @@ class EmulatorServer:
             ("GET", "/models", self.get_models),
             ("GET", "/emulator/faults", self.get_faults),
             ("POST", "/emulator/faults", self.post_faults),
+            ("GET", "/emulator/free-requests", self.get_free_requests),
         ]
         # Every route exists plain and under /api; jobs only under /api (comfyui-protocol.md §2.0).
         for method, path, handler in routes:
@@ -659,6 +661,7 @@ class EmulatorServer:
             body = await request.json()
         except Exception:
             body = {}
+        self.free_requests.append(body if isinstance(body, dict) else {})
         if body.get("free_memory"):
             self.free_memory_requested = True
             if self.running is None:
@@ -965,6 +968,10 @@ class EmulatorServer:
     # ------------------------------------------------------------------ faults
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults)
+
+    async def get_free_requests(self, request: web.Request) -> web.Response:
+        """Every POST /free body received so far, oldest first (test-only)."""
+        return web.json_response(self.free_requests)
 
     async def post_faults(self, request: web.Request) -> web.Response:
         """Replace the whole fault set with the JSON object posted (`{}` clears it).

@@ -1,0 +1,163 @@
+"""The `notify` activity (control worker): POST a generation's outcome to its callback URL.
+
+The body is the task as GET /tasks/{id} shows it once closed, plus the delivery id. Headers:
+`X-Comfy-Delivery: <id>` (the same on every retry of one delivery, so receivers can de-duplicate)
+and `X-Comfy-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body bytes under the shared
+secret COMFY_WEBHOOK_SECRET. A receiver verifies by computing the same HMAC over the raw body it
+received and comparing in constant time (`verify_signature` below; docs/webhooks.md).
+
+Temporal retries this activity with backoff (GenerationWorkflow's NOTIFY_RETRY_POLICY). A 4xx
+from the receiver, except 408 and 429, is final: retrying the same body cannot change the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.outbound_urls import UrlRefused, check_url, pinned_request
+from api.task_status import finished_view, status_url
+from temporal_workflows.generation import NOTIFY_ACTIVITY
+from temporal_workflows.models import NotifyInput, NotifyResult
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Comfy-Signature"
+DELIVERY_HEADER = "X-Comfy-Delivery"
+EVENT_HEADER = "X-Comfy-Event"
+EVENT_NAME = "generation.finished"
+SECRET_ENV = "COMFY_WEBHOOK_SECRET"
+ALLOW_PRIVATE_ENV = "COMFY_ALLOW_PRIVATE_CALLBACK_URLS"
+
+# Receivers' answers worth another try; any other 4xx is final.
+_RETRYABLE_CLIENT_ERRORS = {408, 429}
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The X-Comfy-Signature value of `body`: "sha256=" + hex HMAC-SHA256 under `secret`."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """What a receiver does: recompute over the raw body, compare in constant time."""
+    if not header:
+        return False
+    return hmac.compare_digest(sign_body(secret, body), header.strip())
+
+
+def webhook_body(request: NotifyInput) -> dict[str, Any]:
+    """The task as GET /tasks/{id} shows it once closed (the API's own view, so the two never
+    drift apart), with the delivery id."""
+    base_url = (request.public_url or "").rstrip("/")
+    result, error = finished_view(
+        request.status, request.result, request.error, request.cancel_reason, base_url
+    )
+    return {
+        "event": EVENT_NAME,
+        "delivery_id": request.delivery_id,
+        "task_id": request.task_id,
+        "workflow_id": request.workflow_id,
+        "status": request.status,
+        "status_url": status_url(base_url, request.task_id),
+        "result": result.model_dump(mode="json") if isinstance(result, BaseModel) else result,
+        "error": error.model_dump(mode="json") if error is not None else None,
+    }
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """Compact, key-sorted JSON: the same input always gives the same bytes and signature."""
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+class WebhookActivities:
+    """`notify`, bound to the signing secret and the outbound-address policy of this worker."""
+
+    def __init__(
+        self,
+        secret: str | None = None,
+        *,
+        allow_private: bool | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._secret = secret if secret is not None else os.environ.get(SECRET_ENV) or None
+        self._allow_private = (
+            allow_private if allow_private is not None else env_flag(ALLOW_PRIVATE_ENV)
+        )
+        self._timeout = timeout
+        if self._secret is None:
+            logger.warning("%s is not set: webhooks are sent without a signature", SECRET_ENV)
+
+    @activity.defn(name=NOTIFY_ACTIVITY)
+    async def notify(self, request: NotifyInput) -> NotifyResult:
+        attempt = activity.info().attempt
+        body = encode_body(webhook_body(request))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "comfy-temporal-webhook",
+            DELIVERY_HEADER: request.delivery_id,
+            EVENT_HEADER: EVENT_NAME,
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign_body(self._secret, body)
+        try:
+            # Checked again here, not only at submission: DNS may answer differently by now.
+            target = await check_url(request.url, allow_private=self._allow_private)
+        except UrlRefused as err:
+            raise _error(
+                f"callback_url {err}", "WebhookRefused", attempt, None, non_retryable=True
+            ) from None
+        try:
+            # No proxies from the environment: the connection must go to the checked address.
+            async with httpx.AsyncClient(
+                timeout=self._timeout, trust_env=False, follow_redirects=False
+            ) as http:
+                response = await http.send(
+                    pinned_request(http, "POST", target, headers=headers, content=body)
+                )
+        except httpx.HTTPError as err:
+            reason = str(err) or type(err).__name__
+            raise _error(
+                f"could not reach {request.url}: {reason}", "WebhookUnreachable", attempt, None
+            ) from None
+        code = response.status_code
+        if 200 <= code < 300:
+            return NotifyResult(status_code=code, attempt=attempt, delivered_at=datetime.now(UTC))
+        text = response.text[:200].strip()
+        message = f"{request.url} answered {code}" + (f": {text}" if text else "")
+        final = 300 <= code < 500 and code not in _RETRYABLE_CLIENT_ERRORS
+        if 300 <= code < 400:
+            message += " (redirects are not followed)"
+        raise _error(
+            message,
+            "WebhookRejected" if final else "WebhookFailed",
+            attempt,
+            code,
+            non_retryable=final,
+        )
+
+
+def _error(
+    message: str, type: str, attempt: int, status_code: int | None, *, non_retryable: bool = False
+) -> ApplicationError:
+    # The workflow reads attempt and status code from the details of the last error.
+    return ApplicationError(
+        message,
+        {"attempt": attempt, "status_code": status_code},
+        type=type,
+        non_retryable=non_retryable,
+    )

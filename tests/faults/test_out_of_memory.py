@@ -1,0 +1,52 @@
+"""Out of memory in ComfyUI: the worker asks ComfyUI to free its memory, and the attempt is retried
+once; a job that fits after the cleanup succeeds on that retry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.faults.conftest import (
+    assert_stored_once,
+    comfyui_saves,
+    new_prefix,
+    pending_execute_state,
+    submit,
+)
+from tests.workflows.conftest import GenerationStack, wait_for
+
+
+async def free_requests(url: str) -> list[dict]:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.get(f"{url}/emulator/free-requests", timeout=5.0)
+        response.raise_for_status()
+        return response.json()
+
+
+async def test_out_of_memory_frees_comfyui_memory_then_the_one_retry_succeeds(
+    fault_stack: GenerationStack,
+):
+    gpu = await fault_stack.start_gpu_worker("gpu-oom-once")
+    await gpu.emulator.set_faults(
+        fail_on_node="EmulatorSampler",
+        exception_type="torch.OutOfMemoryError",
+        exception_message="CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
+    prefix = new_prefix()
+    handle = await submit(fault_stack, prefix)
+
+    async def first_attempt_failed() -> tuple[int, str | None, str | None] | None:
+        state = await pending_execute_state(handle)
+        return state if state[1] is not None else None
+
+    attempt, failure_type, _ = await wait_for(first_attempt_failed, "the out-of-memory failure")
+    await gpu.emulator.set_faults()  # memory is free now: the retry fits
+    assert (attempt, failure_type) == (2, "ComfyUIOutOfMemory")
+    # Before the failure was reported, the worker asked ComfyUI to unload models and free memory.
+    assert await free_requests(gpu.emulator.url) == [{"unload_models": True, "free_memory": True}]
+
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.attempts == 2
+    assert_stored_once(fault_stack.data_dir, handle.id, [o.filename for o in result.outputs])
+    assert comfyui_saves([gpu.emulator.output_dir], prefix) == 1  # the first attempt never saved
