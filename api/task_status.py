@@ -113,7 +113,7 @@ async def read_task(client: Client, task_id: str, base_url: str) -> TaskPublic:
     if desc.status in (None, WorkflowExecutionStatus.RUNNING):
         # A generation that has ended reads as ended while only its webhook is being delivered.
         notifying = task.webhook is not None and await _fill_notifying(
-            handle, task, base_url, signer
+            handle, task, base_url
         )
         if not notifying:
             await _fill_running(client, handle, desc, task)
@@ -426,11 +426,10 @@ def finished_view(
     error: GenerationError | None,
     cancel_reason: str | None,
     base_url: str,
-    signer: UrlSigner | None = None,
 ) -> tuple[TaskResult | str | None, TaskError | None]:
     """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them."""
     if outcome == "SUCCESS" and result is not None:
-        return _success_result(result, base_url, signer), None
+        return _success_result(result, base_url), None
     if outcome == "CANCELLED":
         return "cancelled" + (f": {cancel_reason}" if cancel_reason else ""), None
     if error is not None:
@@ -448,7 +447,6 @@ async def _fill_notifying(
     handle: WorkflowHandle[object, GenerationResult],
     task: TaskPublic,
     base_url: str,
-    signer: UrlSigner | None,
 ) -> bool:
     """Fill an ended generation whose webhook is being delivered; False when it is not one."""
     try:
@@ -461,6 +459,6 @@ async def _fill_notifying(
         return False
     task.status = status.outcome
     task.result, task.error = finished_view(
-        status.outcome, status.result, status.error, status.cancel_reason, base_url, signer
+        status.outcome, status.result, status.error, status.cancel_reason, base_url
     )
     return True
