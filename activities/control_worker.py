@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.generation import PrepareActivities, request_cancel, update_priority
 from activities.webhooks import WebhookActivities
@@ -20,6 +21,18 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
+
+# Modules the workflow sandbox takes from outside instead of importing them again for every
+# workflow run: the payload models, the queue names and pydantic under them (temporal-notes.md
+# §5.1). They hold no state a run could change. The workflow module itself is still imported per
+# run, so the sandbox keeps checking GenerationWorkflow's code for non-deterministic calls.
+WORKFLOW_PASSTHROUGH_MODULES = (
+    "temporal_workflows.models",
+    "temporal_workflows.names",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+)
 
 
 def build_control_worker(
@@ -49,6 +62,11 @@ def build_control_worker(
         ],
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                *WORKFLOW_PASSTHROUGH_MODULES
+            )
+        ),
         **extra,  # type: ignore[arg-type]
     )
 
