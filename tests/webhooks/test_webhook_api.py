@@ -1,0 +1,63 @@
+"""Webhooks through the HTTP API: the original top-level `callback_url` on POST /generate, the
+signed POST, and GET /tasks/{id} showing the delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from activities.webhooks import verify_signature
+from tests.inputs.stack import WORKFLOW_ID, image_generation_stack, solid_png
+from tests.webhooks.conftest import WebhookReceiver
+
+SECRET = "api-webhook-secret"
+
+
+async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
+    temporal_client: Client, tmp_path: Path, receiver: WebhookReceiver
+):
+    image = base64.b64encode(solid_png((0, 0, 0))).decode()
+    with pytest.MonkeyPatch.context() as patch:
+        # Read by the embedded control worker, which signs and sends.
+        patch.setenv("COMFY_WEBHOOK_SECRET", SECRET)
+        patch.setenv("COMFY_ALLOW_PRIVATE_CALLBACK_URLS", "1")
+        async with (
+            image_generation_stack(
+                temporal_client, tmp_path, allow_private_callback_urls=True
+            ) as stack,
+            httpx.AsyncClient(base_url=stack.url, timeout=30) as http,
+        ):
+            response = await http.post(
+                "/generate",
+                json={
+                    "workflow_id": WORKFLOW_ID,
+                    "params": {"image": {"base64": image}},
+                    "callback_url": receiver.url,
+                },
+            )
+            assert response.status_code == 202, response.text
+            task_id = response.json()["task_id"]
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while True:
+                task = (await http.get(f"/tasks/{task_id}")).json()
+                if (task.get("webhook") or {}).get("status") == "delivered":
+                    break
+                assert loop.time() < deadline, task
+                await asyncio.sleep(0.1)
+
+    (hook,) = receiver.received
+    assert verify_signature(SECRET, hook.body, hook.headers["X-Comfy-Signature"])
+    body = hook.json()
+    assert body["status"] == task["status"] == "SUCCESS"
+    assert body["status_url"] == f"{stack.url}/tasks/{task_id}"
+    assert body["result"]["outputs"][0]["filename"] == task["result"]["outputs"][0]["filename"]
+    assert task["webhook"]["url"] == receiver.url
+    assert task["webhook"]["attempts"] == 1
+    assert task["webhook"]["delivery_id"] == hook.headers["X-Comfy-Delivery"]
