@@ -57,13 +57,13 @@ WEBHOOK_MEMO = "webhook"
 EXECUTE_ACTIVITY_ID = "execute"
 
 # Error types raised by our activities that a retry cannot fix.
+# (An OutputStoreError, a full disk or a flaky network mount, is retried; a name that would
+# leave the store, OutputPathRefused, is not.)
 NON_RETRYABLE_ERROR_TYPES = [
     "InvalidParams",
     "UnknownWorkflow",
     "ComfyUIValidationError",
     "ComfyUIExecutionError",
-# (An OutputStoreError, a full disk or a flaky network mount, is retried; a name that would
-# leave the store, OutputPathRefused, is not.)
     "OutputPathRefused",
 ]
 
