@@ -129,6 +129,10 @@ async def generate(
                 if options is not None and options.priority is not None
                 else Priority.default
             ),
+            # With the control worker in this process, its first workflow task comes back in this
+            # call's answer instead of through a poll (~10 ms less per job, bench/overhead.py
+            # --breakdown). Without a local worker on the queue the SDK does not ask for it.
+            request_eager_start=True,
         )
     except RPCError as err:
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
