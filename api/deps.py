@@ -1,14 +1,18 @@
-"""Typed dependencies of the routes: settings, Temporal client, manifests, public base URL."""
+"""Typed dependencies of the routes: settings, Temporal client, manifests, public base URL, and
+the access checks (API key, signed download URL)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api.access import ApiKeys, Unauthorized, UrlSigner, presented_keys
 from api.errors import TemporalUnavailable
 from api.manifest_access import AsyncManifestRegistry
+from api.page_tokens import PageTokens
 from api.settings import Settings
 
 
@@ -41,3 +45,77 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 ManifestsDep = Annotated[AsyncManifestRegistry, Depends(get_manifests)]
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
+
+
+def get_url_signer(request: Request) -> UrlSigner:
+    signer: UrlSigner = request.app.state.url_signer
+    return signer
+
+
+UrlSignerDep = Annotated[UrlSigner, Depends(get_url_signer)]
+
+
+def get_page_tokens(request: Request) -> PageTokens:
+    tokens: PageTokens = request.app.state.page_tokens
+    return tokens
+
+
+PageTokensDep = Annotated[PageTokens, Depends(get_page_tokens)]
+
+# Declared as security schemes so /docs offers an "Authorize" button; checked by hand below so
+# that no keys configured means no check, and the 401 has our wording.
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key as a bearer token (when keys are configured)."
+)
+_x_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key (when keys are configured)."
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+XApiKeyDep = Annotated[str | None, Depends(_x_api_key)]
+
+
+def _api_keys(request: Request) -> ApiKeys:
+    keys: ApiKeys = request.app.state.api_keys
+    return keys
+
+
+def _presented(request: Request) -> list[str]:
+    return presented_keys(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def has_valid_api_key(request: Request) -> bool:
+    return _api_keys(request).matches_any(_presented(request))
+
+
+async def require_api_key(request: Request, bearer: BearerDep, x_api_key: XApiKeyDep) -> None:
+    """401 unless keys are off or the request carries one of them."""
+    keys = _api_keys(request)
+    if not keys.enabled:
+        return
+    presented = _presented(request)
+    if not presented:
+        raise Unauthorized(
+            "this API needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )
+    if not keys.matches_any(presented):
+        raise Unauthorized("the API key is not valid")
+
+
+async def require_download_access(
+    request: Request,
+    task_id: str,
+    filename: str,
+    bearer: BearerDep,
+    x_api_key: XApiKeyDep,
+    expires: Annotated[
+        str | None, Query(description="Unix time the signed URL is valid until.")
+    ] = None,
+    sig: Annotated[str | None, Query(description="HMAC-SHA256 signature of the URL.")] = None,
+) -> None:
+    """A valid API key, else a valid unexpired signature, else (keys off, no signature) open."""
+    if has_valid_api_key(request):
+        return
+    if expires is not None or sig is not None:
+        get_url_signer(request).verify(task_id, filename, expires, sig)
+        return
+    await require_api_key(request, bearer, x_api_key)

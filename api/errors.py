@@ -32,6 +32,10 @@ class ApiError(Exception):
         self.message = message
         self.loc = loc
 
+    def headers(self) -> dict[str, str] | None:
+        """Extra response headers (e.g. WWW-Authenticate on a 401)."""
+        return None
+
     def detail(self) -> Any:
         if self.loc is None:
             return self.message
@@ -105,7 +109,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail()})
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail()}, headers=exc.headers()
+        )
 
     async def on_params_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ParamsInvalid)

@@ -14,15 +14,19 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from temporalio.client import Client
 
+from api.access import ApiKeys, UrlSigner, load_signing_key
+from api.body_limit import BodySizeLimit
+from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.manifest_access import AsyncManifestRegistry
 from api.openapi import OpenAPICache
-from api.routes import generate, health, schedules, task_events, tasks, workflows
+from api.page_tokens import PageTokens
+from api.routes import generate, health, outputs, schedules, task_events, tasks, workflows
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
@@ -34,6 +38,10 @@ Run ComfyUI workflows behind a typed REST API, orchestrated by Temporal.
 `POST /generate` with a `workflow_id` and its `params` (each workflow's parameters are below, under
 the request body's schema) returns a `task_id`, which is the Temporal workflow id. Poll
 `GET /tasks/{task_id}` until `status` is `SUCCESS` (then `result.download_url`) or `FAILURE`.
+
+When API keys are configured, send one as `Authorization: Bearer <key>` or `X-API-Key: <key>`
+(everything except /health, /ready and these docs). Download URLs in task results are signed and
+expire, so they work without a key. Request bodies over the configured limit get 413.
 """
 
 
@@ -103,11 +111,24 @@ def create_app(
     app.state.settings = settings
     app.state.manifests = manifests
     app.state.temporal = temporal_client
+    app.state.api_keys = ApiKeys(settings.api_keys)
+    signing_key = load_signing_key(settings.data_dir, settings.url_signing_key)
+    app.state.url_signer = UrlSigner(signing_key, settings.download_url_ttl_seconds)
+    app.state.page_tokens = PageTokens(signing_key)
     install_error_handlers(app)
-    for router in (generate.router, tasks.router, workflows.router, health.router):
-        app.include_router(router)
-    app.include_router(schedules.router)
-    app.include_router(task_events.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Liveness/readiness probes and the docs stay open; outputs check a key or a signature.
+    app.include_router(health.router)
+    app.include_router(outputs.router)
+    keyed = [Depends(require_api_key)]
+    for router in (
+        generate.router,
+        tasks.router,
+        workflows.router,
+        schedules.router,
+        task_events.router,
+    ):
+        app.include_router(router, dependencies=keyed)
 
     cache = OpenAPICache()
 

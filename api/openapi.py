@@ -14,9 +14,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.responses import document_common_errors
 from manifests.registry import RegistrySnapshot
 
 _REF_PREFIX = "#/components/schemas/"
+# Routes that answer without Temporal, so never with 503.
+NO_TEMPORAL_PATHS = {
+    "/health",
+    "/workflows",
+    "/workflows/{workflow_id}",
+    "/tasks/{task_id}/outputs/{filename}",
+}
 
 
 def _rewrite_refs(node: Any, old_prefix: str, new_prefix: str) -> Any:
@@ -72,7 +80,10 @@ def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
                 "params": {"$ref": _REF_PREFIX + params_name},
                 "options": {"$ref": _REF_PREFIX + "GenerateOptions"},
             },
-            "required": ["workflow_id"],
+            # A workflow with required parameters needs `params` (else 422 naming them).
+            "required": ["workflow_id", "params"]
+            if manifest.json_schema().get("required")
+            else ["workflow_id"],
             "additionalProperties": False,
         }
         ref = _REF_PREFIX + variant_name
@@ -85,7 +96,33 @@ def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
             "oneOf": variants,
             "discriminator": {"propertyName": "workflow_id", "mapping": mapping},
         }
+    document_common_errors(document, no_temporal=NO_TEMPORAL_PATHS)
+    _document_output_names(document)
     return document
+
+
+# What OutputStore accepts as a task id or file name (one plain path component); the route
+# checks it itself, with a 400 naming the problem, so this only documents it.
+_STORE_NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": r"^[^/\\\x00-\x1f\x7f]+$",
+}
+_STORE_NAME_PARAMS = {
+    "/tasks/{task_id}/outputs/{filename}": ("task_id", "filename"),
+    "/tasks/{task_id}/preview": ("task_id",),
+}
+
+
+def _document_output_names(document: dict[str, Any]) -> None:
+    for path, names in _STORE_NAME_PARAMS.items():
+        operation = document.get("paths", {}).get(path, {}).get("get")
+        if operation is None:
+            continue
+        for parameter in operation.get("parameters", []):
+            if parameter.get("in") == "path" and parameter.get("name") in names:
+                parameter["schema"] = {**parameter.get("schema", {}), **_STORE_NAME_SCHEMA}
 
 
 class OpenAPICache:

@@ -11,9 +11,18 @@ from pathlib import Path
 from activities.output_store import OutputStore, OutputStoreError
 from api.errors import InvalidOutputName, OutputNotFound
 
+_MAX_NAME_BYTES = 255  # one path component (OutputStore refuses longer names)
+
 
 def resolve_output(data_dir: Path, task_id: str, filename: str) -> Path:
     """The file's path, or InvalidOutputName (escape attempt) / OutputNotFound."""
+    for name in (task_id, filename):
+        if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+            # No file system holds such a name, so no task has such an output.
+            raise OutputNotFound(
+                f"task '{task_id[:64]}' has no output file named {filename[:64]!r}…",
+                loc=["path", "filename" if name is filename else "task_id"],
+            )
     store = OutputStore(data_dir)
     try:
         store.task_dir(task_id)

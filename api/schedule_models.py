@@ -38,6 +38,13 @@ SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
 
 def parse_duration(value: Any) -> timedelta:
     """Seconds, "1h30m"-style text or ISO 8601 -> timedelta; ValueError says which forms work."""
+    try:
+        return _parse_duration(value)
+    except OverflowError as err:  # e.g. 10**30 seconds: beyond what a timedelta holds
+        raise ValueError(f"{value!r} is too long a duration (at most 999999999 days)") from err
+
+
+def _parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):

@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.child_process import ChildProcess
 from api.devserver import DevServerConfig, DevServerError, TemporalDevServer
 from api.http_server import ApiServer
@@ -76,6 +77,35 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         "--public-url",
         default=env.get("COMFY_PUBLIC_URL"),
         help="base URL clients use, for download links (env COMFY_PUBLIC_URL)",
+    )
+    p.add_argument(
+        "--api-keys-file",
+        type=Path,
+        default=Path(env["COMFY_API_KEYS_FILE"]) if env.get("COMFY_API_KEYS_FILE") else None,
+        metavar="FILE",
+        help="API keys, one per line, besides those in env COMFY_API_KEYS (comma-separated);"
+        " with none the API is open (env COMFY_API_KEYS_FILE)",
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=_env_flag("COMFY_INSECURE_NO_AUTH"),
+        help="serve without API keys on a non-loopback --host (env COMFY_INSECURE_NO_AUTH)",
+    )
+    p.add_argument(
+        "--download-url-ttl",
+        type=int,
+        default=_env_int("COMFY_DOWNLOAD_URL_TTL", 24 * 3600),
+        metavar="SECONDS",
+        help="how long signed download URLs stay valid (env COMFY_DOWNLOAD_URL_TTL; default 86400;"
+        " the secret is env COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_env_int("COMFY_MAX_BODY_BYTES", 1024 * 1024),
+        metavar="BYTES",
+        help="largest request body accepted, 413 above (env COMFY_MAX_BODY_BYTES; default 1 MiB)",
     )
     p.add_argument(
         "--log-level",
@@ -190,14 +220,49 @@ def _configure_logging(level: str) -> None:
     )
 
 
+class AccessConfigError(Exception):
+    """API keys or the bind address are configured in a way the API must not start with."""
+
+
+def api_keys_from(args: argparse.Namespace) -> tuple[str, ...]:
+    """Keys from env COMFY_API_KEYS and --api-keys-file; refuses an insecure bind address."""
+    keys = parse_api_keys(os.environ.get("COMFY_API_KEYS"))
+    if args.api_keys_file is not None:
+        try:
+            keys += read_api_keys_file(args.api_keys_file)
+        except OSError as err:
+            raise AccessConfigError(
+                f"cannot read --api-keys-file {args.api_keys_file}: {err.strerror}"
+            ) from err
+    try:
+        check_bind_access(args.host, keys, insecure_no_auth=args.insecure_no_auth)
+    except InsecureBind as err:
+        raise AccessConfigError(str(err)) from err
+    return keys
+
+
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(
         data_dir=args.data_dir.resolve(),
         manifests_dir=args.manifests,
         workflows_dir=args.workflows,
         public_url=args.public_url,
+        api_keys=api_keys_from(args),
+        url_signing_key=os.environ.get("COMFY_URL_SIGNING_KEY") or None,
+        download_url_ttl_seconds=args.download_url_ttl,
+        max_body_bytes=args.max_body_bytes,
         **extra,
     )
+
+
+def _check_access(args: argparse.Namespace) -> int | None:
+    """Exit code 2 with the reason when the access configuration is refused, else None."""
+    try:
+        api_keys_from(args)
+    except AccessConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return None
 
 
 def _uvicorn_server(app: Any, args: argparse.Namespace) -> ApiServer:
@@ -235,6 +300,9 @@ async def _serve_until_signal(
 
 def run_api_command(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
+    refused = _check_access(args)
+    if refused is not None:
+        return _finish(refused)
     settings = _settings(args, embedded_control_worker=args.with_control_worker)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -420,6 +488,9 @@ def _finish(code: int) -> int:
 
 def run_dev_command(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
+    refused = _check_access(args)  # before Temporal or ComfyUI start
+    if refused is not None:
+        return _finish(refused)
     try:
         code = asyncio.run(run_dev(args))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped while starting up

@@ -41,6 +41,21 @@ class Settings(BaseModel):
         description="GPU pools /ready checks for pollers; None = every pool the manifests use.",
     )
 
+    api_keys: tuple[str, ...] = Field(
+        default=(),
+        description="Keys accepted as `Authorization: Bearer` or `X-API-Key`; empty = no auth.",
+    )
+    url_signing_key: str | None = Field(
+        default=None,
+        description="HMAC secret of download URLs; None = <data-dir>/url-signing.key (created).",
+    )
+    download_url_ttl_seconds: int = Field(
+        default=24 * 3600, ge=1, description="How long a signed download URL stays valid."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+
     allow_private_callback_urls: bool = Field(
         default_factory=lambda: _env_flag("COMFY_ALLOW_PRIVATE_CALLBACK_URLS"),
         description="Accept callback_url hosts on private, loopback or link-local addresses"

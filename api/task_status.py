@@ -29,6 +29,7 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.access import UrlSigner
 from api.errors import TaskNotFound
 from api.models import (
     OutputPublic,
@@ -77,8 +78,12 @@ def task_status_name(status: WorkflowExecutionStatus | None) -> TaskStatusName:
     return _CLOSED_STATUS.get(status, "FAILURE")
 
 
-def output_url(base_url: str, task_id: str, filename: str) -> str:
-    return f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
+def output_url(base_url: str, task_id: str, filename: str, signer: UrlSigner | None = None) -> str:
+    """The file's download URL; with a signer it carries `?expires=&sig=` (works without a key)."""
+    url = f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
+    if signer is not None:
+        url += "?" + signer.sign(task_id, filename).query()
+    return url
 
 
 def status_url(base_url: str, task_id: str) -> str:
@@ -98,7 +103,9 @@ async def describe_task(client: Client, task_id: str) -> WorkflowExecutionDescri
     return desc
 
 
-async def read_task(client: Client, task_id: str, base_url: str) -> TaskPublic:
+async def read_task(
+    client: Client, task_id: str, base_url: str, signer: UrlSigner | None = None
+) -> TaskPublic:
     desc = await describe_task(client, task_id)
     task = TaskPublic(
         task_id=task_id,
@@ -113,14 +120,14 @@ async def read_task(client: Client, task_id: str, base_url: str) -> TaskPublic:
     if desc.status in (None, WorkflowExecutionStatus.RUNNING):
         # A generation that has ended reads as ended while only its webhook is being delivered.
         notifying = task.webhook is not None and await _fill_notifying(
-            handle, task, base_url
+            handle, task, base_url, signer
         )
         if not notifying:
             await _fill_running(client, handle, desc, task)
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
         task.status = "SUCCESS"
-        task.result = _success_result(result, base_url)
+        task.result = _success_result(result, base_url, signer)
     elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         task.status = "PENDING"  # the new run carries on; describe follows it next time
     else:
@@ -143,11 +150,13 @@ def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
     )
 
 
-def _success_result(result: GenerationResult, base_url: str) -> TaskResult:
+def _success_result(
+    result: GenerationResult, base_url: str, signer: UrlSigner | None = None
+) -> TaskResult:
     outputs = [
         OutputPublic(
             filename=o.filename,
-            url=output_url(base_url, result.task_id, o.filename),
+            url=output_url(base_url, result.task_id, o.filename, signer),
             content_type=o.content_type,
             size=o.size,
             node_id=o.node_id,
@@ -426,10 +435,11 @@ def finished_view(
     error: GenerationError | None,
     cancel_reason: str | None,
     base_url: str,
+    signer: UrlSigner | None = None,
 ) -> tuple[TaskResult | str | None, TaskError | None]:
     """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them."""
     if outcome == "SUCCESS" and result is not None:
-        return _success_result(result, base_url), None
+        return _success_result(result, base_url, signer), None
     if outcome == "CANCELLED":
         return "cancelled" + (f": {cancel_reason}" if cancel_reason else ""), None
     if error is not None:
@@ -447,6 +457,7 @@ async def _fill_notifying(
     handle: WorkflowHandle[object, GenerationResult],
     task: TaskPublic,
     base_url: str,
+    signer: UrlSigner | None,
 ) -> bool:
     """Fill an ended generation whose webhook is being delivered; False when it is not one."""
     try:
@@ -459,6 +470,6 @@ async def _fill_notifying(
         return False
     task.status = status.outcome
     task.result, task.error = finished_view(
-        status.outcome, status.result, status.error, status.cancel_reason, base_url
+        status.outcome, status.result, status.error, status.cancel_reason, base_url, signer
     )
     return True

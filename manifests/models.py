@@ -196,7 +196,8 @@ def parameter_json_schema(defn: ParameterDef) -> dict[str, Any]:
         if defn.max_length is not None:
             base["maxLength"] = defn.max_length
         if defn.pattern is not None:
-            base["pattern"] = defn.pattern
+            # JSON Schema patterns match anywhere; the validator matches the whole value.
+            base["pattern"] = f"^(?:{defn.pattern})$"
     if defn.type == "image":
         # Besides a file name in ComfyUI's input directory, an image the request brings
         # (manifests/image_inputs.py).

@@ -1,20 +1,40 @@
-"""POST /generate: validate against the manifest, then start a GenerationWorkflow."""
+"""POST /generate: validate against the manifest, then start a GenerationWorkflow.
+
+With an `Idempotency-Key` header the task id is derived from the key (`api.idempotency`), and
+Temporal's workflow id policies make a repeat return the same task instead of a second generation.
+"""
 
 from __future__ import annotations
 
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
+from fastapi import APIRouter, Header, Request, Response, status
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.access import presented_keys
 from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
 from api.errors import ApiError, TemporalUnavailable
+from api.idempotency import (
+    IDEMPOTENCY_MEMO,
+    IdempotencyConflict,
+    body_fingerprint,
+    check_idempotency_key,
+    idempotent_task_id,
+)
 from api.models import GenerateAccepted, GenerateCreate
 from api.request_inputs import checked_callback_url, inline_images_removed, stage_image_inputs
+from api.responses import error_responses
 from api.task_queues import queue_pollers
 from api.task_status import GENERATION_WORKFLOW, status_url
 from temporal_workflows.models import GenerationOptions, GenerationRequest
@@ -65,20 +85,39 @@ def static_summary(workflow_id: str, params: dict[str, Any]) -> str:
     "/generate",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=GenerateAccepted,
-    responses={
-        422: {"description": "Unknown workflow or bad parameters; one entry per bad field."},
-        503: {"description": "Temporal is not reachable."},
-    },
+    responses=error_responses(
+        409,
+        413,
+        422,
+        503,
+        descriptions={
+            409: "The Idempotency-Key was already used with a different body.",
+            422: "Unknown workflow or bad parameters (or a bad Idempotency-Key); one entry per"
+            " bad field.",
+        },
+    ),
     summary="Start a generation",
 )
 async def generate(
     body: GenerateCreate,
+    http_request: Request,
     response: Response,
     temporal: TemporalDep,
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
     settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="Any unique string (e.g. a UUID) per intended generation: a repeat with"
+            " the same key returns the same task_id and starts nothing; the same key with a"
+            " different body is a 409. Remembered as long as Temporal keeps the finished task"
+            " (the namespace's retention)."
+        ),
+    ] = None,
 ) -> GenerateAccepted:
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
     # Inline (base64) images are stored apart, under their own limit (api/request_inputs.py).
     size = len(json.dumps(inline_images_removed(body.params), separators=(",", ":")))
     if size > MAX_PARAMS_BYTES:
@@ -109,7 +148,21 @@ async def generate(
             public_url=base_url if callback_url else None,
         ),
     )
-    task_id = new_task_id(body.workflow_id)
+    fingerprint: str | None = None
+    memo: dict[str, Any] = {"request": request.model_dump(mode="json")}
+    if idempotency_key is not None:
+        fingerprint = body_fingerprint(body)
+        task_id = idempotent_task_id(idempotency_key, scope=_key_scope(http_request))
+        memo[IDEMPOTENCY_MEMO] = {"body_sha256": fingerprint}
+        # A running task with this id is returned as is (USE_EXISTING), a closed one is never
+        # run again (REJECT_DUPLICATE): one key, one generation, also for concurrent repeats.
+        policies: dict[str, Any] = {
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        }
+    else:
+        task_id = new_task_id(body.workflow_id)
+        policies = {}
     try:
         await temporal.start_workflow(
             GENERATION_WORKFLOW,
@@ -122,7 +175,7 @@ async def generate(
                     SearchAttributePair(SA_POOL, manifest.pool),
                 ]
             ),
-            memo={"request": request.model_dump(mode="json")},
+            memo=memo,
             static_summary=static_summary(body.workflow_id, params),
             priority=(
                 Priority(priority_key=options.priority)
@@ -133,11 +186,41 @@ async def generate(
             # call's answer instead of through a poll (~10 ms less per job, bench/overhead.py
             # --breakdown). Without a local worker on the queue the SDK does not ask for it.
             request_eager_start=True,
+            **policies,
         )
+    except WorkflowAlreadyStartedError:
+        pass  # a closed task from an earlier request with this key: compared below
     except RPCError as err:
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise TemporalUnavailable(f"Temporal is not reachable: {err.message}") from err
         raise
+    if fingerprint is not None:
+        await _check_same_body(temporal, task_id, fingerprint)
     url = status_url(base_url, task_id)
     response.headers["Location"] = url
     return GenerateAccepted(task_id=task_id, status_url=url)
+
+
+def _key_scope(request: Request) -> str:
+    """Keys of different API key holders never meet; with keys off there is one scope."""
+    keys = request.app.state.api_keys
+    if not keys.enabled:
+        return ""
+    presented = presented_keys(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    return next((key for key in presented if keys.matches(key)), "")
+
+
+async def _check_same_body(temporal: TemporalDep, task_id: str, fingerprint: str) -> None:
+    """IdempotencyConflict when the task with this key's id was started with another body."""
+    try:
+        desc = await temporal.get_workflow_handle(task_id).describe()
+        stored = await desc.memo_value(IDEMPOTENCY_MEMO, default=None)
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise TemporalUnavailable(f"Temporal is not reachable: {err.message}") from err
+        raise
+    stored_hash = stored.get("body_sha256") if isinstance(stored, dict) else None
+    if stored_hash != fingerprint:
+        raise IdempotencyConflict(task_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -14,9 +12,9 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import BaseUrlDep, ManifestsDep, TemporalDep
+from api.deps import BaseUrlDep, ManifestsDep, PageTokensDep, TemporalDep
 from api.errors import InvalidQuery
 from api.models import GenerateOptions
 from api.schedule_models import (
@@ -102,24 +100,26 @@ async def create_schedule(
 async def list_schedules(
     temporal: TemporalDep,
     base_url: BaseUrlDep,
+    page_tokens: PageTokensDep,
     # Pasted into a visibility query: no quotes allowed, so no query injection.
     workflow_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:\-]+$")] = None,
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ScheduleList:
     query = f"{SA_WORKFLOW.name} = '{workflow_id}'" if workflow_id else None
-    token: bytes | None = None
-    if page_token:
-        try:
-            token = base64.urlsafe_b64decode(page_token.encode())
-        except (binascii.Error, ValueError) as err:
-            raise InvalidQuery(
-                "not a page token from this API", loc=["query", "page_token"]
-            ) from err
+    token = page_tokens.decode(page_token)
     schedules = await temporal.list_schedules(query, page_size=page_size, next_page_token=token)
     try:
         await schedules.fetch_next_page()
     except RPCError as err:
+        if token is not None and err.status in (
+            RPCStatusCode.INVALID_ARGUMENT,
+            RPCStatusCode.UNKNOWN,
+        ):
+            # Ours, but Temporal cannot read it any more (e.g. from an older server).
+            raise InvalidQuery(
+                "not a page token from this API", loc=["query", "page_token"]
+            ) from err
         raise translate_rpc_error(err, "") from err
     summaries = []
     for listed in schedules.current_page or []:
@@ -144,7 +144,7 @@ async def list_schedules(
     next_token = schedules.next_page_token
     return ScheduleList(
         schedules=summaries,
-        next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        next_page_token=page_tokens.encode(next_token),
     )
 
 

@@ -28,9 +28,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.output_store import OutputStore, OutputStoreError
-from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
+from api.access import UrlSigner
+from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep, UrlSignerDep
 from api.errors import ApiError, InvalidOutputName, TaskNotFound
 from api.models import TaskPublic
+from api.responses import ErrorBody
 from api.task_status import read_task
 from manifests.errors import UnknownWorkflow
 
@@ -95,9 +97,15 @@ class TaskEventStream:
     """The events of one task for one connection, starting after `resume_after`."""
 
     def __init__(
-        self, client: Client, task_id: str, base_url: str, resume_after: EventId | None
+        self,
+        client: Client,
+        task_id: str,
+        base_url: str,
+        resume_after: EventId | None,
+        signer: UrlSigner | None = None,
     ) -> None:
         self.client = client
+        self.signer = signer
         self.task_id = task_id
         self.base_url = base_url
         self.last = resume_after or EventId()
@@ -143,7 +151,7 @@ class TaskEventStream:
             if await request.is_disconnected():
                 return
             try:
-                task = await read_task(self.client, self.task_id, self.base_url)
+                task = await read_task(self.client, self.task_id, self.base_url, self.signer)
             except TaskNotFound:
                 return  # removed by retention while we watched
             except RPCError as err:  # Temporal briefly unreachable: say so, keep trying
@@ -171,11 +179,12 @@ async def task_events(
     request: Request,
     temporal: TemporalDep,
     base_url: BaseUrlDep,
+    signer: UrlSignerDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     # Read once before answering, so an unknown task is a plain 404 rather than a broken stream.
-    first = await read_task(temporal, task_id, base_url)
-    stream = TaskEventStream(temporal, task_id, base_url, EventId.parse(last_event_id))
+    first = await read_task(temporal, task_id, base_url, signer)
+    stream = TaskEventStream(temporal, task_id, base_url, EventId.parse(last_event_id), signer)
     if first.status in TERMINAL_STATUSES and event_id_for(first, stream.attempt) <= stream.last:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return StreamingResponse(
@@ -216,6 +225,7 @@ def _read_preview(store: OutputStore, task_id: str) -> bytes | None:
             "description": "The latest sampler preview (usually JPEG).",
             "content": {"image/jpeg": {}, "image/png": {}},
         },
+        400: {"model": ErrorBody, "description": "The task id cannot name a task folder."},
         404: {"description": "No such task, or no preview right now (with the reason)."},
     },
     summary="The latest sampler preview of a running task",

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import mimetypes
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import FileResponse
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import BaseUrlDep, SettingsDep, TemporalDep
+from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.models import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
-from api.output_files import resolve_output
 from api.task_status import (
     GENERATION_WORKFLOW,
     read_task,
@@ -46,9 +42,10 @@ def _query_value(value: str, name: str) -> str:
 async def list_tasks(
     temporal: TemporalDep,
     base_url: BaseUrlDep,
-    workflow_id: str | None = None,
+    page_tokens: PageTokensDep,
+    workflow_id: Annotated[str | None, Query(pattern=_QUERY_VALUE.pattern)] = None,
     status: TaskStatusName | None = None,
-    schedule_id: str | None = None,
+    schedule_id: Annotated[str | None, Query(pattern=_QUERY_VALUE.pattern)] = None,
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
@@ -59,18 +56,22 @@ async def list_tasks(
         clauses.append(_STATUS_FILTER[status])
     if schedule_id:
         clauses.append(f"TemporalScheduledById = {_query_value(schedule_id, 'schedule_id')}")
-    token: bytes | None = None
-    if page_token:
-        try:
-            token = base64.urlsafe_b64decode(page_token.encode())
-        except (binascii.Error, ValueError) as err:
-            raise InvalidQuery(
-                "not a page token from this API", loc=["query", "page_token"]
-            ) from err
+    token = page_tokens.decode(page_token)
     executions = temporal.list_workflows(
         " AND ".join(clauses), page_size=page_size, next_page_token=token
     )
-    await executions.fetch_next_page()
+    try:
+        await executions.fetch_next_page()
+    except RPCError as err:
+        if token is not None and err.status in (
+            RPCStatusCode.INVALID_ARGUMENT,
+            RPCStatusCode.UNKNOWN,
+        ):
+            # Ours, but Temporal cannot read it any more (e.g. from an older server).
+            raise InvalidQuery(
+                "not a page token from this API", loc=["query", "page_token"]
+            ) from err
+        raise
     page = list(executions.current_page or [])
     # Visibility only knows "Running"; PENDING vs STARTED needs each task's activity state.
     if status in ("PENDING", "STARTED"):
@@ -85,7 +86,7 @@ async def list_tasks(
     next_token = executions.next_page_token
     return TaskPage(
         tasks=[summarize(e, base_url) for e in page],
-        next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        next_page_token=page_tokens.encode(next_token),
     )
 
 
@@ -96,24 +97,10 @@ async def list_tasks(
     responses={404: {"description": "No task with this id."}},
     summary="Status, progress and result of a task",
 )
-async def get_task(task_id: str, temporal: TemporalDep, base_url: BaseUrlDep) -> TaskPublic:
-    return await read_task(temporal, task_id, base_url)
-
-
-@router.get(
-    "/{task_id}/outputs/{filename:path}",
-    response_class=FileResponse,
-    responses={
-        200: {"description": "The file, with its content type.", "content": {"*/*": {}}},
-        400: {"description": "The name would leave the task's folder."},
-        404: {"description": "No such output file."},
-    },
-    summary="Download one output file",
-)
-async def get_output(task_id: str, filename: str, settings: SettingsDep) -> FileResponse:
-    path = await asyncio.to_thread(resolve_output, settings.data_dir, task_id, filename)
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=content_type, filename=path.name)
+async def get_task(
+    task_id: str, temporal: TemporalDep, base_url: BaseUrlDep, signer: UrlSignerDep
+) -> TaskPublic:
+    return await read_task(temporal, task_id, base_url, signer)
 
 
 @router.post(

@@ -1,0 +1,42 @@
+"""GET /tasks/{id}/outputs/{filename}: a task's output file, by API key or signed URL."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse
+
+from api.deps import SettingsDep, require_download_access
+from api.output_files import resolve_output
+from api.responses import error_responses
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+@router.get(
+    "/{task_id}/outputs/{filename:path}",
+    response_class=FileResponse,
+    dependencies=[Depends(require_download_access)],
+    responses={
+        200: {"description": "The file, with its content type.", "content": {"*/*": {}}},
+        **error_responses(
+            400,
+            401,
+            403,
+            404,
+            descriptions={
+                400: "The name would leave the task's folder.",
+                401: "No valid API key and no signature (API keys are on).",
+                403: "The signature is wrong or has expired.",
+                404: "No such output file.",
+            },
+        ),
+    },
+    summary="Download one output file (signed URL from the task result, or an API key)",
+)
+async def get_output(task_id: str, filename: str, settings: SettingsDep) -> FileResponse:
+    path = await asyncio.to_thread(resolve_output, settings.data_dir, task_id, filename)
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=content_type, filename=path.name)
