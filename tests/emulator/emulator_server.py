@@ -983,6 +983,7 @@ class EmulatorServer:
                           with hang_once: true, only the first such node hangs)
           freeze_on_node  the whole event loop blocks (`freeze_seconds`): nothing answers
           fail_on_node    execution error with `exception_type` / `exception_message`
+                          (with fail_once: true, only the first such node fails)
           drop_websockets_on_node   close every WebSocket once
         Immediate: drop_websockets (close every WebSocket now), refuse_connections (stop
         listening; the process stays alive). hang_on_progress stops at the next progress tick.
@@ -1352,6 +1353,8 @@ class EmulatorServer:
                 await asyncio.sleep(0.05)
             self.check_interrupt()
         if faults.get("fail_on_node") == class_type:
+            if faults.get("fail_once"):
+                faults.pop("fail_on_node")
             raise EmulatedFailure(
                 faults.get("exception_type", "RuntimeError"),
                 faults.get("exception_message", f"emulated failure in {class_type}"),

@@ -28,8 +28,10 @@ async def test_out_of_memory_frees_comfyui_memory_then_the_one_retry_succeeds(
     fault_stack: GenerationStack,
 ):
     gpu = await fault_stack.start_gpu_worker("gpu-oom-once")
+    # Only the first sampler runs out of memory: after the cleanup, the retry fits.
     await gpu.emulator.set_faults(
         fail_on_node="EmulatorSampler",
+        fail_once=True,
         exception_type="torch.OutOfMemoryError",
         exception_message="CUDA out of memory. Tried to allocate 2.00 GiB",
     )
@@ -41,7 +43,6 @@ async def test_out_of_memory_frees_comfyui_memory_then_the_one_retry_succeeds(
         return state if state[1] is not None else None
 
     attempt, failure_type, _ = await wait_for(first_attempt_failed, "the out-of-memory failure")
-    await gpu.emulator.set_faults()  # memory is free now: the retry fits
     assert (attempt, failure_type) == (2, "ComfyUIOutOfMemory")
     # Before the failure was reported, the worker asked ComfyUI to unload models and free memory.
     assert await free_requests(gpu.emulator.url) == [{"unload_models": True, "free_memory": True}]

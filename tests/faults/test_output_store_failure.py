@@ -29,7 +29,9 @@ async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(
     blocker.write_text("not a folder")
 
     prefix = new_prefix()
-    handle = await submit(fault_stack, prefix, task_id=task_id)
+    # About 1 s in ComfyUI: the retry (1 s backoff, then this run) reaches the store well after
+    # the first failure is visible and the blocker is gone.
+    handle = await submit(fault_stack, prefix, task_id=task_id, steps=10, seconds_per_step=0.1)
 
     async def first_attempt_failed() -> tuple[int, str | None, str | None] | None:
         state = await pending_execute_state(handle)
