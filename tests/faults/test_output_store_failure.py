@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
+import pytest
+
+from activities.output_store import OutputPathRefused, OutputStore, OutputStoreError
+from temporal_workflows.generation import NON_RETRYABLE_ERROR_TYPES
 from tests.faults.conftest import (
     assert_stored_once,
     comfyui_saves,
@@ -49,3 +54,18 @@ async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(
     assert_stored_once(fault_stack.data_dir, task_id, [o.filename for o in result.outputs])
     # Each attempt ran in ComfyUI (the first one's image was lost with the failed write).
     assert comfyui_saves([gpu.emulator.output_dir], prefix) == 2
+
+
+async def test_a_name_that_would_leave_the_store_is_refused_for_good_and_a_write_failure_is_not(
+    tmp_path: Path,
+):
+    store = OutputStore(tmp_path)
+    with pytest.raises(OutputPathRefused):
+        store.path_for("task", "../escape.png")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "task").write_text("not a folder")
+    with pytest.raises(OutputStoreError) as caught:
+        await store.commit("task", [])
+    assert not isinstance(caught.value, OutputPathRefused)
+    assert "OutputPathRefused" in NON_RETRYABLE_ERROR_TYPES
+    assert "OutputStoreError" not in NON_RETRYABLE_ERROR_TYPES
