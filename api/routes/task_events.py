@@ -226,7 +226,6 @@ def _read_preview(store: OutputStore, task_id: str) -> bytes | None:
             "content": {"image/jpeg": {}, "image/png": {}},
         },
         400: {"model": ErrorBody, "description": "The task id cannot name a task folder."},
-        400: {"description": "The task id cannot name a file (e.g. '..')."},
         404: {"description": "No such task, or no preview right now (with the reason)."},
     },
     summary="The latest sampler preview of a running task",
