@@ -19,6 +19,7 @@ import httpx
 
 ALLOWED_SCHEMES = ("http", "https")
 MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -91,7 +92,12 @@ async def resolve_host(host: str, port: int) -> tuple[IPAddress, ...]:
         pass
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise UrlRefused(
+            f"host '{host}' did not resolve within {RESOLVE_TIMEOUT_SECONDS:g} s"
+        ) from None
     except (socket.gaierror, UnicodeError) as err:
         raise UrlRefused(f"host '{host}' does not resolve ({err})") from None
     addresses: list[IPAddress] = []

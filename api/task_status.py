@@ -119,8 +119,10 @@ async def read_task(
     task.webhook = await read_webhook(desc)
     if desc.status in (None, WorkflowExecutionStatus.RUNNING):
         # A generation that has ended reads as ended while only its webhook is being delivered.
-        notifying = task.webhook is not None and await _fill_notifying(
-            handle, task, base_url, signer
+        notifying = (
+            task.webhook is not None
+            and _pending_activity(desc, NOTIFY_ACTIVITY) is not None
+            and await _fill_notifying(handle, task, base_url, signer)
         )
         if not notifying:
             await _fill_running(client, handle, desc, task)
@@ -412,14 +414,7 @@ async def read_webhook(desc: WorkflowExecutionDescription) -> WebhookPublic | No
         status="pending",
         attempts=0,
     )
-    notify = next(
-        (
-            pa
-            for pa in desc.raw_description.pending_activities
-            if pa.activity_type.name == NOTIFY_ACTIVITY
-        ),
-        None,
-    )
+    notify = _pending_activity(desc, NOTIFY_ACTIVITY)
     if notify is not None:
         # `attempt` is the attempt running now, or the next one while Temporal backs off.
         waiting = notify.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
@@ -427,6 +422,19 @@ async def read_webhook(desc: WorkflowExecutionDescription) -> WebhookPublic | No
         if notify.HasField("last_failure"):
             webhook.last_error = notify.last_failure.message
     return webhook
+
+
+def _pending_activity(
+    desc: WorkflowExecutionDescription, activity_type: str
+) -> PendingActivityInfo | None:
+    return next(
+        (
+            pa
+            for pa in desc.raw_description.pending_activities
+            if pa.activity_type.name == activity_type
+        ),
+        None,
+    )
 
 
 def finished_view(

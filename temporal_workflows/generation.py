@@ -322,7 +322,8 @@ class GenerationWorkflow:
         with the reason. The usual cancellation path then stops the GPU job (deletes a queued
         prompt, interrupts a running one) and the workflow closes as Canceled.
         """
-        if self._status.phase == "done" or self._cancel_reason is not None:
+        # An ended generation whose webhook is being delivered has nothing left to cancel.
+        if self._status.phase in ("done", "notifying") or self._cancel_reason is not None:
             return
         self._cancel_reason = reason or "cancelled by signal"
         self._status.cancel_reason = self._cancel_reason

@@ -182,3 +182,18 @@ async def test_delivery_survives_a_control_worker_restart(
     assert {h.headers["X-Comfy-Delivery"] for h in receiver.received} == {task.webhook.delivery_id}
     with pytest.raises(WorkflowFailureError):
         await handle.result()
+
+
+async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
+    webhook_stack: WebhookStack, receiver: WebhookReceiver
+):
+    receiver.down = True
+    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    await receiver.wait_for_requests(1)
+    await handle.signal("cancel", "too late")
+    receiver.down = False
+
+    task = await webhook_stack.wait_for_webhook(handle.id, "delivered")
+    assert task.status == "FAILURE"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    assert {hook.json()["status"] for hook in receiver.received} == {"FAILURE"}
