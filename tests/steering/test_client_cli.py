@@ -18,6 +18,9 @@ from PIL import Image
 from temporalio.client import Client
 
 from api.cli import main as cli_main
+from api.http_server import serve_in_background
+from api.main import create_app
+from api.settings import Settings
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
 from tests.api.stack import GenerationStack
 from tests.steering.conftest import next_width
@@ -227,3 +230,24 @@ async def test_tasks_cancel_stops_a_running_task_with_the_reason(
     code, out, _ = await _cli_in_process(stack, capsys, "tasks", "cancel", task_id)
     assert code == 0
     assert "already finished with status CANCELLED" in out
+
+
+async def test_tasks_list_sends_the_api_key_an_api_requires(
+    temporal_client: Client,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app(
+        Settings(data_dir=tmp_path, api_keys=("steering-key",)), temporal_client=temporal_client
+    )
+    async with serve_in_background(app) as url:
+        without = await asyncio.to_thread(cli_main, ["tasks", "list", "--api", url])
+        _, refused = capsys.readouterr()
+        monkeypatch.setenv("COMFY_API_KEY", "steering-key")
+        with_key = await asyncio.to_thread(cli_main, ["tasks", "list", "--api", url])
+        listed, _ = capsys.readouterr()
+    assert without == 1
+    assert refused.startswith("error: ") and "API key" in refused
+    assert with_key == 0
+    assert listed.splitlines()[0].split() == ["TASK", "WORKFLOW", "STATUS", "CREATED"]

@@ -8,7 +8,10 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from api.client_cli import ServerEvent, follow_task
+from api.routes import task_events
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
 from tests.api.stack import GenerationStack
 from tests.steering.sse import Event, read_events, status_of
@@ -119,3 +122,24 @@ async def test_progress_reaches_the_stream_within_2_s_of_comfyui_reporting_it(
     )
     assert len(lags) >= 4, first_seen
     assert max(lags) < 2.0, lags
+
+
+async def test_client_resumes_streams_the_server_ends_early_and_reaches_the_end(
+    stack: GenerationStack, submit: Submit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Streams end after STREAM_SECONDS so the server can stop; make that happen mid-job.
+    monkeypatch.setattr(task_events, "STREAM_SECONDS", 0.3)
+    task_id = await submit(EMULATOR_WORKFLOW_ID, steps=8, seconds_per_step=0.2)
+    seen: list[ServerEvent] = []
+
+    def follow() -> dict:
+        with httpx.Client(base_url=stack.url, timeout=30) as client:
+            return follow_task(client, task_id, seen.append)
+
+    async with asyncio.timeout(60):
+        final = await asyncio.to_thread(follow)
+
+    assert final["status"] == "SUCCESS"
+    positions = [tuple(int(p) for p in (e.id or "").split(".")) for e in seen]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions), positions
+    assert [e.data["status"] for e in seen].count("SUCCESS") == 1
