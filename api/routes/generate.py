@@ -116,8 +116,15 @@ async def generate(
         ),
     ] = None,
 ) -> GenerateAccepted:
+    fingerprint: str | None = None
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
+        fingerprint = body_fingerprint(body)
+        task_id = idempotent_task_id(idempotency_key, scope=_key_scope(http_request))
+        # A repeat is answered from Temporal before anything else runs: no image is staged
+        # again, and a pinned worker that has gone away since does not fail the retry.
+        if await _check_same_body(temporal, task_id, fingerprint):
+            return _accepted(response, base_url, task_id)
     # Inline (base64) images are stored apart, under their own limit (api/request_inputs.py).
     size = len(json.dumps(inline_images_removed(body.params), separators=(",", ":")))
     if size > MAX_PARAMS_BYTES:
@@ -148,11 +155,8 @@ async def generate(
             public_url=base_url if callback_url else None,
         ),
     )
-    fingerprint: str | None = None
     memo: dict[str, Any] = {"request": request.model_dump(mode="json")}
-    if idempotency_key is not None:
-        fingerprint = body_fingerprint(body)
-        task_id = idempotent_task_id(idempotency_key, scope=_key_scope(http_request))
+    if fingerprint is not None:
         memo[IDEMPOTENCY_MEMO] = {"body_sha256": fingerprint}
         # A running task with this id is returned as is (USE_EXISTING), a closed one is never
         # run again (REJECT_DUPLICATE): one key, one generation, also for concurrent repeats.
@@ -195,7 +199,12 @@ async def generate(
             raise TemporalUnavailable(f"Temporal is not reachable: {err.message}") from err
         raise
     if fingerprint is not None:
+        # Another request with this key may have started it first, with another body.
         await _check_same_body(temporal, task_id, fingerprint)
+    return _accepted(response, base_url, task_id)
+
+
+def _accepted(response: Response, base_url: str, task_id: str) -> GenerateAccepted:
     url = status_url(base_url, task_id)
     response.headers["Location"] = url
     return GenerateAccepted(task_id=task_id, status_url=url)
@@ -212,15 +221,19 @@ def _key_scope(request: Request) -> str:
     return next((key for key in presented if keys.matches(key)), "")
 
 
-async def _check_same_body(temporal: TemporalDep, task_id: str, fingerprint: str) -> None:
-    """IdempotencyConflict when the task with this key's id was started with another body."""
+async def _check_same_body(temporal: TemporalDep, task_id: str, fingerprint: str) -> bool:
+    """True when the task with this key's id exists with this body, False when there is none;
+    IdempotencyConflict when it was started with another body."""
     try:
         desc = await temporal.get_workflow_handle(task_id).describe()
         stored = await desc.memo_value(IDEMPOTENCY_MEMO, default=None)
     except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise TemporalUnavailable(f"Temporal is not reachable: {err.message}") from err
         raise
     stored_hash = stored.get("body_sha256") if isinstance(stored, dict) else None
     if stored_hash != fingerprint:
         raise IdempotencyConflict(task_id)
+    return True
