@@ -28,6 +28,7 @@ from api.http_server import free_port, serve_in_background
 from api.main import create_app
 from api.settings import Settings
 from api.task_status import output_url
+from tests.api.conftest import StartedTasks
 
 KEY = "test-key-7f3a"
 TASK_ID = "smoke_image-20260101-000000-acce55"
@@ -88,6 +89,18 @@ async def test_a_configured_key_in_either_header_is_accepted(
 ) -> None:
     response = await keyed.get("/workflows", headers=headers)
     assert response.status_code == 200
+
+
+async def test_idempotency_keys_of_different_api_keys_never_meet(
+    keyed: httpx.AsyncClient, started_tasks: StartedTasks
+) -> None:
+    body = {"workflow_id": "smoke_image", "params": {}}
+    same = {"Idempotency-Key": "order-1"}
+    first = await keyed.post("/generate", json=body, headers={**same, "X-API-Key": KEY})
+    other = await keyed.post("/generate", json=body, headers={**same, "X-API-Key": "second-key"})
+    started_tasks.extend([first.json()["task_id"], other.json()["task_id"]])
+    assert first.status_code == other.status_code == 202
+    assert first.json()["task_id"] != other.json()["task_id"]
 
 
 async def test_post_generate_needs_a_key(keyed: httpx.AsyncClient) -> None:
