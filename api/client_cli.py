@@ -143,7 +143,7 @@ class ProgressView:
     def __init__(self, task_id: str, console: Console) -> None:
         self.task_id = task_id
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TimeElapsedColumn(),
@@ -164,7 +164,7 @@ class ProgressView:
         status = task.get("status")
         if status != self.status:
             self.status = status
-            self.progress.console.print(f"{self.task_id}: {_describe(task)}")
+            self.progress.console.print(f"{self.task_id}: {_describe(task)}", markup=False)
         percent = (task.get("progress") or {}).get("percent")
         if status == "SUCCESS":
             percent = 100.0
@@ -228,9 +228,10 @@ def _submit(args: argparse.Namespace) -> int:
         body["options"] = options
     task_id: str = _call(args, "POST", "/generate", json=body).json()["task_id"]
     print(task_id, flush=True)  # stdout: the id alone, for scripts
-    console = Console(stderr=True)
+    # No markup or highlighting: task ids and reasons are printed as they are.
+    console = Console(stderr=True, highlight=False)
     if not args.wait:
-        console.print(f"follow it: comfy-temporal tasks show {task_id}")
+        console.print(f"follow it: comfy-temporal tasks show {task_id}", markup=False)
         return 0
     timeout = httpx.Timeout(args.timeout, read=max(args.timeout, 60.0))
     with httpx.Client(
@@ -242,7 +243,8 @@ def _submit(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print(
                 f"stopped waiting; the task goes on. See it: comfy-temporal tasks show {task_id}; "
-                f"stop it: comfy-temporal tasks cancel {task_id}"
+                f"stop it: comfy-temporal tasks cancel {task_id}",
+                markup=False,
             )
             return EXIT_INTERRUPTED
         except httpx.HTTPError as err:
