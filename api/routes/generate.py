@@ -186,10 +186,9 @@ async def generate(
                 if options is not None and options.priority is not None
                 else Priority.default
             ),
-            # With the control worker in this process, its first workflow task comes back in this
-            # call's answer instead of through a poll (~10 ms less per job, bench/overhead.py
-            # --breakdown). Without a local worker on the queue the SDK does not ask for it.
-            request_eager_start=True,
+            # No request_eager_start: it saves ~8 ms on a lone job, but under a burst of POSTs it
+            # cut their throughput by a third to two thirds and delayed a backlog's first job
+            # (bench/overhead.py, A/B on 2 cores).
             **policies,
         )
     except WorkflowAlreadyStartedError:
