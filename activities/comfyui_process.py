@@ -349,6 +349,17 @@ class ComfyUIProcess:
                         os.killpg(self._proc.pid, signal.SIGKILL)
                     return
 
+    async def restart(self, reason: str) -> None:
+        """Kill ComfyUI's process group so that `supervise` starts a fresh one: the only way to
+        free a GPU from a node that ignores interrupts."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        log.error("[%s] %s; killing it to restart", self.name, reason)
+        self._health.set(False)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
     async def stop(self, grace: float = 10.0) -> None:
         """SIGINT to the whole process group (ComfyUI then cleans its temp dir, §1.5), SIGKILL
         after `grace` seconds."""
@@ -426,6 +437,10 @@ class ComfyUIAttached:
                     )
                 self._health.set(healthy)
                 await asyncio.sleep(self.poll_interval)
+
+    async def restart(self, reason: str) -> None:
+        """Not ours to restart: say so, and let whoever runs it act."""
+        log.error("[%s] %s; it is not ours to restart", self.name, reason)
 
     async def stop(self, grace: float = 10.0) -> None:
         self._health.set(False)

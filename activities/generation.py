@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +81,9 @@ _PROMPT_ID_NAMESPACE = uuid.UUID("5f0c6a52-3f7e-4f7c-9d0e-2b1c8a7e4d10")
 # Per-prompt override of ComfyUI's --preview-method (default none): "auto" gives cheap latent2rgb
 # JPEG previews from samplers (comfyui-protocol.md §1.4, §3.3).
 _PREVIEWS_EXTRA_DATA = {"preview_method": "auto"}
+
+# How long a prompt interrupted for stalling may take to stop before ComfyUI is restarted.
+STALL_INTERRUPT_GRACE = 5.0
 
 
 def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
@@ -263,12 +267,18 @@ class ExecuteActivities:
         *,
         tick_seconds: float = 0.5,
         stall_timeout: float | None = None,
+        restart_comfyui: Callable[[str], Awaitable[None]] | None = None,
+        stall_interrupt_grace: float = STALL_INTERRUPT_GRACE,
     ) -> None:
         self._comfy = comfy
         self._store = store
         self.worker_name = worker_name
         self._tick_seconds = tick_seconds
         self._stall_timeout = stall_timeout
+        # Called when a stalled prompt ignores the interrupt: the worker's supervisor kills and
+        # restarts ComfyUI, so the GPU is not held by a hung node forever.
+        self._restart_comfyui = restart_comfyui
+        self._stall_interrupt_grace = stall_interrupt_grace
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -316,6 +326,7 @@ class ExecuteActivities:
                 non_retryable=True,
             ) from None
         except ComfyUIStalled as err:
+            await self._free_stalled(prompt_id, tracker)
             raise _failure(
                 GenerationError(
                     type="ComfyUIStalled",
@@ -395,6 +406,30 @@ class ExecuteActivities:
             comfy_execution_seconds=result.execution_seconds,
             attempt=attempt,
         )
+
+    async def _free_stalled(self, prompt_id: str, tracker: _ProgressTracker) -> None:
+        """The driver interrupted a stalled prompt. A node that never checks the interrupt flag
+        keeps running (comfyui-protocol.md §4.2), and every later prompt would queue behind it:
+        if ComfyUI still runs this prompt after a grace period, have ComfyUI restarted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stall_interrupt_grace
+        while True:
+            try:
+                queue = await self._comfy.queue()
+            except Exception:  # not answering: the supervisor's health checks deal with that
+                return
+            running = {item[1] for item in queue.get("queue_running", [])}
+            if prompt_id not in running:
+                return
+            if loop.time() >= deadline:
+                break
+            tracker.heartbeat()
+            await asyncio.sleep(0.2)
+        if self._restart_comfyui is not None:
+            await self._restart_comfyui(
+                f"prompt {prompt_id} still runs {self._stall_interrupt_grace:g} s after it was "
+                "interrupted for stalling"
+            )
 
     async def _run(
         self, request: ExecuteInput, prompt_id: str, staging: Path, tracker: _ProgressTracker

@@ -62,3 +62,30 @@ async def test_a_hung_comfyui_is_interrupted_at_the_manifests_stall_limit_and_th
     assert_stored_once(fault_stack.data_dir, handle.id, [o.filename for o in result.outputs])
     # The interrupted attempt never reached SaveImage: ComfyUI saved the image once.
     assert comfyui_saves([gpu.emulator.output_dir], prefix) == 1
+
+
+async def test_a_hung_node_that_ignores_the_interrupt_gets_comfyui_restarted_and_the_retry_succeeds(
+    fault_stack: GenerationStack,
+):
+    gpu = await fault_stack.start_gpu_worker("gpu-stuck")
+    # The sampler hangs for good: an interrupt does not reach it.
+    await gpu.emulator.set_faults(hang_on_node="EmulatorSampler")
+    prefix = new_prefix()
+    handle = await submit(fault_stack, prefix)
+
+    async def first_attempt_stalled() -> tuple[int, str | None, str | None] | None:
+        state = await pending_execute_state(handle)
+        return state if state[1] is not None else None
+
+    # Stall limit, then the grace for the interrupt to take effect, then the restart.
+    attempt, failure_type, _ = await wait_for(
+        first_attempt_stalled, "the first attempt to fail as stalled", STALL_TIMEOUT + 30
+    )
+    assert (attempt, failure_type) == (2, "ComfyUIStalled")
+
+    # The restarted ComfyUI has no fault: the retry runs on the same GPU.
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.attempts == 2 and result.worker == "gpu-stuck"
+    assert gpu.emulator.process.restarts == 1
+    assert_stored_once(fault_stack.data_dir, handle.id, [o.filename for o in result.outputs])
+    assert comfyui_saves([gpu.emulator.output_dir], prefix) == 1
