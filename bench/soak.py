@@ -9,7 +9,8 @@ each job really ran. While the backlog drains, a fault is injected every few sec
 - kill -9 of a GPU worker process and of its ComfyUI (a host lost), then a fresh worker process;
 - a ComfyUI crash mid-node (the worker's supervisor restarts it);
 - every WebSocket of a ComfyUI dropped at once;
-- a hang: one node goes silent until interrupted (the manifest's stall_timeout interrupts it).
+- a hang: one node goes silent until interrupted (the manifest's stall_timeout interrupts it);
+- a stuck node: silent and deaf to the interrupt (the worker then restarts its ComfyUI).
 
 At the end it prints: submitted, succeeded, failed with their reasons, lost (jobs that never
 reached a final state: must be 0), duplicated (a job whose output folder holds anything but the
@@ -96,7 +97,7 @@ soak_image:
   stall_timeout: {STALL_TIMEOUT}
 """
 
-FAULTS = ("kill_worker", "comfyui_crash", "drop_sockets", "hang")
+FAULTS = ("kill_worker", "comfyui_crash", "drop_sockets", "hang", "stuck")
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -242,6 +243,8 @@ class FaultInjector:
             return await worker.set_faults(
                 hang_on_node=SAMPLER, hang_until_interrupted=True, hang_once=True
             )
+        if kind == "stuck":
+            return await worker.set_faults(hang_on_node=SAMPLER, hang_once=True)
         raise ValueError(kind)
 
 
