@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -63,7 +64,9 @@ async def steering_stack(client: Client, base_dir: Path) -> AsyncIterator[Genera
     data_dir = base_dir / "data"
     name = f"steering-gpu-{uuid.uuid4().hex[:6]}"
     comfyui = emulator_process(base_dir / "comfyui", name="emulator:steering")
-    gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
+    # A job left running at the end must not hold the teardown for the default 5 minutes.
+    settings = GpuWorkerSettings(name=name, data_dir=data_dir, shutdown_grace=timedelta(seconds=5))
+    gpu = GpuWorker(client, comfyui, settings)
     stop = asyncio.Event()
     gpu_run = asyncio.create_task(gpu.run(stop), name=name)
     app = create_app(
