@@ -42,6 +42,19 @@ def _env_int(name: str, default: int | None) -> int | None:
     return int(value) if value not in (None, "") else default
 
 
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
     env = os.environ
     p.add_argument(
@@ -94,16 +107,17 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--download-url-ttl",
-        type=int,
-        default=_env_int("COMFY_DOWNLOAD_URL_TTL", 24 * 3600),
+        type=_int_at_least(1),
+        # A string default goes through `type` too, so a bad env value is a usage error.
+        default=env.get("COMFY_DOWNLOAD_URL_TTL") or str(24 * 3600),
         metavar="SECONDS",
         help="how long signed download URLs stay valid (env COMFY_DOWNLOAD_URL_TTL; default 86400;"
         " the secret is env COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key)",
     )
     p.add_argument(
         "--max-body-bytes",
-        type=int,
-        default=_env_int("COMFY_MAX_BODY_BYTES", 1024 * 1024),
+        type=_int_at_least(1024),
+        default=env.get("COMFY_MAX_BODY_BYTES") or str(1024 * 1024),
         metavar="BYTES",
         help="largest request body accepted, 413 above (env COMFY_MAX_BODY_BYTES; default 1 MiB)",
     )
