@@ -12,7 +12,7 @@ import hashlib
 import json
 
 from api.errors import ApiError
-from api.models import GenerateCreate, GenerateOptions
+from api.models import GenerateCreate, GenerateCreateOptions
 
 IDEMPOTENCY_MEMO = "idempotency"
 IDEMPOTENT_TASK_PREFIX = "idem-"
@@ -57,10 +57,9 @@ def idempotent_task_id(key: str, *, scope: str = "") -> str:
 def body_fingerprint(body: GenerateCreate) -> str:
     """SHA-256 of the request's canonical JSON: sorted keys, no spaces, options with defaults
     (no options and `{}` are the same request)."""
-    canonical = {
-        "workflow_id": body.workflow_id,
-        "params": body.params,
-        "options": (body.options or GenerateOptions()).model_dump(mode="json"),
-    }
+    options = (body.options or GenerateCreateOptions()).model_dump(mode="json")
+    # The top-level callback_url (the original API's spelling) is the same option.
+    options["callback_url"] = options.get("callback_url") or body.callback_url
+    canonical = {"workflow_id": body.workflow_id, "params": body.params, "options": options}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -26,6 +26,11 @@ class GenerateOptions(BaseModel):
     priority: int | None = Field(
         default=None, ge=1, le=5, description="Temporal task priority: 1 (highest) to 5; default 3."
     )
+
+
+class GenerateCreateOptions(GenerateOptions):
+    """Options of one POST /generate request (a schedule's runs take only GenerateOptions)."""
+
     callback_url: str | None = Field(
         default=None,
         max_length=2048,
@@ -53,7 +58,7 @@ class GenerateCreate(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="The workflow's parameters (see GET /workflows/{id})."
     )
-    options: GenerateOptions | None = None
+    options: GenerateCreateOptions | None = None
     callback_url: str | None = Field(
         default=None,
         max_length=2048,

@@ -55,8 +55,12 @@ def check_value(defn: ParameterDef, value: Any) -> str | None:
         return image_value_problem(value)
     if kind in ("string", "image"):
         if not isinstance(value, str):
-            accepts = ', {"url": ...} or {"base64": ...}' if kind == "image" else ""
-            return f"expected a string{accepts}, got {_describe(value)}"
+            if kind == "image":
+                return (
+                    'expected a file name, {"url": ...} or {"base64": ...}, '
+                    f"got {_describe(value)}"
+                )
+            return f"expected a string, got {_describe(value)}"
         if defn.max_length is not None and len(value) > defn.max_length:
             return f"must be at most {defn.max_length} characters long (got {len(value)})"
         if defn.pattern is not None and re.fullmatch(defn.pattern, value) is None:
