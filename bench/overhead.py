@@ -7,32 +7,40 @@ ComfyUI about half a second). `--comfyui-url URL` runs the same against a real C
 workflow with `--workflow` / `--params`); `--api URL` measures a stack that is already running.
 
 Figures:
-- overhead per job (sequential jobs): end to end, from just before POST /generate to the
-  workflow's close time in Temporal, minus ComfyUI's own execution time (execution_start to
-  success, reported in result.timings.comfy_execution_seconds). The close time is used rather than
-  the moment a GET /tasks poll sees SUCCESS, so the poll interval is not measured.
+- service overhead per job: sequential pairs, each the same kind of prompt once driven straight
+  through ComfyUIClient.run_prompt (the direct end to end: WebSocket, submit, done signal, output
+  download) and once through the service (from just before POST /generate to the workflow's close
+  time in Temporal); the overhead is service minus direct, pair by pair. The close time is used
+  rather than the moment a GET /tasks poll sees SUCCESS, so the poll interval is not measured.
+  Also shown: the older figure, service end to end minus ComfyUI's own execution time
+  (execution_start to success), which charges the service with ComfyUI's per-prompt costs too.
+- `--breakdown`: the p50 of each stage of a service job, from Temporal history event times, the
+  execute activity's own timestamps and ComfyUI's execution_start / execution_success.
 - backlog makespan: the same prompts posted all at once through the service, divided by the
-  makespan of posting them straight to ComfyUI (ComfyUIClient), which is the floor.
+  makespan of posting them straight to ComfyUI (ComfyUIClient), which is the floor; with the idle
+  gaps of ComfyUI (one prompt's success to the next one's start, from ComfyUI's history).
 - submit throughput: POST /generate requests per second from concurrent clients.
 
-Usage: python bench/overhead.py [--jobs 30] [--backlog 20] [--submit 200] [--comfyui-url URL]
-       [--api URL --temporal-address HOST:PORT] [--workflow ID --params JSON]
+Usage: python bench/overhead.py [--jobs 30] [--backlog 20] [--submit 200] [--breakdown]
+       [--comfyui-url URL] [--api URL --temporal-address HOST:PORT] [--workflow ID --params JSON]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +48,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from activities.comfyui_client import ComfyUIClient  # noqa: E402
+from activities.comfyui_client import ComfyUIClient, outcome_from_history  # noqa: E402
 from activities.comfyui_process import ComfyUIProcess  # noqa: E402
 from activities.temporal_client import connect_temporal  # noqa: E402
 from api.child_process import ChildProcess  # noqa: E402
 from api.devserver import DevServerConfig, TemporalDevServer  # noqa: E402
 from api.http_server import free_port  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
+from temporal_workflows.models import ExecuteResult  # noqa: E402
 from tests.api.emulator_workflow import (  # noqa: E402
     EMULATOR_WORKFLOW_ID,
     write_manifests_with_emulator_sampler,
@@ -56,6 +66,8 @@ from tests.api.emulator_workflow import (  # noqa: E402
 
 EMULATOR_DIR = REPO_ROOT / "tests" / "emulator"
 DEFAULT_PARAMS = {"steps": 10, "seconds_per_step": 0.05}
+# A job stuck this long (a failing workflow task retries forever) ends the run with an error.
+JOB_TIMEOUT = 300
 
 
 @dataclass
@@ -188,7 +200,11 @@ async def submit(http: httpx.AsyncClient, workflow: str, params: dict[str, Any])
 async def finished(stack: Stack, http: httpx.AsyncClient, task_id: str) -> tuple[datetime, dict]:
     """Waits on Temporal (a long poll, not an interval), then reads the task through the API."""
     handle = stack.temporal.get_workflow_handle(task_id)
-    await handle.result()
+    try:
+        async with asyncio.timeout(JOB_TIMEOUT):
+            await handle.result()
+    except TimeoutError:
+        raise RuntimeError(f"task {task_id} did not finish within {JOB_TIMEOUT} s") from None
     close_time = (await handle.describe()).close_time
     assert close_time is not None
     body = (await http.get(f"/tasks/{task_id}")).json()
@@ -197,44 +213,244 @@ async def finished(stack: Stack, http: httpx.AsyncClient, task_id: str) -> tuple
     return close_time, body
 
 
-async def measure_overhead(
-    stack: Stack, http: httpx.AsyncClient, workflow: str, params: list[dict[str, Any]]
-) -> dict[str, list[float]]:
-    e2e: list[float] = []
-    comfy: list[float] = []
-    post: list[float] = []
-    for job_params in params:
-        started = datetime.now().astimezone()
-        posted = time.monotonic()
-        task_id = await submit(http, workflow, job_params)
-        post.append(time.monotonic() - posted)
-        close_time, body = await finished(stack, http, task_id)
-        e2e.append((close_time - started).total_seconds())
-        comfy.append(float(body["result"]["timings"].get("comfy_execution_seconds") or 0.0))
-    return {
-        "e2e": e2e,
-        "comfy": comfy,
-        "overhead": [a - b for a, b in zip(e2e, comfy, strict=True)],
-        "post": post,
+# Stages of one service job, in order: (label, start point, end point). Points are wall-clock
+# times: the benchmark's own (posted, accepted), Temporal history event times, the execute
+# activity's ExecuteResult timestamps (worker clock) and ComfyUI's history timestamps. Everything
+# runs on one host, so the clocks agree.
+STAGES = (
+    ("POST /generate answered", "posted", "accepted"),
+    ("POST -> workflow started (event)", "posted", "wf_started"),
+    ("workflow started -> 1st workflow task started", "wf_started", "wft1_started"),
+    ("1st workflow task (prepare, sandbox)", "wft1_started", "wft1_completed"),
+    ("workflow task completed -> activity scheduled", "wft1_completed", "act_scheduled"),
+    ("activity scheduled -> started (poll match)", "act_scheduled", "act_started"),
+    ("activity started -> running in worker", "act_started", "act_running"),
+    ("activity running -> ComfyUI execution_start", "act_running", "comfy_start"),
+    ("ComfyUI execution (start -> success)", "comfy_start", "comfy_success"),
+    ("ComfyUI success -> activity returned", "comfy_success", "act_returned"),
+    ("activity returned -> completed (event)", "act_returned", "act_completed"),
+    ("activity completed -> 2nd workflow task started", "act_completed", "wft2_started"),
+    ("2nd workflow task", "wft2_started", "wft2_completed"),
+    ("workflow task completed -> workflow closed", "wft2_completed", "closed"),
+)
+
+
+def _event_time(event: Any) -> datetime:
+    return event.event_time.ToDatetime(tzinfo=UTC)
+
+
+def _from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def comfy_times(comfy: ComfyUIClient, prompt_id: str) -> tuple[int | None, int | None]:
+    """ComfyUI's execution_start and execution_success timestamps (ms) from its history."""
+    entry = await comfy.history(prompt_id)
+    if entry is None:
+        return None, None
+    outcome = outcome_from_history(entry)
+    return outcome.started_ms, outcome.finished_ms
+
+
+async def stage_points(
+    stack: Stack, comfy: ComfyUIClient | None, task_id: str, posted: datetime, accepted: datetime
+) -> dict[str, datetime | None]:
+    """The points of STAGES for one finished service job."""
+    handle = stack.temporal.get_workflow_handle(task_id)
+    history = await handle.fetch_history()
+    by_type: dict[int, list[Any]] = {}
+    for event in history.events:
+        by_type.setdefault(event.event_type, []).append(event)
+
+    def first(kind: int) -> datetime | None:
+        events = by_type.get(kind)
+        return _event_time(events[0]) if events else None
+
+    def last(kind: int) -> datetime | None:
+        events = by_type.get(kind)
+        return _event_time(events[-1]) if events else None
+
+    points: dict[str, datetime | None] = {
+        "posted": posted,
+        "accepted": accepted,
+        "wf_started": first(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+        "wft1_started": first(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        "wft1_completed": first(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        "act_scheduled": first(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
+        "act_started": last(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED),
+        "act_completed": first(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED),
+        "wft2_started": last(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+        "wft2_completed": last(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        "closed": first(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED),
+        "act_running": None,
+        "act_returned": None,
+        "comfy_start": None,
+        "comfy_success": None,
     }
+    completed = by_type.get(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+    if completed:
+        payloads = completed[0].activity_task_completed_event_attributes.result.payloads
+        (result,) = await stack.temporal.data_converter.decode(payloads, [ExecuteResult])
+        points["act_running"] = result.queued_at
+        points["act_returned"] = result.finished_at
+        if comfy is not None:
+            start_ms, success_ms = await comfy_times(comfy, result.comfy_prompt_id)
+            points["comfy_start"] = _from_ms(start_ms)
+            points["comfy_success"] = _from_ms(success_ms)
+    return points
+
+
+def stage_seconds(points: dict[str, datetime | None]) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for label, begin, end in STAGES:
+        a, b = points.get(begin), points.get(end)
+        if a is not None and b is not None:
+            stages[label] = (b - a).total_seconds()
+    return stages
+
+
+@dataclass
+class SequentialRun:
+    """Per-job figures of the sequential pairs."""
+
+    direct: list[float] = field(default_factory=list)  # ComfyUIClient.run_prompt end to end
+    e2e: list[float] = field(default_factory=list)  # service: POST -> workflow closed
+    comfy: list[float] = field(default_factory=list)  # ComfyUI's own execution (service jobs)
+    post: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def overhead(self) -> list[float]:
+        """Service minus direct, pair by pair (the same ComfyUI, the same kind of prompt)."""
+        return [s - d for s, d in zip(self.e2e, self.direct, strict=False)]
+
+    @property
+    def overhead_vs_execution(self) -> list[float]:
+        return [a - b for a, b in zip(self.e2e, self.comfy, strict=True)]
+
+
+async def direct_once(comfy: ComfyUIClient, graph: dict[str, Any], out: Path) -> float:
+    started = time.monotonic()
+    await comfy.run_prompt(graph, output_dir=out)
+    return time.monotonic() - started
+
+
+async def measure_sequential(
+    stack: Stack,
+    http: httpx.AsyncClient,
+    comfy: ComfyUIClient | None,
+    workflow: str,
+    jobs: DistinctParams,
+    count: int,
+    out: Path,
+    *,
+    breakdown: bool,
+) -> SequentialRun:
+    """`count` pairs: a direct run then a service run, alternating so both see the same load."""
+    run = SequentialRun()
+    for n in range(count):
+        if comfy is not None and stack.registry is not None:
+            graph = stack.registry.render(workflow, jobs.next()).prompt
+            run.direct.append(await direct_once(comfy, graph, out / f"direct-{n}"))
+        started = datetime.now(UTC)
+        posted = time.monotonic()
+        task_id = await submit(http, workflow, jobs.next())
+        run.post.append(time.monotonic() - posted)
+        accepted = datetime.now(UTC)
+        close_time, body = await finished(stack, http, task_id)
+        run.e2e.append((close_time - started).total_seconds())
+        run.comfy.append(float(body["result"]["timings"].get("comfy_execution_seconds") or 0.0))
+        if breakdown:
+            points = await stage_points(stack, comfy, task_id, started, accepted)
+            run.stages.append(stage_seconds(points))
+    return run
+
+
+@dataclass
+class Makespan:
+    """A backlog run: its makespan and where the time went in ComfyUI."""
+
+    seconds: float
+    spans: list[tuple[datetime, datetime]]  # ComfyUI execution_start, success of every prompt
+    began: datetime  # when the prompts were handed over (wall clock)
+    ended: datetime  # when the last job counted as done
+
+    @property
+    def idle_gaps(self) -> list[float]:
+        """ComfyUI idle between one prompt's success and the next one's start, in start order."""
+        ordered = sorted(self.spans)
+        return [
+            max(0.0, (nxt[0] - cur[1]).total_seconds()) for cur, nxt in itertools.pairwise(ordered)
+        ]
+
+    @property
+    def busy(self) -> float:
+        return sum((b - a).total_seconds() for a, b in self.spans)
+
+    @property
+    def lead(self) -> float:
+        return (min(a for a, _ in self.spans) - self.began).total_seconds()
+
+    @property
+    def tail(self) -> float:
+        return (self.ended - max(b for _, b in self.spans)).total_seconds()
+
+
+async def execution_spans(
+    comfy: ComfyUIClient, prompt_ids: list[str]
+) -> list[tuple[datetime, datetime]]:
+    spans = []
+    for prompt_id in prompt_ids:
+        start_ms, success_ms = await comfy_times(comfy, prompt_id)
+        start, success = _from_ms(start_ms), _from_ms(success_ms)
+        if start is not None and success is not None:
+            spans.append((start, success))
+    return spans
 
 
 async def service_makespan(
-    stack: Stack, http: httpx.AsyncClient, workflow: str, params: list[dict[str, Any]]
-) -> float:
-    started = datetime.now().astimezone()
+    stack: Stack,
+    http: httpx.AsyncClient,
+    comfy: ComfyUIClient | None,
+    workflow: str,
+    params: list[dict[str, Any]],
+) -> Makespan:
+    started = datetime.now(UTC)
     task_ids = await asyncio.gather(*(submit(http, workflow, p) for p in params))
     closes = await asyncio.gather(*(finished(stack, http, t) for t in task_ids))
-    return (max(c for c, _ in closes) - started).total_seconds()
+    ended = max(c for c, _ in closes)
+    spans: list[tuple[datetime, datetime]] = []
+    if comfy is not None:
+        prompt_ids = [await executed_prompt_id(stack, t) for t in task_ids]
+        spans = await execution_spans(comfy, prompt_ids)
+    return Makespan((ended - started).total_seconds(), spans, started, ended)
 
 
-async def direct_makespan(comfyui_url: str, graphs: list[dict[str, Any]], out: Path) -> float:
-    async with ComfyUIClient(comfyui_url) as comfy:
-        started = time.monotonic()
-        await asyncio.gather(
-            *(comfy.run_prompt(g, output_dir=out / str(i)) for i, g in enumerate(graphs))
+async def executed_prompt_id(stack: Stack, task_id: str) -> str:
+    history = await stack.temporal.get_workflow_handle(task_id).fetch_history()
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            payloads = event.activity_task_completed_event_attributes.result.payloads
+            (result,) = await stack.temporal.data_converter.decode(payloads, [ExecuteResult])
+            return str(result.comfy_prompt_id)
+    raise RuntimeError(f"{task_id}: no completed execute activity")
+
+
+async def direct_makespan(
+    comfy: ComfyUIClient, graphs: list[dict[str, Any]], out: Path
+) -> Makespan:
+    prompt_ids = [str(uuid.uuid4()) for _ in graphs]
+    began = datetime.now(UTC)
+    started = time.monotonic()
+    await asyncio.gather(
+        *(
+            comfy.run_prompt(g, output_dir=out / str(i), prompt_id=prompt_ids[i])
+            for i, g in enumerate(graphs)
         )
-        return time.monotonic() - started
+    )
+    seconds = time.monotonic() - started
+    ended = datetime.now(UTC)
+    return Makespan(seconds, await execution_spans(comfy, prompt_ids), began, ended)
 
 
 async def submit_throughput(
@@ -267,21 +483,30 @@ async def run(args: argparse.Namespace) -> None:
             http = await exits.enter_async_context(
                 httpx.AsyncClient(base_url=stack.api_url, timeout=120)
             )
+            comfy: ComfyUIClient | None = None
+            if stack.comfyui_url:
+                comfy = await exits.enter_async_context(ComfyUIClient(stack.comfyui_url))
             workflow_info = (await http.get(f"/workflows/{args.workflow}")).json()
             jobs = DistinctParams(base_params, set(workflow_info["parameters"]))
+            direct_comfy = comfy if stack.registry is not None else None
 
             # Warm-up: first-run costs (imports, sandbox, connections) are not per-job overhead.
-            await measure_overhead(stack, http, args.workflow, jobs.take(3))
-            seq = await measure_overhead(stack, http, args.workflow, jobs.take(args.jobs))
+            await measure_sequential(
+                stack, http, direct_comfy, args.workflow, jobs, 3, work / "warm", breakdown=False
+            )
+            seq = await measure_sequential(
+                stack, http, direct_comfy, args.workflow, jobs, args.jobs, work / "seq",
+                breakdown=args.breakdown,
+            )  # fmt: skip
 
             # Direct first, then the service, each on prompts ComfyUI has not seen.
-            direct: float | None = None
-            if stack.comfyui_url and stack.registry is not None:
+            direct: Makespan | None = None
+            if direct_comfy is not None and stack.registry is not None:
                 registry = stack.registry
                 graphs = [registry.render(args.workflow, p).prompt for p in jobs.take(args.backlog)]
-                direct = await direct_makespan(stack.comfyui_url, graphs, work / "direct")
+                direct = await direct_makespan(direct_comfy, graphs, work / "direct")
             through_service = await service_makespan(
-                stack, http, args.workflow, jobs.take(args.backlog)
+                stack, http, comfy, args.workflow, jobs.take(args.backlog)
             )
 
             rate, task_ids = await submit_throughput(
@@ -299,12 +524,25 @@ async def end_task(temporal: Client, task_id: str) -> None:
     await temporal.get_workflow_handle(task_id).terminate(reason="benchmark done")
 
 
+def _gaps_line(label: str, span: Makespan) -> str:
+    """Where a backlog's makespan went: handover to the first start (lead), ComfyUI executing
+    (busy), ComfyUI idle between prompts, last success to done (tail)."""
+    if not span.spans:
+        return f"{label}: (no ComfyUI timestamps)"
+    gaps = span.idle_gaps
+    return (
+        f"{label}: lead {span.lead * 1000:5.0f} ms, busy {span.busy:6.2f} s,"
+        f" idle max {max(gaps, default=0) * 1000:5.1f} ms / total {sum(gaps) * 1000:6.1f} ms"
+        f" over {len(gaps)} gaps, tail {span.tail * 1000:4.0f} ms"
+    )
+
+
 def print_report(
     args: argparse.Namespace,
     params: dict[str, Any],
-    seq: dict[str, list[float]],
-    through_service: float,
-    direct: float | None,
+    seq: SequentialRun,
+    through_service: Makespan,
+    direct: Makespan | None,
     rate: float,
 ) -> None:
     target = args.api or ("ComfyUI at " + args.comfyui_url if args.comfyui_url else "emulator")
@@ -313,25 +551,52 @@ def print_report(
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
+    print(
+        "load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     print(f"workflow: {args.workflow} {json.dumps(params)}")
     print()
-    print(f"{'measure':<44}{'p50':>10}{'p99':>10}")
-    for label, key in (
-        ("end to end (POST -> workflow closed), s", "e2e"),
-        ("ComfyUI's own execution, s", "comfy"),
-        ("service overhead per job, s", "overhead"),
-        ("POST /generate latency, s", "post"),
-    ):
-        values = seq[key]
-        print(f"{label:<44}{percentile(values, 50):>10.3f}{percentile(values, 99):>10.3f}")
-    print(f"  ({len(seq['e2e'])} sequential jobs)")
+    print(f"{'measure':<52}{'p50':>10}{'p99':>10}")
+    rows: list[tuple[str, list[float]]] = []
+    if seq.direct:
+        rows.append(("direct end to end (ComfyUIClient.run_prompt), s", seq.direct))
+    rows += [
+        ("service end to end (POST -> workflow closed), s", seq.e2e),
+        ("ComfyUI's own execution, s", seq.comfy),
+    ]
+    if seq.direct:
+        rows.append(("SERVICE OVERHEAD per job (service - direct), s", seq.overhead))
+    rows += [
+        ("service e2e - ComfyUI execution (older figure), s", seq.overhead_vs_execution),
+        ("POST /generate latency, s", seq.post),
+    ]
+    for label, values in rows:
+        print(f"{label:<52}{percentile(values, 50):>10.3f}{percentile(values, 99):>10.3f}")
+    print(f"  ({len(seq.e2e)} sequential pairs, direct and service alternating)")
+    if seq.stages:
+        print()
+        print(f"{'stage of a service job (--breakdown)':<52}{'p50 ms':>10}{'p99 ms':>10}")
+        for label, _, _ in STAGES:
+            values = [s[label] for s in seq.stages if label in s]
+            if values:
+                p50, p99 = percentile(values, 50) * 1000, percentile(values, 99) * 1000
+                print(f"  {label:<50}{p50:>10.1f}{p99:>10.1f}")
     print()
-    print(f"backlog of {args.backlog} jobs, makespan through the service: {through_service:8.2f} s")
+    print(
+        f"backlog of {args.backlog} jobs, makespan through the service: "
+        f"{through_service.seconds:8.2f} s"
+    )
     if direct is not None:
-        print(f"backlog of {args.backlog} jobs, makespan straight to ComfyUI: {direct:8.2f} s")
-        print(f"ratio service / direct:                         {through_service / direct:8.3f}")
+        print(
+            f"backlog of {args.backlog} jobs, makespan straight to ComfyUI: {direct.seconds:8.2f} s"
+        )
+        ratio = through_service.seconds / direct.seconds
+        print(f"ratio service / direct:                         {ratio:8.3f}")
+        print(_gaps_line("  direct ", direct))
     else:
         print("(no ComfyUI URL: direct makespan not measured)")
+    if through_service.spans:
+        print(_gaps_line("  service", through_service))
     print()
     print(
         f"submit throughput, POST /generate ({args.submit} requests, {args.concurrency} clients):"
@@ -358,6 +623,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=20, help="jobs in the backlog run")
     parser.add_argument("--submit", type=int, default=200, help="requests for submit throughput")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent submitters")
+    parser.add_argument(
+        "--breakdown", action="store_true",
+        help="print the p50 / p99 of every stage of a service job (Temporal history, ComfyUI)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
