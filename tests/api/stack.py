@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -37,17 +39,32 @@ class GenerationStack:
 
 
 @contextlib.asynccontextmanager
-async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
-    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
-    registry = ManifestRegistry(manifests_dir, workflows_dir)
+async def api_with_gpu_worker(
+    client: Client,
+    base_dir: Path,
+    registry: ManifestRegistry,
+    *,
+    worker_prefix: str,
+    emulator_name: str,
+    shutdown_grace: timedelta | None = None,
+    **settings: object,
+) -> AsyncIterator[GenerationStack]:
+    """The API serving `registry` with its embedded control worker, and one GPU worker (named
+    `<worker_prefix>-<random>`) driving a ComfyUI emulator; yields once the worker polls."""
     data_dir = base_dir / "data"
-    name = f"api-test-gpu-{uuid.uuid4().hex[:6]}"
-    comfyui = emulator_process(base_dir / "comfyui", name="emulator:api")
-    gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
+    name = f"{worker_prefix}-{uuid.uuid4().hex[:6]}"
+    comfyui = emulator_process(base_dir / "comfyui", name=emulator_name)
+    gpu_settings = GpuWorkerSettings(name=name, data_dir=data_dir)
+    if shutdown_grace is not None:
+        gpu_settings = dataclasses.replace(gpu_settings, shutdown_grace=shutdown_grace)
+    gpu = GpuWorker(client, comfyui, gpu_settings)
     stop = asyncio.Event()
     gpu_run = asyncio.create_task(gpu.run(stop), name=name)
-    settings = Settings(data_dir=data_dir, embedded_control_worker=True)
-    app = create_app(settings, temporal_client=client, registry=registry)
+    app = create_app(
+        Settings(data_dir=data_dir, embedded_control_worker=True, **settings),  # type: ignore[arg-type]
+        temporal_client=client,
+        registry=registry,
+    )
     try:
         async with serve_in_background(app) as url:
             polling = asyncio.create_task(gpu.polling.wait())
@@ -63,3 +80,13 @@ async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[Gene
     finally:
         stop.set()
         await gpu_run
+
+
+@contextlib.asynccontextmanager
+async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
+    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
+    registry = ManifestRegistry(manifests_dir, workflows_dir)
+    async with api_with_gpu_worker(
+        client, base_dir, registry, worker_prefix="api-test-gpu", emulator_name="emulator:api"
+    ) as running:
+        yield running

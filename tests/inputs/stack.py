@@ -3,11 +3,9 @@ with its embedded control worker and a real GPU worker driving the ComfyUI emula
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +13,11 @@ from pathlib import Path
 from PIL import Image
 from temporalio.client import Client
 
-from activities.gpu_worker import GpuWorker, GpuWorkerSettings
 from api.http_server import serve_in_background
 from api.main import create_app
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
-from tests.fixtures_emulator import emulator_process
+from tests.api.stack import api_with_gpu_worker
 
 WORKFLOW_ID = "invert_image"
 
@@ -111,28 +108,12 @@ async def image_generation_stack(
     client: Client, base_dir: Path, **settings: object
 ) -> AsyncIterator[ImageStack]:
     """The API with its embedded control worker, a GPU worker and its ComfyUI emulator."""
-    registry = write_image_manifests(base_dir)
-    data_dir = base_dir / "data"
-    name = f"inputs-gpu-{uuid.uuid4().hex[:6]}"
-    comfyui = emulator_process(base_dir / "comfyui", name="emulator:inputs")
-    gpu = GpuWorker(client, comfyui, GpuWorkerSettings(name=name, data_dir=data_dir))
-    stop = asyncio.Event()
-    gpu_run = asyncio.create_task(gpu.run(stop), name=name)
-    app = create_app(
-        Settings(data_dir=data_dir, embedded_control_worker=True, **settings),  # type: ignore[arg-type]
-        temporal_client=client,
-        registry=registry,
-    )
-    try:
-        async with serve_in_background(app) as url:
-            polling = asyncio.create_task(gpu.polling.wait())
-            await asyncio.wait({polling, gpu_run}, timeout=60, return_when="FIRST_COMPLETED")
-            if gpu_run.done():
-                gpu_run.result()
-            if not polling.done():
-                polling.cancel()
-                raise TimeoutError("the GPU worker did not start polling within 60 s")
-            yield ImageStack(url=url, data_dir=data_dir)
-    finally:
-        stop.set()
-        await gpu_run
+    async with api_with_gpu_worker(
+        client,
+        base_dir,
+        write_image_manifests(base_dir),
+        worker_prefix="inputs-gpu",
+        emulator_name="emulator:inputs",
+        **settings,
+    ) as running:
+        yield ImageStack(url=running.url, data_dir=running.data_dir)

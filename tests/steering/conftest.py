@@ -8,10 +8,8 @@ EmulatorSampler sends a preview per step only for prompts that ask for one in `e
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,14 +20,9 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.gpu_worker import GpuWorker, GpuWorkerSettings
-from api.http_server import serve_in_background
-from api.main import create_app
-from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID, write_manifests_with_emulator_sampler
-from tests.api.stack import GenerationStack
-from tests.fixtures_emulator import emulator_process
+from tests.api.stack import GenerationStack, api_with_gpu_worker
 
 PREVIEWS_WORKFLOW_ID = "emulator_previews"
 _widths = itertools.count(16)
@@ -61,34 +54,16 @@ async def steering_stack(client: Client, base_dir: Path) -> AsyncIterator[Genera
         f.write(_PREVIEWS_ENTRY)
     registry = ManifestRegistry(manifests_dir, workflows_dir)
     assert not registry.snapshot().errors, registry.snapshot().errors
-    data_dir = base_dir / "data"
-    name = f"steering-gpu-{uuid.uuid4().hex[:6]}"
-    comfyui = emulator_process(base_dir / "comfyui", name="emulator:steering")
     # A job left running at the end must not hold the teardown for the default 5 minutes.
-    settings = GpuWorkerSettings(name=name, data_dir=data_dir, shutdown_grace=timedelta(seconds=5))
-    gpu = GpuWorker(client, comfyui, settings)
-    stop = asyncio.Event()
-    gpu_run = asyncio.create_task(gpu.run(stop), name=name)
-    app = create_app(
-        Settings(data_dir=data_dir, embedded_control_worker=True),
-        temporal_client=client,
-        registry=registry,
-    )
-    try:
-        async with serve_in_background(app) as url:
-            polling = asyncio.create_task(gpu.polling.wait())
-            await asyncio.wait({polling, gpu_run}, timeout=60, return_when="FIRST_COMPLETED")
-            if gpu_run.done():
-                gpu_run.result()  # raises why the worker stopped
-            if not polling.done():
-                polling.cancel()
-                raise TimeoutError("the GPU worker did not start polling within 60 s")
-            yield GenerationStack(
-                url=url, data_dir=data_dir, worker_name=name, comfyui_url=comfyui.url
-            )
-    finally:
-        stop.set()
-        await gpu_run
+    async with api_with_gpu_worker(
+        client,
+        base_dir,
+        registry,
+        worker_prefix="steering-gpu",
+        emulator_name="emulator:steering",
+        shutdown_grace=timedelta(seconds=5),
+    ) as running:
+        yield running
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
