@@ -204,11 +204,21 @@ class ManifestErrorPublic(BaseModel):
 
 
 class WorkflowPublic(BaseModel):
+    """A workflow as its manifest entry declares it, with every option that changes a run."""
+
     id: str
     description: str
-    pool: str
-    timeout_seconds: float
-    max_attempts: int
+    pool: str = Field(description="GPU pool whose workers run it (manifest `pool`).")
+    timeout_seconds: float = Field(description="Time limit of one attempt (manifest `timeout`).")
+    max_attempts: int = Field(description="Attempts in all: manifest `retries` + 1.")
+    outputs: list[str] | None = Field(
+        description="Node ids whose files are returned (manifest `outputs`); null = every node."
+    )
+    previews: bool = Field(description="Sampler previews are streamed (manifest `previews`).")
+    stall_timeout: float | None = Field(
+        description="Seconds ComfyUI may stay silent while running it before the attempt fails "
+        "as ComfyUIStalled (manifest `stall_timeout`); null = no limit."
+    )
     parameters: dict[str, dict[str, Any]] = Field(description="Parameter definitions, in order.")
     params_schema: dict[str, Any] = Field(description="JSON Schema of the `params` object.")
 

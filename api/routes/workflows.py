@@ -22,6 +22,9 @@ def workflow_public(manifest: WorkflowManifest) -> WorkflowPublic:
         pool=manifest.pool,
         timeout_seconds=manifest.timeout_seconds,
         max_attempts=manifest.max_attempts,
+        outputs=manifest.outputs,
+        previews=manifest.previews,
+        stall_timeout=manifest.stall_timeout,
         parameters={name: _definition(p) for name, p in manifest.parameters.items()},
         params_schema=manifest.json_schema(),
     )

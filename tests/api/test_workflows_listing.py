@@ -97,3 +97,35 @@ async def test_added_workflow_appears_in_docs_without_restart(
         assert "smoke_copy" in {w["id"] for w in listing["workflows"]}, listing["errors"]
         document = (await http.get("/openapi.json")).json()
         assert "Params_smoke_copy" in document["components"]["schemas"]
+
+
+async def test_every_run_option_of_the_manifest_is_shown(
+    broken_manifests_api: tuple[str, Path],
+) -> None:
+    url, manifests = broken_manifests_api
+    with (manifests / "workflows.yaml").open("a") as f:
+        f.write(
+            "\nsmoke_tuned:\n  workflow_file: smoke_image.json\n"
+            "  parameters: [width, height]\n"
+            "  overrides:\n    width: {targets: [{node: Empty Image, input: width}]}\n"
+            "    height: {targets: [{node: Empty Image, input: height}]}\n"
+            "  timeout: 42\n  pool: tuned-pool\n  retries: 4\n  outputs: [Save Image]\n"
+            "  previews: true\n  stall_timeout: 7.5\n"
+        )
+    async with httpx.AsyncClient(base_url=url) as http:
+        listing = (await http.get("/workflows")).json()
+        one = (await http.get("/workflows/smoke_tuned")).json()
+    listed = {w["id"]: w for w in listing["workflows"]}
+    assert listed["smoke_tuned"] == one, listing["errors"]
+    options = {k: one[k] for k in ("pool", "timeout_seconds", "max_attempts", "previews")}
+    assert options == {
+        "pool": "tuned-pool",
+        "timeout_seconds": 42,
+        "max_attempts": 5,
+        "previews": True,
+    }
+    assert one["stall_timeout"] == 7.5
+    assert one["outputs"] == ["3"]  # the id of the node titled "Save Image"
+    assert listed["smoke_image"]["previews"] is False
+    assert listed["smoke_image"]["stall_timeout"] is None
+    assert listed["smoke_image"]["outputs"] is None
