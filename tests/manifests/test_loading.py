@@ -15,6 +15,11 @@ from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, fixture_dirs
 WIDTH = {"type": "integer", "default": 64, "min": 1, "targets": [{"node": "1", "input": "width"}]}
 
 
+def smoke_workflow(*parameters: str, **entry: Any) -> dict[str, Any]:
+    """workflows.yaml with one workflow, `smoke`, running smoke.json with these parameters."""
+    return {"smoke": {"workflow_file": "smoke.json", "parameters": list(parameters), **entry}}
+
+
 def load(dirs: ManifestDirs):
     return load_manifests(*dirs)
 
@@ -122,7 +127,7 @@ def test_invalid_json_graph_is_reported_against_the_graph_file(
 ) -> None:
     dirs = make_dirs(
         {"width": WIDTH},
-        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        smoke_workflow("width"),
         {"smoke.json": "{not json"},
     )
     error = only_error(dirs)
@@ -136,7 +141,7 @@ def test_link_to_a_node_that_is_not_in_the_graph_is_reported(
     graph = {**SMOKE_GRAPH, "3": {"class_type": "SaveImage", "inputs": {"images": ["9", 0]}}}
     dirs = make_dirs(
         {"width": WIDTH},
-        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        smoke_workflow("width"),
         {"smoke.json": graph},
     )
     error = only_error(dirs)
@@ -147,7 +152,7 @@ def test_node_without_class_type_is_reported(make_dirs: Callable[..., ManifestDi
     graph = {**SMOKE_GRAPH, "2": {"inputs": {"image": ["1", 0]}}}
     dirs = make_dirs(
         {"width": WIDTH},
-        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        smoke_workflow("width"),
         {"smoke.json": graph},
     )
     assert only_error(dirs).key == "2.class_type"
@@ -159,14 +164,14 @@ def test_ambiguous_title_is_reported(make_dirs: Callable[..., ManifestDirs]) -> 
     width = {**WIDTH, "targets": [{"node": "Empty Image", "input": "width"}]}
     dirs = make_dirs(
         {"width": width},
-        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        smoke_workflow("width"),
         {"smoke.json": graph},
     )
     assert "used by several nodes (1, 4)" in only_error(dirs).message
 
 
 def test_parameter_not_defined_anywhere_is_reported(make_dirs: Callable[..., ManifestDirs]) -> None:
-    dirs = make_dirs({}, {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}})
+    dirs = make_dirs({}, smoke_workflow("width"))
     error = only_error(dirs)
     assert error.key == "parameters[0]" and "not defined in base.yaml" in error.message
 
@@ -174,13 +179,7 @@ def test_parameter_not_defined_anywhere_is_reported(make_dirs: Callable[..., Man
 def test_full_definition_under_overrides_needs_no_base_entry(
     make_dirs: Callable[..., ManifestDirs],
 ) -> None:
-    workflows = {
-        "smoke": {
-            "workflow_file": "smoke.json",
-            "parameters": ["width"],
-            "overrides": {"width": WIDTH},
-        }
-    }
+    workflows = smoke_workflow("width", overrides={"width": WIDTH})
     result = load(make_dirs({}, workflows))
     assert result.errors == [] and result.workflows["smoke"].parameters["width"].default == 64
 
@@ -188,13 +187,7 @@ def test_full_definition_under_overrides_needs_no_base_entry(
 def test_override_for_an_unlisted_parameter_is_reported(
     make_dirs: Callable[..., ManifestDirs],
 ) -> None:
-    workflows = {
-        "smoke": {
-            "workflow_file": "smoke.json",
-            "parameters": ["width"],
-            "overrides": {"height": {"default": 3}},
-        }
-    }
+    workflows = smoke_workflow("width", overrides={"height": {"default": 3}})
     assert only_error(make_dirs({"width": WIDTH}, workflows)).key == "overrides.height"
 
 
@@ -206,13 +199,7 @@ def test_required_with_a_default_is_reported(make_dirs: Callable[..., ManifestDi
 def test_override_making_a_parameter_required_drops_the_shared_default(
     make_dirs: Callable[..., ManifestDirs],
 ) -> None:
-    workflows = {
-        "smoke": {
-            "workflow_file": "smoke.json",
-            "parameters": ["width"],
-            "overrides": {"width": {"required": True}},
-        }
-    }
+    workflows = smoke_workflow("width", overrides={"width": {"required": True}})
     result = load(make_dirs({"width": WIDTH}, workflows))
     width = result.workflows["smoke"].parameters["width"]
     assert (width.required, width.default) == (True, None)
@@ -251,7 +238,7 @@ def test_inconsistent_definition_is_reported_by_key(
 
 
 def test_parameter_bound_to_nothing_is_reported(make_dirs: Callable[..., ManifestDirs]) -> None:
-    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}}
+    workflows = smoke_workflow("width")
     error = only_error(make_dirs({"width": {"type": "integer", "default": 3}}, workflows))
     assert error.key == "parameters.width.targets" and "bound to nothing" in error.message
 
@@ -261,14 +248,14 @@ def test_bypass_must_map_every_output_its_consumers_use(
 ) -> None:
     invert = {"type": "boolean", "default": True}
     invert["bypass"] = {"node": "Invert", "when": [False], "outputs": {1: "image"}}
-    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["invert"]}}
+    workflows = smoke_workflow("invert")
     error = only_error(make_dirs({"invert": invert}, workflows))
     assert error.key == "parameters.invert.bypass.outputs"
     assert "uses output 0 of node 2" in error.message
 
 
 def test_two_parameters_on_one_input_are_reported(make_dirs: Callable[..., ManifestDirs]) -> None:
-    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["width", "size"]}}
+    workflows = smoke_workflow("width", "size")
     error = only_error(make_dirs({"width": WIDTH, "size": WIDTH}, workflows))
     assert (
         error.key == "parameters.size.targets[0]"
@@ -333,7 +320,7 @@ def test_integer_node_ids_in_yaml_are_read_as_node_ids(
     make_dirs: Callable[..., ManifestDirs],
 ) -> None:
     base = "width:\n  type: integer\n  default: 8\n  targets: [{node: 1, input: width}]\n"
-    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}}
+    workflows = smoke_workflow("width")
     result = load(make_dirs(base, workflows))
     assert result.workflows["smoke"].param_bindings() == {"1.width": "width"}
 
@@ -347,7 +334,7 @@ def test_missing_directories_are_errors_not_exceptions(tmp_path: Path) -> None:
 def test_bypass_output_indexes_may_be_quoted(make_dirs: Callable[..., ManifestDirs]) -> None:
     invert = {"type": "boolean", "default": True}
     invert["bypass"] = {"node": "Invert", "when": [False], "outputs": {"0": "image"}}
-    workflows = {"smoke": {"workflow_file": "smoke.json", "parameters": ["invert"]}}
+    workflows = smoke_workflow("invert")
     result = load(make_dirs({"invert": invert}, workflows))
     assert result.errors == []
     assert result.workflows["smoke"].bypasses["invert"].outputs == {0: "image"}
@@ -357,7 +344,7 @@ def test_node_with_a_non_object_meta_is_reported(make_dirs: Callable[..., Manife
     graph = {**SMOKE_GRAPH, "2": {**SMOKE_GRAPH["2"], "_meta": "Invert"}}
     dirs = make_dirs(
         {"width": WIDTH},
-        {"smoke": {"workflow_file": "smoke.json", "parameters": ["width"]}},
+        smoke_workflow("width"),
         {"smoke.json": graph},
     )
     assert only_error(dirs).key == "2._meta"
