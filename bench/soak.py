@@ -53,9 +53,12 @@ from api.devserver import DevServerConfig, TemporalDevServer  # noqa: E402
 from api.http_server import free_port  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.models import GenerationRequest, GenerationResult  # noqa: E402
+from tests.worker_processes import (  # noqa: E402
+    clean_environment,
+    gpu_worker_command,
+    kill_processes_mentioning,
+)
 
-EMULATOR_DIR = REPO_ROOT / "tests" / "emulator"
-COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
 POOL = "soak"
 STALL_TIMEOUT = 1.5
 SAMPLER = "EmulatorSampler"
@@ -100,21 +103,6 @@ soak_image:
 FAULTS = ("kill_worker", "comfyui_crash", "drop_sockets", "hang", "stuck")
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains `text` (a worker's private ComfyUI directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 class GpuWorkerProcess:
     """One `comfy-temporal gpu-worker` process (and the ComfyUI emulator it launches)."""
 
@@ -136,18 +124,14 @@ class GpuWorkerProcess:
         return self.comfyui_dir / "output"
 
     async def start(self, timeout: float = 60.0) -> None:
-        command = [
-            COMFY_TEMPORAL, "gpu-worker",
-            "--comfyui", str(EMULATOR_DIR),
-            "--comfyui-python", sys.executable,
-            "--comfyui-arg=--cpu", "--comfyui-arg=--cache-none",
-            "--pool", POOL,
-            "--name", self.name,
-            "--data-dir", str(self.data_dir),
-            "--temporal-address", self.address,
-            "--shutdown-grace", "5",
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+        command = gpu_worker_command(
+            pool=POOL,
+            name=self.name,
+            data_dir=self.data_dir,
+            temporal_address=self.address,
+            shutdown_grace=5,
+        )
+        env = clean_environment()
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
@@ -179,9 +163,7 @@ class GpuWorkerProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
-        for pid in processes_mentioning(str(self.comfyui_dir)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_processes_mentioning(str(self.comfyui_dir))
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:

@@ -5,10 +5,7 @@ no job. `control-worker`: serves GenerationWorkflow, configured from the environ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,25 +17,14 @@ from activities.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationRequest, Progress
 from temporal_workflows.names import CONTROL_TASK_QUEUE
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.worker_processes import (
+    COMFY_TEMPORAL,
+    clean_environment,
+    gpu_worker_command,
+    kill_processes_mentioning,
+    processes_mentioning,
+)
 from tests.workflows.conftest import GenerationStack, wait_for
-
-COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains `text` (here: a worker's private ComfyUI directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 async def progress_of(handle: WorkflowHandle) -> Progress | None:
@@ -55,18 +41,14 @@ async def progress_of(handle: WorkflowHandle) -> Progress | None:
 async def start_worker_process(
     stack: GenerationStack, data_dir: Path, name: str
 ) -> asyncio.subprocess.Process:
-    command = [
-        COMFY_TEMPORAL, "gpu-worker",
-        "--comfyui", str(EMULATOR_DIR),
-        "--comfyui-python", sys.executable,
-        "--comfyui-arg=--cpu", "--comfyui-arg=--cache-none",
-        "--pool", stack.pool,
-        "--name", name,
-        "--data-dir", str(data_dir),
-        "--temporal-address", stack.address,
-        "--shutdown-grace", "30",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    command = gpu_worker_command(
+        pool=stack.pool,
+        name=name,
+        data_dir=data_dir,
+        temporal_address=stack.address,
+        shutdown_grace=30,
+    )
+    env = clean_environment()
     return await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
@@ -134,9 +116,7 @@ async def test_a_worker_that_dies_mid_job_loses_nothing_another_gpu_finishes_it(
             process.kill()
             await process.wait()
         # Its ComfyUI ran in its own session and outlives it: stop that too.
-        for pid in processes_mentioning(comfyui_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_processes_mentioning(comfyui_dir)
     await generation_stack.start_gpu_worker("gpu-survivor")
     # The heartbeat timeout (10 s) marks the attempt lost; the retry goes to the survivor.
     result = await asyncio.wait_for(handle.result(), 45)
@@ -152,7 +132,7 @@ async def test_control_worker_command_serves_generations_from_the_environment_co
     manifests_dir = tmp_path / "control-manifests"
     manifests_dir.mkdir()
     (manifests_dir / "workflows.yaml").write_text("{}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    env = clean_environment()
     env["TEMPORAL_ADDRESS"] = generation_stack.address  # reached through temporalio.envconfig
     env["MANIFESTS_DIR"] = str(manifests_dir)
     process = await asyncio.create_subprocess_exec(
