@@ -4,7 +4,6 @@ accounting every fault test ends with: each task succeeded once, with exactly it
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,15 +13,18 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.control_worker import build_control_worker
 from activities.output_store import OutputStore
 from api.devserver import DevServerConfig, TemporalDevServer
 from api.http_server import free_port
-from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationRequest
 from tests.fixtures_emulator import StartEmulator
-from tests.workflows.conftest import BASE_YAML, SAMPLED_IMAGE_GRAPH, GenerationStack
+from tests.workflows.conftest import (
+    GenerationStack,
+    stack_with_control_worker,
+    valid_registry,
+    write_sampled_image_manifests,
+)
 
 # The sampled_image workflow of tests/workflows, with a stall limit of its own: ComfyUI silent for
 # 1.5 s while running the prompt means a hung node.
@@ -40,16 +42,9 @@ sampled_image:
 
 
 def write_fault_manifests(base_dir: Path, pool: str) -> tuple[Path, Path]:
-    manifests_dir = base_dir / "manifests"
-    workflows_dir = base_dir / "workflows"
-    manifests_dir.mkdir(parents=True)
-    workflows_dir.mkdir(parents=True)
-    (manifests_dir / "base.yaml").write_text(BASE_YAML)
-    (manifests_dir / "workflows.yaml").write_text(
-        FAULT_WORKFLOWS_YAML.format(pool=pool, stall_timeout=STALL_TIMEOUT)
+    return write_sampled_image_manifests(
+        base_dir, FAULT_WORKFLOWS_YAML.format(pool=pool, stall_timeout=STALL_TIMEOUT)
     )
-    (workflows_dir / "sampled_image.json").write_text(json.dumps(SAMPLED_IMAGE_GRAPH))
-    return manifests_dir, workflows_dir
 
 
 def new_prefix() -> str:
@@ -89,19 +84,11 @@ async def fault_stack(
     """A control worker on its own queue for the stall-limited workflow; GPU workers on demand
     (`await stack.start_gpu_worker(name)`), all stopped after the test."""
     pool = f"faults-{uuid.uuid4().hex[:10]}"
-    registry = ManifestRegistry(*write_fault_manifests(tmp_path, pool))
-    snapshot = registry.snapshot()
-    assert not snapshot.errors, [str(e) for e in snapshot.errors]
-    control_queue = f"control-{uuid.uuid4()}"
-    stack = GenerationStack(
-        temporal_client, temporal_address, pool, control_queue, tmp_path / "data", start_emulator
-    )
-    async with build_control_worker(temporal_client, registry, task_queue=control_queue):
-        try:
-            yield stack
-        finally:
-            for running in stack.gpu_workers:
-                await running.shutdown()
+    registry = valid_registry(*write_fault_manifests(tmp_path, pool))
+    async with stack_with_control_worker(
+        temporal_client, temporal_address, start_emulator, tmp_path, pool, registry
+    ) as stack:
+        yield stack
 
 
 class RestartableDevServer:

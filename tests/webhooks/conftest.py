@@ -26,11 +26,10 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationOptions, GenerationRequest
 from tests.fixtures_emulator import StartEmulator
 from tests.workflows.conftest import (
-    BASE_YAML,
-    SAMPLED_IMAGE_GRAPH,
     WORKFLOWS_YAML,
     GenerationStack,
     wait_for,
+    write_sampled_image_manifests,
 )
 
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -147,13 +146,9 @@ async def webhook_stack(
     temporal_client: Client, temporal_address: str, start_emulator: StartEmulator, tmp_path: Path
 ) -> AsyncIterator[WebhookStack]:
     pool = f"hook-{uuid.uuid4().hex[:10]}"
-    manifests_dir = tmp_path / "manifests"
-    workflows_dir = tmp_path / "workflows"
-    manifests_dir.mkdir()
-    workflows_dir.mkdir()
-    (manifests_dir / "base.yaml").write_text(BASE_YAML)
-    (manifests_dir / "workflows.yaml").write_text(WORKFLOWS_YAML.format(pool=pool))
-    (workflows_dir / "sampled_image.json").write_text(json.dumps(SAMPLED_IMAGE_GRAPH))
+    manifests_dir, workflows_dir = write_sampled_image_manifests(
+        tmp_path, WORKFLOWS_YAML.format(pool=pool)
+    )
     stack = WebhookStack(
         temporal_client,
         temporal_address,

@@ -4,6 +4,7 @@ worker, and GPU workers (in-process GpuWorker objects) each driving a ComfyUI em
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -182,29 +183,56 @@ class GenerationStack:
         )
 
 
-@pytest.fixture
-async def generation_stack(
-    temporal_client: Client, temporal_address: str, start_emulator: StartEmulator, tmp_path: Path
-) -> AsyncIterator[GenerationStack]:
-    pool = f"test-{uuid.uuid4().hex[:10]}"
-    manifests_dir = tmp_path / "manifests"
-    workflows_dir = tmp_path / "workflows"
-    manifests_dir.mkdir()
-    workflows_dir.mkdir()
+def write_sampled_image_manifests(base_dir: Path, workflows_yaml: str) -> tuple[Path, Path]:
+    """BASE_YAML, the given workflows.yaml and SAMPLED_IMAGE_GRAPH under `base_dir`; returns the
+    manifests and workflows folders."""
+    manifests_dir = base_dir / "manifests"
+    workflows_dir = base_dir / "workflows"
+    manifests_dir.mkdir(parents=True)
+    workflows_dir.mkdir(parents=True)
     (manifests_dir / "base.yaml").write_text(BASE_YAML)
-    (manifests_dir / "workflows.yaml").write_text(WORKFLOWS_YAML.format(pool=pool))
+    (manifests_dir / "workflows.yaml").write_text(workflows_yaml)
     (workflows_dir / "sampled_image.json").write_text(json.dumps(SAMPLED_IMAGE_GRAPH))
+    return manifests_dir, workflows_dir
+
+
+def valid_registry(manifests_dir: Path, workflows_dir: Path) -> ManifestRegistry:
     registry = ManifestRegistry(manifests_dir, workflows_dir)
     snapshot = registry.snapshot()
     assert not snapshot.errors, [str(e) for e in snapshot.errors]
+    return registry
 
+
+@contextlib.asynccontextmanager
+async def stack_with_control_worker(
+    client: Client,
+    address: str,
+    start_emulator: StartEmulator,
+    base_dir: Path,
+    pool: str,
+    registry: ManifestRegistry,
+) -> AsyncIterator[GenerationStack]:
+    """A control worker on a queue of its own serving `registry`; GPU workers on demand
+    (`await stack.start_gpu_worker(name)`), all stopped at the end."""
     control_queue = f"control-{uuid.uuid4()}"
-    stack = GenerationStack(
-        temporal_client, temporal_address, pool, control_queue, tmp_path / "data", start_emulator
-    )
-    async with build_control_worker(temporal_client, registry, task_queue=control_queue):
+    stack = GenerationStack(client, address, pool, control_queue, base_dir / "data", start_emulator)
+    async with build_control_worker(client, registry, task_queue=control_queue):
         try:
             yield stack
         finally:
             for running in stack.gpu_workers:
                 await running.shutdown()
+
+
+@pytest.fixture
+async def generation_stack(
+    temporal_client: Client, temporal_address: str, start_emulator: StartEmulator, tmp_path: Path
+) -> AsyncIterator[GenerationStack]:
+    pool = f"test-{uuid.uuid4().hex[:10]}"
+    registry = valid_registry(
+        *write_sampled_image_manifests(tmp_path, WORKFLOWS_YAML.format(pool=pool))
+    )
+    async with stack_with_control_worker(
+        temporal_client, temporal_address, start_emulator, tmp_path, pool, registry
+    ) as stack:
+        yield stack
