@@ -149,9 +149,15 @@ class TaskPublic(BaseModel):
     progress: TaskProgress | None = None
     queue: TaskQueueInfo | None = None
     result: TaskResult | str | None = Field(
-        default=None, description="SUCCESS: outputs and download_url; FAILURE: a readable reason."
+        default=None,
+        description="SUCCESS: outputs and download_url; FAILURE: a readable reason; CANCELLED: "
+        '"cancelled" or "cancelled: <reason>".',
     )
     error: TaskError | None = None
+    cancel_reason: str | None = Field(
+        default=None,
+        description="CANCELLED: the reason given with the cancel request, if one was given.",
+    )
     webhook: WebhookPublic | None = Field(
         default=None, description="Delivery of the webhook, when the request set callback_url."
     )

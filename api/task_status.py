@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -58,6 +60,8 @@ EXECUTE_ACTIVITY = "execute_prompt"
 
 # A query needs a live control worker; when none answers quickly the task just reads as PENDING.
 _STATUS_QUERY_TIMEOUT = timedelta(seconds=1)
+# The cancel request is among the last events of a cancelled run: read history from the end.
+_REVERSE_HISTORY_PAGE = 20
 
 _CLOSED_STATUS: dict[WorkflowExecutionStatus, TaskStatusName] = {
     WorkflowExecutionStatus.COMPLETED: "SUCCESS",
@@ -78,11 +82,19 @@ def task_status_name(status: WorkflowExecutionStatus | None) -> TaskStatusName:
     return _CLOSED_STATUS.get(status, "FAILURE")
 
 
-def output_url(base_url: str, task_id: str, filename: str, signer: UrlSigner | None = None) -> str:
-    """The file's download URL; with a signer it carries `?expires=&sig=` (works without a key)."""
+def output_url(
+    base_url: str,
+    task_id: str,
+    filename: str,
+    signer: UrlSigner | None = None,
+    *,
+    signed_at: float | None = None,
+) -> str:
+    """The file's download URL; with a signer it carries `?expires=&sig=` (works without a key),
+    valid for the signer's TTL from `signed_at` (unix seconds; default now)."""
     url = f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
     if signer is not None:
-        url += "?" + signer.sign(task_id, filename).query()
+        url += "?" + signer.sign(task_id, filename, now=signed_at).query()
     return url
 
 
@@ -132,12 +144,46 @@ async def read_task(
         task.result = _success_result(result, base_url, signer)
     elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         task.status = "PENDING"  # the new run carries on; describe follows it next time
+    elif desc.status == WorkflowExecutionStatus.CANCELED:
+        task.status = "CANCELLED"
+        task.cancel_reason = await read_cancel_reason(client, task_id, desc.run_id)
+        task.result, task.error = finished_view(
+            "CANCELLED", None, None, task.cancel_reason, base_url, signer
+        )
     else:
         task.status = _CLOSED_STATUS.get(desc.status, "FAILURE")
         reason, error = await _closed_failure(handle, desc.status)
         task.result = reason
         task.error = error
     return task
+
+
+async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -> str | None:
+    """The reason given with the cancel request of a run (POST /tasks/{id}/cancel?reason=, the
+    `cancel` signal, `temporal workflow cancel --reason`), or None when none was given.
+
+    Read from the run's WorkflowExecutionCancelRequested event (its `cause`), not from the
+    workflow's status query: history answers with no control worker running. Temporal records
+    one cancel request per run (a repeated request is a no-op), so the first one found from the
+    end is the one.
+    """
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=task_id, run_id=run_id or ""),
+        maximum_page_size=_REVERSE_HISTORY_PAGE,
+    )
+    try:
+        while True:
+            page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+            for event in page.history.events:
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+                    cause = event.workflow_execution_cancel_requested_event_attributes.cause
+                    return cause.strip() or None
+            if not page.next_page_token:
+                return None
+            request.next_page_token = page.next_page_token
+    except RPCError:  # the reason is a nicety; the task still reads CANCELLED without it
+        return None
 
 
 def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
@@ -153,12 +199,15 @@ def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
 
 
 def _success_result(
-    result: GenerationResult, base_url: str, signer: UrlSigner | None = None
+    result: GenerationResult,
+    base_url: str,
+    signer: UrlSigner | None = None,
+    signed_at: float | None = None,
 ) -> TaskResult:
     outputs = [
         OutputPublic(
             filename=o.filename,
-            url=output_url(base_url, result.task_id, o.filename, signer),
+            url=output_url(base_url, result.task_id, o.filename, signer, signed_at=signed_at),
             content_type=o.content_type,
             size=o.size,
             node_id=o.node_id,
@@ -327,13 +376,7 @@ def _explain_failure(
         )
     error = _find_generation_error(cause)
     if error is not None:
-        return _reason_text(error), TaskError(
-            type=error.type,
-            message=error.message,
-            node_id=error.node_id,
-            class_type=error.class_type,
-            param=error.param,
-        )
+        return _reason_text(error), _task_error(error)
     app = _find_application_error(cause)
     if app is not None:
         return f"{app.type or 'Error'}: {app.message}", TaskError(
@@ -437,6 +480,16 @@ def _pending_activity(
     )
 
 
+def _task_error(error: GenerationError) -> TaskError:
+    return TaskError(
+        type=error.type,
+        message=error.message,
+        node_id=error.node_id,
+        class_type=error.class_type,
+        param=error.param,
+    )
+
+
 def finished_view(
     outcome: TaskStatusName,
     result: GenerationResult | None,
@@ -444,20 +497,17 @@ def finished_view(
     cancel_reason: str | None,
     base_url: str,
     signer: UrlSigner | None = None,
+    *,
+    signed_at: float | None = None,
 ) -> tuple[TaskResult | str | None, TaskError | None]:
-    """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them."""
+    """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them;
+    download URLs are signed at `signed_at` (unix seconds; default now) when a signer is given."""
     if outcome == "SUCCESS" and result is not None:
-        return _success_result(result, base_url, signer), None
+        return _success_result(result, base_url, signer, signed_at), None
     if outcome == "CANCELLED":
         return "cancelled" + (f": {cancel_reason}" if cancel_reason else ""), None
     if error is not None:
-        return _reason_text(error), TaskError(
-            type=error.type,
-            message=error.message,
-            node_id=error.node_id,
-            class_type=error.class_type,
-            param=error.param,
-        )
+        return _reason_text(error), _task_error(error)
     return "failed", None
 
 
@@ -477,6 +527,8 @@ async def _fill_notifying(
     if status.phase != "notifying" or status.outcome is None:
         return False
     task.status = status.outcome
+    if status.outcome == "CANCELLED":
+        task.cancel_reason = status.cancel_reason
     task.result, task.error = finished_view(
         status.outcome, status.result, status.error, status.cancel_reason, base_url, signer
     )
