@@ -8,6 +8,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+from typing import Protocol
+
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import InvalidQuery
 
@@ -38,6 +41,26 @@ class PageTokens:
         if not raw or not hmac.compare_digest(tag, self._tag(raw)):
             raise _not_ours()
         return raw
+
+
+class Listing(Protocol):
+    """A Temporal listing (of workflows or of schedules) that fetches one page at a time."""
+
+    async def fetch_next_page(self, *, page_size: int | None = None) -> None: ...
+
+
+async def fetch_page(listing: Listing, token: bytes | None) -> None:
+    """Fetch the listing's page; a token of ours that Temporal cannot read is InvalidQuery."""
+    try:
+        await listing.fetch_next_page()
+    except RPCError as err:
+        if token is not None and err.status in (
+            RPCStatusCode.INVALID_ARGUMENT,
+            RPCStatusCode.UNKNOWN,
+        ):
+            # Ours, but Temporal cannot read it any more (e.g. from an older server).
+            raise _not_ours() from err
+        raise
 
 
 def _not_ours() -> InvalidQuery:

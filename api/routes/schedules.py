@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 from temporalio.client import (
+    Client,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleHandle,
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from api.deps import BaseUrlDep, ManifestsDep, PageTokensDep, TemporalDep
-from api.errors import InvalidQuery
 from api.models import GenerateOptions
+from api.page_tokens import fetch_page
 from api.schedule_models import (
     ScheduleChange,
     ScheduleCreate,
@@ -49,6 +52,22 @@ from temporal_workflows.names import SA_WORKFLOW
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No schedule with this id."}}
+
+
+async def _changed(
+    temporal: Client,
+    base_url: str,
+    schedule_id: str,
+    change: Callable[[ScheduleHandle], Awaitable[None]],
+) -> SchedulePublic:
+    """Apply `change` to the schedule, then read it back as it is now."""
+    handle = temporal.get_schedule_handle(schedule_id)
+    try:
+        await change(handle)
+        description = await handle.describe()
+    except RPCError as err:
+        raise translate_rpc_error(err, schedule_id) from err
+    return await read_schedule(temporal, description, base_url)
 
 
 @router.post(
@@ -110,16 +129,8 @@ async def list_schedules(
     token = page_tokens.decode(page_token)
     schedules = await temporal.list_schedules(query, page_size=page_size, next_page_token=token)
     try:
-        await schedules.fetch_next_page()
+        await fetch_page(schedules, token)
     except RPCError as err:
-        if token is not None and err.status in (
-            RPCStatusCode.INVALID_ARGUMENT,
-            RPCStatusCode.UNKNOWN,
-        ):
-            # Ours, but Temporal cannot read it any more (e.g. from an older server).
-            raise InvalidQuery(
-                "not a page token from this API", loc=["query", "page_token"]
-            ) from err
         raise translate_rpc_error(err, "") from err
     summaries = []
     for listed in schedules.current_page or []:
@@ -199,13 +210,7 @@ async def change_schedule(
             schedule.policy = temporal_policy(body.policy)
         return ScheduleUpdate(schedule=schedule)
 
-    handle = temporal.get_schedule_handle(schedule_id)
-    try:
-        await handle.update(updated)
-        description = await handle.describe()
-    except RPCError as err:
-        raise translate_rpc_error(err, schedule_id) from err
-    return await read_schedule(temporal, description, base_url)
+    return await _changed(temporal, base_url, schedule_id, lambda handle: handle.update(updated))
 
 
 @router.post(
@@ -221,13 +226,8 @@ async def pause_schedule(
     body: Annotated[ScheduleNote | None, Body()] = None,
 ) -> SchedulePublic:
     await describe_generation_schedule(temporal, schedule_id)
-    handle = temporal.get_schedule_handle(schedule_id)
-    try:
-        await handle.pause(note=(body.note if body else None) or "paused through the API")
-        description = await handle.describe()
-    except RPCError as err:
-        raise translate_rpc_error(err, schedule_id) from err
-    return await read_schedule(temporal, description, base_url)
+    note = (body.note if body else None) or "paused through the API"
+    return await _changed(temporal, base_url, schedule_id, lambda handle: handle.pause(note=note))
 
 
 @router.post(
@@ -243,13 +243,8 @@ async def unpause_schedule(
     body: Annotated[ScheduleNote | None, Body()] = None,
 ) -> SchedulePublic:
     await describe_generation_schedule(temporal, schedule_id)
-    handle = temporal.get_schedule_handle(schedule_id)
-    try:
-        await handle.unpause(note=(body.note if body else None) or "unpaused through the API")
-        description = await handle.describe()
-    except RPCError as err:
-        raise translate_rpc_error(err, schedule_id) from err
-    return await read_schedule(temporal, description, base_url)
+    note = (body.note if body else None) or "unpaused through the API"
+    return await _changed(temporal, base_url, schedule_id, lambda handle: handle.unpause(note=note))
 
 
 @router.post(

@@ -7,11 +7,11 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.models import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
+from api.page_tokens import fetch_page
 from api.task_status import (
     GENERATION_WORKFLOW,
     read_task,
@@ -60,18 +60,7 @@ async def list_tasks(
     executions = temporal.list_workflows(
         " AND ".join(clauses), page_size=page_size, next_page_token=token
     )
-    try:
-        await executions.fetch_next_page()
-    except RPCError as err:
-        if token is not None and err.status in (
-            RPCStatusCode.INVALID_ARGUMENT,
-            RPCStatusCode.UNKNOWN,
-        ):
-            # Ours, but Temporal cannot read it any more (e.g. from an older server).
-            raise InvalidQuery(
-                "not a page token from this API", loc=["query", "page_token"]
-            ) from err
-        raise
+    await fetch_page(executions, token)
     page = list(executions.current_page or [])
     # Visibility only knows "Running"; PENDING vs STARTED needs each task's activity state.
     if status in ("PENDING", "STARTED"):
