@@ -37,6 +37,30 @@ def when(kind: type, event: asyncio.Event) -> Callable[[ComfyEvent], None]:
     return callback
 
 
+async def start_long_prompt(
+    client: ComfyUIClient, output_dir: Path, prompt_id: str | None = None
+) -> asyncio.Task:
+    """Runs a 2000-step sampler prompt (about 10 s); returns once its sampler reports progress."""
+    running = asyncio.Event()
+    task = asyncio.create_task(
+        client.run_prompt(
+            sampler_graph(2000, 0.005),
+            output_dir=output_dir,
+            prompt_id=prompt_id,
+            on_event=when(NodeProgress, running),
+        )
+    )
+    await running.wait()
+    return task
+
+
+async def cancel_and_wait(task: asyncio.Task) -> None:
+    """Cancels `task` and waits until it has ended by re-raising the cancellation."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def _ids_in_queue(client: ComfyUIClient) -> set[str]:
     queue = await client.queue()
     return {item[1] for item in queue["queue_running"] + queue["queue_pending"]}
@@ -47,16 +71,7 @@ async def test_cancelling_a_queued_prompt_deletes_it_from_the_queue(
 ) -> None:
     emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
-        running = asyncio.Event()
-        blocker = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path / "a",
-                prompt_id="blocker",
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        blocker = await start_long_prompt(client, tmp_path / "a", prompt_id="blocker")
         queued = asyncio.Event()
         waiting = asyncio.create_task(
             client.run_prompt(
@@ -68,31 +83,19 @@ async def test_cancelling_a_queued_prompt_deletes_it_from_the_queue(
         )
         await queued.wait()
         assert "waiting" in await _ids_in_queue(client)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
+        await cancel_and_wait(waiting)
         assert "waiting" not in await _ids_in_queue(client)
         assert await client.history("waiting") is None
         # The running prompt is untouched by the delete (§4.2).
         assert "blocker" in await _ids_in_queue(client) and not blocker.done()
-        blocker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await blocker
+        await cancel_and_wait(blocker)
 
 
 async def test_queued_event_reports_the_position_behind_the_running_prompt(
     shared_emulator, tmp_path: Path
 ) -> None:
     async with ComfyUIClient(shared_emulator.url) as client:
-        running = asyncio.Event()
-        blocker = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path / "a",
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        blocker = await start_long_prompt(client, tmp_path / "a")
         events: list[ComfyEvent] = []
         queued_seen = asyncio.Event()
 
@@ -105,9 +108,7 @@ async def test_queued_event_reports_the_position_behind_the_running_prompt(
             client.run_prompt(sampler_graph(1, 0.0), output_dir=tmp_path / "b", on_event=record)
         )
         await queued_seen.wait()
-        blocker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await blocker
+        await cancel_and_wait(blocker)
         await follower
     queued = [e for e in events if isinstance(e, PromptQueued)]
     assert len(queued) == 1 and queued[0].queue_position == 1
@@ -119,20 +120,9 @@ async def test_cancelling_a_running_prompt_interrupts_it_and_waits_for_confirmat
 ) -> None:
     emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
-        running = asyncio.Event()
-        task = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path,
-                prompt_id="to-cancel",
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        task = await start_long_prompt(client, tmp_path, prompt_id="to-cancel")
         began = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         assert time.monotonic() - began < 5.0
         # Confirmed before re-raising: the history entry exists and says interrupted.
         entry = await client.history("to-cancel")
@@ -146,15 +136,7 @@ async def test_interrupt_by_someone_else_raises_comfyui_interrupted(
 ) -> None:
     emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client, ComfyUIClient(emulator.url) as other:
-        running = asyncio.Event()
-        task = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path,
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        task = await start_long_prompt(client, tmp_path)
         await other.interrupt()
         with pytest.raises(ComfyUIInterrupted) as caught:
             await task
@@ -166,23 +148,13 @@ async def test_targeted_interrupt_of_a_queued_prompt_leaves_it_queued(
 ) -> None:
     emulator = shared_emulator
     async with ComfyUIClient(emulator.url) as client:
-        running = asyncio.Event()
-        blocker = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path / "a",
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        blocker = await start_long_prompt(client, tmp_path / "a")
         await client.submit(save_graph(), prompt_id="stays-queued")
         await client.interrupt("stays-queued")  # not running: ComfyUI ignores it (§2.4)
         assert "stays-queued" in await _ids_in_queue(client) and not blocker.done()
         await client.cancel("stays-queued")
         assert "stays-queued" not in await _ids_in_queue(client)
-        blocker.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await blocker
+        await cancel_and_wait(blocker)
 
 
 async def test_second_prompt_queued_behind_the_first_starts_without_idle_gap(
@@ -279,9 +251,7 @@ async def test_crash_mid_run_raises_unavailable_within_seconds_and_supervisor_re
             result = await client.run_prompt(sampler_graph(2, 0.0), output_dir=tmp_path / "after")
             assert len(result.outputs) == 1
     finally:
-        supervisor.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await supervisor
+        await cancel_and_wait(supervisor)
 
 
 async def test_comfyui_dying_for_good_raises_unavailable_within_seconds(
@@ -301,15 +271,7 @@ async def test_refused_connections_mid_run_raise_unavailable(
 ) -> None:
     emulator = await start_emulator()
     async with ComfyUIClient(emulator.url, unavailable_after=1.0) as client:
-        running = asyncio.Event()
-        task = asyncio.create_task(
-            client.run_prompt(
-                sampler_graph(2000, 0.005),
-                output_dir=tmp_path,
-                on_event=when(NodeProgress, running),
-            )
-        )
-        await running.wait()
+        task = await start_long_prompt(client, tmp_path)
         await emulator.set_faults(refuse_connections=True)
         with pytest.raises(ComfyUIUnavailable):
             await asyncio.wait_for(task, client.unavailable_after + 3.0)
