@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -16,11 +18,16 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.generation import PrepareActivities, request_cancel, update_priority
 from activities.webhooks import WebhookActivities
+from api.access import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
+
+URL_SIGNING_KEY_ENV = "COMFY_URL_SIGNING_KEY"
+# The API's default (`--download-url-ttl`); a control worker alone should be given the same.
+DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
 
 # Modules the workflow sandbox takes from outside instead of importing them again for every
 # workflow run: the payload models, the queue names and pydantic under them (temporal-notes.md
@@ -35,6 +42,15 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 )
 
 
+def load_url_signer(data_dir: Path, ttl_seconds: int = DEFAULT_DOWNLOAD_URL_TTL) -> UrlSigner:
+    """The API's signer of download URLs, for a control worker running alone: the key is env
+    COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key (created if missing), exactly as the
+    API loads it, so the URLs in webhooks verify at the API. Raises OSError / ValueError for a
+    data dir it cannot use or a key file without a key."""
+    key = load_signing_key(data_dir, os.environ.get(URL_SIGNING_KEY_ENV) or None)
+    return UrlSigner(key, ttl_seconds)
+
+
 def build_control_worker(
     client: Client,
     registry: ManifestRegistry,
@@ -46,7 +62,8 @@ def build_control_worker(
     """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`.
 
     `webhooks` signs and sends the `notify` POSTs; by default its secret and address policy come
-    from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS.
+    from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS, and its download URLs are
+    unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()

@@ -1,6 +1,8 @@
 """The `notify` activity (control worker): POST a generation's outcome to its callback URL.
 
-The body is the task as GET /tasks/{id} shows it once closed, plus the delivery id. Headers:
+The body is the task as GET /tasks/{id} shows it once closed, plus the delivery id; its download
+URLs are signed with the API's URL signing key (the worker loads the same key as the API), so a
+receiver can fetch the files without an API key. Headers:
 `X-Comfy-Delivery: <id>` (the same on every retry of one delivery, so receivers can de-duplicate)
 and `X-Comfy-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body bytes under the shared
 secret COMFY_WEBHOOK_SECRET. A receiver verifies by computing the same HMAC over the raw body it
@@ -26,6 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.outbound_urls import UrlRefused, check_url, pinned_request
+from api.access import UrlSigner
 from api.task_status import finished_view, status_url
 from temporal_workflows.generation import NOTIFY_ACTIVITY
 from temporal_workflows.models import NotifyInput, NotifyResult
@@ -60,12 +63,20 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(sign_body(secret, body), header.strip())
 
 
-def webhook_body(request: NotifyInput) -> dict[str, Any]:
+def webhook_body(
+    request: NotifyInput, signer: UrlSigner | None = None, *, signed_at: float | None = None
+) -> dict[str, Any]:
     """The task as GET /tasks/{id} shows it once closed (the API's own view, so the two never
-    drift apart), with the delivery id."""
+    drift apart), with the delivery id. With a signer, download URLs are signed at `signed_at`."""
     base_url = (request.public_url or "").rstrip("/")
     result, error = finished_view(
-        request.status, request.result, request.error, request.cancel_reason, base_url
+        request.status,
+        request.result,
+        request.error,
+        request.cancel_reason,
+        base_url,
+        signer,
+        signed_at=signed_at,
     )
     return {
         "event": EVENT_NAME,
@@ -76,6 +87,7 @@ def webhook_body(request: NotifyInput) -> dict[str, Any]:
         "status_url": status_url(base_url, request.task_id),
         "result": result.model_dump(mode="json") if isinstance(result, BaseModel) else result,
         "error": error.model_dump(mode="json") if error is not None else None,
+        "cancel_reason": request.cancel_reason if request.status == "CANCELLED" else None,
     }
 
 
@@ -85,7 +97,9 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 
 class WebhookActivities:
-    """`notify`, bound to the signing secret and the outbound-address policy of this worker."""
+    """`notify`, bound to the signing secret, the outbound-address policy and the download-URL
+    signer of this worker. Without `url_signer` download URLs go out unsigned (with API keys on,
+    a receiver then needs a key to follow them)."""
 
     def __init__(
         self,
@@ -93,7 +107,9 @@ class WebhookActivities:
         *,
         allow_private: bool | None = None,
         timeout: float = 10.0,
+        url_signer: UrlSigner | None = None,
     ) -> None:
+        self._url_signer = url_signer
         self._secret = secret if secret is not None else os.environ.get(SECRET_ENV) or None
         self._allow_private = (
             allow_private if allow_private is not None else env_flag(ALLOW_PRIVATE_ENV)
@@ -104,8 +120,13 @@ class WebhookActivities:
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def notify(self, request: NotifyInput) -> NotifyResult:
-        attempt = activity.info().attempt
-        body = encode_body(webhook_body(request))
+        info = activity.info()
+        attempt = info.attempt
+        # URLs expire one TTL after the first attempt was scheduled: every retry of a delivery
+        # then sends the same bytes (and X-Comfy-Signature), which receivers may de-duplicate on.
+        body = encode_body(
+            webhook_body(request, self._url_signer, signed_at=info.scheduled_time.timestamp())
+        )
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "comfy-temporal-webhook",

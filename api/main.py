@@ -54,14 +54,22 @@ async def connect(settings: Settings) -> Client:
 
 @contextlib.asynccontextmanager
 async def embedded_control_worker(
-    client: Client, registry: ManifestRegistry
+    client: Client, registry: ManifestRegistry, url_signer: UrlSigner
 ) -> AsyncIterator[None]:
-    """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops."""
+    """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
+    webhooks carry download URLs signed with this API's key."""
     from activities.control_worker import run_control_worker
+    from activities.webhooks import WebhookActivities
 
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_control_worker(client, registry, stop=stop, identity=f"api-{os.getpid()}@{_host()}"),
+        run_control_worker(
+            client,
+            registry,
+            stop=stop,
+            identity=f"api-{os.getpid()}@{_host()}",
+            webhooks=WebhookActivities(url_signer=url_signer),
+        ),
         name="control-worker",
     )
     try:
@@ -96,7 +104,9 @@ def create_app(
         app.state.temporal = client
         async with contextlib.AsyncExitStack() as stack:
             if settings.embedded_control_worker:
-                await stack.enter_async_context(embedded_control_worker(client, manifests.registry))
+                await stack.enter_async_context(
+                    embedded_control_worker(client, manifests.registry, app.state.url_signer)
+                )
             yield
 
     app = FastAPI(

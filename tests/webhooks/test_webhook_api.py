@@ -12,10 +12,14 @@ import pytest
 from temporalio.client import Client
 
 from activities.webhooks import verify_signature
+from manifests.registry import ManifestRegistry
+from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
+from tests.api.stack import api_with_gpu_worker
 from tests.inputs.stack import WORKFLOW_ID, image_generation_stack, solid_png
 from tests.webhooks.conftest import WebhookReceiver
 
 SECRET = "api-webhook-secret"
+API_KEY = "webhook-test-api-key"
 
 
 async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
@@ -61,3 +65,46 @@ async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
     assert task["webhook"]["url"] == receiver.url
     assert task["webhook"]["attempts"] == 1
     assert task["webhook"]["delivery_id"] == hook.headers["X-Comfy-Delivery"]
+
+
+async def test_download_url_in_a_webhook_works_without_an_api_key(
+    temporal_client: Client, tmp_path: Path, receiver: WebhookReceiver
+):
+    receiver.answers = [503]  # a retry too: it must carry the same (still valid) URL
+    registry = ManifestRegistry(*write_manifests_with_emulator_sampler(tmp_path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COMFY_ALLOW_PRIVATE_CALLBACK_URLS", "1")
+        async with (
+            api_with_gpu_worker(
+                temporal_client,
+                tmp_path,
+                registry,
+                worker_prefix="hook-gpu",
+                emulator_name="emulator:hooks",
+                api_keys=(API_KEY,),
+                allow_private_callback_urls=True,
+            ) as stack,
+            httpx.AsyncClient(base_url=stack.url, timeout=30) as http,
+        ):
+            response = await http.post(
+                "/generate",
+                json={
+                    "workflow_id": "smoke_image",
+                    "params": {"width": 8, "height": 8},
+                    "options": {"callback_url": receiver.url},
+                },
+                headers={"X-API-Key": API_KEY},
+            )
+            assert response.status_code == 202, response.text
+            first, retry = await receiver.wait_for_requests(2, timeout=60)
+            assert first.body == retry.body
+            url = first.json()["result"]["download_url"]
+            assert url.startswith(f"{stack.url}/tasks/")
+            # Without a key the API refuses everything but a correctly signed download URL.
+            unsigned = url.split("?")[0]
+            assert (await http.get(unsigned)).status_code == 401
+            download = await http.get(url)
+
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"] == "image/png"
+    assert download.content.startswith(b"\x89PNG")
