@@ -31,7 +31,7 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"{name}={value!r}: must be a whole number") from None
 
 
-def _add_temporal_flags(parser: argparse.ArgumentParser) -> None:
+def add_temporal_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--temporal-address",
         default=None,
@@ -42,25 +42,36 @@ def _add_temporal_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dir_flags(
+    parser: argparse.ArgumentParser, *, manifests_help: str, workflows_help: str
+) -> None:
+    parser.add_argument(
+        "--manifests",
+        type=Path,
+        default=os.environ.get("MANIFESTS_DIR") or None,
+        help=manifests_help,
+    )
+    parser.add_argument(
+        "--workflows",
+        type=Path,
+        default=os.environ.get("WORKFLOWS_DIR") or None,
+        help=workflows_help,
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     control = subparsers.add_parser(
         "control-worker",
         help="run GenerationWorkflow and its local activities (the comfy-control queue)",
         description="Serve GenerationWorkflow on the comfy-control task queue.",
     )
-    control.add_argument(
-        "--manifests",
-        type=Path,
-        default=os.environ.get("MANIFESTS_DIR") or None,
-        help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
+    _add_dir_flags(
+        control,
+        manifests_help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
+        workflows_help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled "
+        "workflows/)",
     )
-    control.add_argument(
-        "--workflows",
-        type=Path,
-        default=os.environ.get("WORKFLOWS_DIR") or None,
-        help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled workflows/)",
-    )
-    _add_temporal_flags(control)
+    add_temporal_flags(control)
     control.set_defaults(func=control_worker_command)
 
     gpu = subparsers.add_parser(
@@ -124,18 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path(os.environ.get("DATA_DIR") or "data"),
         help="outputs go to <data-dir>/outputs/<task_id>/ (env DATA_DIR; default ./data)",
     )
-    gpu.add_argument(
-        "--manifests",
-        type=Path,
-        default=os.environ.get("MANIFESTS_DIR") or None,
-        help="accepted for symmetry with the other commands; the GPU worker renders nothing",
-    )
-    gpu.add_argument(
-        "--workflows",
-        type=Path,
-        default=os.environ.get("WORKFLOWS_DIR") or None,
-        help="accepted for symmetry with the other commands; the GPU worker renders nothing",
-    )
+    unused = "accepted for symmetry with the other commands; the GPU worker renders nothing"
+    _add_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
     gpu.add_argument(
         "--shutdown-grace",
         type=float,
@@ -148,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="take a job only when idle (default: queue one more in ComfyUI while busy)",
     )
-    _add_temporal_flags(gpu)
+    add_temporal_flags(gpu)
     gpu.set_defaults(func=gpu_worker_command)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from activities.worker_cli import add_temporal_flags
 from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.child_process import ChildProcess
 from api.devserver import DevServerConfig, DevServerError, TemporalDevServer
@@ -210,14 +211,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common_api_flags(api)
-    api.add_argument(
-        "--temporal-address",
-        default=None,
-        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default localhost:7233)",
-    )
-    api.add_argument(
-        "--namespace", default=None, help="Temporal namespace (env TEMPORAL_NAMESPACE)"
-    )
+    add_temporal_flags(api)
     api.add_argument(
         "--with-control-worker",
         action="store_true",
