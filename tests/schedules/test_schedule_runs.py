@@ -27,21 +27,31 @@ async def _clock_past(moment: str) -> None:
             await asyncio.sleep(0.05)
 
 
-async def test_skip_policy_drops_a_trigger_while_a_run_is_going(
-    http: httpx.AsyncClient, schedules: Schedules
-) -> None:
-    # 200 steps of 0.05 s: long enough to still run when the second trigger arrives.
+async def _start_a_long_run(
+    http: httpx.AsyncClient, schedules: Schedules, *, steps: int, overlap: str
+) -> tuple[str, list[str]]:
+    """Creates a schedule of the emulator sampler (`steps` of 0.05 s) under the `overlap` policy,
+    triggers it and waits until its run has started in ComfyUI; returns the schedule id and its
+    running task ids."""
     schedule_id = (
         await schedules.create(
             workflow_id=EMULATOR_WORKFLOW_ID,
-            params={"steps": 200, "seconds_per_step": 0.05},
-            policy={"overlap": "skip"},
+            params={"steps": steps, "seconds_per_step": 0.05},
+            policy={"overlap": overlap},
         )
     )["schedule_id"]
     await http.post(f"/schedules/{schedule_id}/trigger")
     running = await wait_for_schedule(http, schedule_id, lambda b: b["running_task_ids"])
-    (task_id,) = running["running_task_ids"]
-    await wait_for_task(http, task_id, frozenset({"STARTED"}))
+    await wait_for_task(http, running["running_task_ids"][0], frozenset({"STARTED"}))
+    return schedule_id, running["running_task_ids"]
+
+
+async def test_skip_policy_drops_a_trigger_while_a_run_is_going(
+    http: httpx.AsyncClient, schedules: Schedules
+) -> None:
+    # 200 steps of 0.05 s: long enough to still run when the second trigger arrives.
+    schedule_id, running = await _start_a_long_run(http, schedules, steps=200, overlap="skip")
+    (task_id,) = running
 
     await http.post(f"/schedules/{schedule_id}/trigger")
     skipped = await wait_for_schedule(http, schedule_id, lambda b: b["num_skipped_overlap"] == 1)
@@ -58,16 +68,7 @@ async def test_buffer_one_policy_starts_a_second_trigger_once_the_first_run_ends
     http: httpx.AsyncClient, schedules: Schedules, temporal_client: Client
 ) -> None:
     # 60 steps of 0.05 s: long enough to still run when the second trigger arrives.
-    schedule_id = (
-        await schedules.create(
-            workflow_id=EMULATOR_WORKFLOW_ID,
-            params={"steps": 60, "seconds_per_step": 0.05},
-            policy={"overlap": "buffer_one"},
-        )
-    )["schedule_id"]
-    await http.post(f"/schedules/{schedule_id}/trigger")
-    running = await wait_for_schedule(http, schedule_id, lambda b: b["running_task_ids"])
-    await wait_for_task(http, running["running_task_ids"][0], frozenset({"STARTED"}))
+    schedule_id, _ = await _start_a_long_run(http, schedules, steps=60, overlap="buffer_one")
 
     await http.post(f"/schedules/{schedule_id}/trigger")
     first, second = await wait_for_runs(http, schedule_id, 2)
