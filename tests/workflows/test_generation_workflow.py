@@ -76,6 +76,11 @@ def result_for(request: ExecuteInput, worker: str = "gpu-a") -> ExecuteResult:
     )
 
 
+@activity.defn(name="execute_prompt")
+async def execute_prompt_succeeds(request: ExecuteInput) -> ExecuteResult:
+    return result_for(request)
+
+
 @asynccontextmanager
 async def workers(
     client: Client, pool: str, prepare: Callable, execute: Callable, *, gpu_queue: str | None = None
@@ -121,12 +126,7 @@ def failure_of(err: WorkflowFailureError) -> tuple[ApplicationError, GenerationE
 
 async def test_success_returns_outputs_resolved_params_worker_and_timings(temporal_client: Client):
     pool = f"pool-{uuid.uuid4()}"
-
-    @activity.defn(name="execute_prompt")
-    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
-        return result_for(request)
-
-    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt_succeeds) as queue:
         handle = await start(
             temporal_client, queue, GenerationRequest(workflow_id="wf", params={"width": 64})
         )
@@ -381,12 +381,7 @@ async def test_cancel_signal_while_waiting_for_a_gpu_cancels_without_any_worker(
 
 async def test_cancel_signal_after_success_changes_nothing(temporal_client: Client):
     pool = f"pool-{uuid.uuid4()}"
-
-    @activity.defn(name="execute_prompt")
-    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
-        return result_for(request)
-
-    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt_succeeds) as queue:
         handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
         await handle.result()
         with pytest.raises(RPCError, match="completed"):  # signals to a closed run are refused
