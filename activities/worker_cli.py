@@ -31,6 +31,16 @@ def _env_int(name: str) -> int | None:
         raise SystemExit(f"{name}={value!r}: must be a whole number") from None
 
 
+def _seconds_at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_temporal_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--temporal-address",
@@ -70,6 +80,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         manifests_help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
         workflows_help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled "
         "workflows/)",
+    )
+    control.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR") or "data"),
+        help="the API's data dir: without env COMFY_URL_SIGNING_KEY, download URLs in webhooks "
+        "are signed with its url-signing.key, so the API accepts them (env DATA_DIR; "
+        "default ./data)",
+    )
+    control.add_argument(
+        "--download-url-ttl",
+        type=_seconds_at_least_one,
+        # A string default goes through `type` too, so a bad env value is a usage error.
+        default=os.environ.get("COMFY_DOWNLOAD_URL_TTL") or "86400",
+        metavar="SECONDS",
+        help="how long download URLs in webhooks stay valid; give the API's value "
+        "(env COMFY_DOWNLOAD_URL_TTL; default 86400)",
     )
     add_temporal_flags(control)
     control.set_defaults(func=control_worker_command)
@@ -178,9 +205,16 @@ def control_worker_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from activities.control_worker import run_control_worker
+    from activities.control_worker import load_url_signer, run_control_worker
     from activities.temporal_client import connect_temporal
+    from activities.webhooks import WebhookActivities
     from manifests.registry import ManifestRegistry
+
+    try:
+        url_signer = load_url_signer(args.data_dir.resolve(), args.download_url_ttl)
+    except (OSError, ValueError) as err:  # e.g. an unwritable data dir, an empty key file
+        print(f"error: URL signing key: {err}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
         registry = ManifestRegistry(args.manifests, args.workflows)
@@ -194,7 +228,8 @@ def control_worker_command(args: argparse.Namespace) -> int:
             return 1
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        await run_control_worker(client, registry, stop=stop)
+        webhooks = WebhookActivities(url_signer=url_signer)
+        await run_control_worker(client, registry, stop=stop, webhooks=webhooks)
         return 0
 
     return _finish(asyncio.run(main()))
