@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -82,6 +83,32 @@ async def api_with_gpu_worker(
         await gpu_run
 
 
+IDLE_POOL_WORKFLOW_ID = "idle_pool_image"
+
+
+@contextlib.asynccontextmanager
+async def api_without_gpu_workers(
+    base_dir: Path, client: Client, pool: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with its control worker, and IDLE_POOL_WORKFLOW_ID, a workflow whose GPU pool
+    (`pool`) nobody polls: a job waits for a GPU until it is cancelled."""
+    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
+    with (manifests_dir / "workflows.yaml").open("a") as f:
+        f.write(
+            f"\n{IDLE_POOL_WORKFLOW_ID}:\n"
+            "  workflow_file: smoke_image.json\n  description: no GPU\n"
+            f"  parameters: [width]\n  pool: {pool}\n"
+            "  overrides:\n    width: {targets: [{node: Empty Image, input: width}]}\n"
+        )
+    app = create_app(
+        Settings(data_dir=base_dir / "data", embedded_control_worker=True),
+        temporal_client=client,
+        registry=ManifestRegistry(manifests_dir, workflows_dir),
+    )
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+        yield http
+
+
 @contextlib.asynccontextmanager
 async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
     manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
@@ -90,3 +117,19 @@ async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[Gene
         client, base_dir, registry, worker_prefix="api-test-gpu", emulator_name="emulator:api"
     ) as running:
         yield running
+
+
+async def poll_task(
+    http: httpx.AsyncClient,
+    task_id: str,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """GET /tasks/{id} until `condition(body)` holds; returns that body (TimeoutError after
+    `timeout` seconds)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            body: dict[str, Any] = (await http.get(f"/tasks/{task_id}")).json()
+            if condition(body):
+                return body
+            await asyncio.sleep(0.05)

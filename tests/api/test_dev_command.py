@@ -16,6 +16,7 @@ import pytest
 
 from api.child_process import alive, descendants
 from api.http_server import free_port
+from tests.api.stack import poll_task
 from tests.fixtures_emulator import EMULATOR_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,12 +98,9 @@ async def _wait_ready(http: httpx.AsyncClient) -> dict:
 
 
 async def _wait_done(http: httpx.AsyncClient, task_id: str) -> dict:
-    async with asyncio.timeout(60):
-        while True:
-            body = (await http.get(f"/tasks/{task_id}")).json()
-            if body["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
-                return body
-            await asyncio.sleep(0.1)
+    return await poll_task(
+        http, task_id, lambda b: b["status"] in ("SUCCESS", "FAILURE", "CANCELLED")
+    )
 
 
 async def test_dev_runs_a_job_stops_cleanly_and_remembers_it_after_restart(

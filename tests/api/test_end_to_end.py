@@ -17,7 +17,7 @@ from PIL import Image
 from temporalio.client import Client
 
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, generation_stack
+from tests.api.stack import GenerationStack, generation_stack, poll_task
 
 SPEC_CLIENT = Path(__file__).with_name("spec_client_example.txt")
 
@@ -33,12 +33,7 @@ async def stack(
 async def _wait_for_status(
     http: httpx.AsyncClient, task_id: str, wanted: set[str], timeout: float = 60
 ) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            body = (await http.get(f"/tasks/{task_id}")).json()
-            if body["status"] in wanted:
-                return body
-            await asyncio.sleep(0.05)
+    return await poll_task(http, task_id, lambda body: body["status"] in wanted, timeout)
 
 
 async def test_spec_example_client_gets_success_and_a_downloadable_png(

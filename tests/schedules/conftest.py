@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.api.stack import generation_stack
+from tests.api.stack import generation_stack, poll_task
 
 # Extra workflows on stock image nodes only: `seeded_smoke` draws a "random" seed into the fill
 # colour (so each run's resolved seed shows in its result), `schedule_probe` is the one tests
@@ -165,9 +165,4 @@ async def wait_for_task(
     wanted: frozenset[str] = frozenset({"SUCCESS", "FAILURE", "CANCELLED"}),
     timeout: float = 60,
 ) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            body: dict[str, Any] = (await http.get(f"/tasks/{task_id}")).json()
-            if body["status"] in wanted:
-                return body
-            await asyncio.sleep(0.05)
+    return await poll_task(http, task_id, lambda body: body["status"] in wanted, timeout)

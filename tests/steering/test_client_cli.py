@@ -22,7 +22,7 @@ from api.http_server import serve_in_background
 from api.main import create_app
 from api.settings import Settings
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack
+from tests.api.stack import GenerationStack, poll_task
 from tests.steering.conftest import next_width
 
 Submit = Callable[..., Awaitable[str]]
@@ -53,6 +53,13 @@ async def _cli_in_process(
 
 async def _status(http: httpx.AsyncClient, task_id: str) -> dict:
     return (await http.get(f"/tasks/{task_id}")).json()
+
+
+async def _wait_for_status(
+    http: httpx.AsyncClient, task_id: str, status: str, *, timeout: float
+) -> dict:
+    """Polls GET /tasks/{id} until the task has `status`; returns that body."""
+    return await poll_task(http, task_id, lambda body: body["status"] == status, timeout)
 
 
 async def test_submit_wait_out_shows_progress_and_downloads_the_png(
@@ -167,9 +174,7 @@ async def test_tasks_show_prints_status_and_result(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     task_id = await submit(EMULATOR_WORKFLOW_ID, steps=2, seconds_per_step=0.01)
-    async with asyncio.timeout(60):
-        while (await _status(http, task_id))["status"] != "SUCCESS":
-            await asyncio.sleep(0.05)
+    await _wait_for_status(http, task_id, "SUCCESS", timeout=60)
 
     code, out, _ = await _cli_in_process(stack, capsys, "tasks", "show", task_id)
 
@@ -206,9 +211,7 @@ async def test_tasks_cancel_stops_a_running_task_with_the_reason(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     task_id = await submit(EMULATOR_WORKFLOW_ID, steps=100, seconds_per_step=0.1)
-    async with asyncio.timeout(30):
-        while (await _status(http, task_id))["status"] != "STARTED":
-            await asyncio.sleep(0.05)
+    await _wait_for_status(http, task_id, "STARTED", timeout=30)
 
     code, out, _ = await _cli_in_process(
         stack, capsys, "tasks", "cancel", task_id, "--reason", "changed my mind"
@@ -216,9 +219,7 @@ async def test_tasks_cancel_stops_a_running_task_with_the_reason(
 
     assert code == 0
     assert out.startswith(f"{task_id}: cancellation requested")
-    async with asyncio.timeout(30):
-        while (body := await _status(http, task_id))["status"] != "CANCELLED":
-            await asyncio.sleep(0.05)
+    body = await _wait_for_status(http, task_id, "CANCELLED", timeout=30)
     assert body["result"].startswith("cancelled")
     history = await temporal_client.get_workflow_handle(task_id).fetch_history()
     requested = [

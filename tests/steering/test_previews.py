@@ -10,19 +10,14 @@ import httpx
 from PIL import Image
 
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack
+from tests.api.stack import GenerationStack, poll_task
 from tests.steering.conftest import PREVIEWS_WORKFLOW_ID, next_width
 
 Submit = Callable[..., Awaitable[str]]
 
 
 async def _wait_for(http: httpx.AsyncClient, task_id: str, done: Callable[[dict], bool]) -> dict:
-    async with asyncio.timeout(60):
-        while True:
-            body = (await http.get(f"/tasks/{task_id}")).json()
-            if done(body):
-                return body
-            await asyncio.sleep(0.05)
+    return await poll_task(http, task_id, done)
 
 
 async def test_latest_preview_is_served_while_a_previews_job_runs(
