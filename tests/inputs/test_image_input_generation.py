@@ -21,6 +21,7 @@ from tests.inputs.stack import (
     image_generation_stack,
     solid_png,
 )
+from tests.loopback_http import serve_on_loopback
 
 DEADLINE = 60.0
 
@@ -52,15 +53,8 @@ async def image_server() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
 
     app = web.Application()
     app.router.add_get("/{name}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_on_loopback(app) as port:
         yield f"http://127.0.0.1:{port}", files
-    finally:
-        await runner.cleanup()
 
 
 async def _finished(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from aiohttp import web
 from activities.image_inputs import ImageInputError, decode_base64_image, fetch_image
 from activities.outbound_urls import UrlRefused, check_url, pinned_request
 from tests.inputs.stack import solid_png
+from tests.loopback_http import serve_on_loopback
 
 
 @pytest_asyncio.fixture
@@ -35,15 +36,8 @@ async def local_server() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serve_on_loopback(app) as port:
         yield port, hosts
-    finally:
-        await runner.cleanup()
 
 
 async def test_public_address_passes():

@@ -25,6 +25,7 @@ from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationOptions, GenerationRequest
 from tests.fixtures_emulator import StartEmulator
+from tests.loopback_http import serve_on_loopback
 from tests.workflows.conftest import (
     WORKFLOWS_YAML,
     GenerationStack,
@@ -74,16 +75,9 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
     hook = WebhookReceiver()
     app = web.Application()
     app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    hook.url = f"http://127.0.0.1:{port}/hook"
-    try:
+    async with serve_on_loopback(app) as port:
+        hook.url = f"http://127.0.0.1:{port}/hook"
         yield hook
-    finally:
-        await runner.cleanup()
 
 
 @dataclass
