@@ -20,6 +20,7 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationRequest
 from tests.fixtures_emulator import StartEmulator
 from tests.workflows.conftest import (
+    WORKFLOWS_YAML,
     GenerationStack,
     stack_with_control_worker,
     valid_registry,
@@ -29,16 +30,7 @@ from tests.workflows.conftest import (
 # The sampled_image workflow of tests/workflows, with a stall limit of its own: ComfyUI silent for
 # 1.5 s while running the prompt means a hung node.
 STALL_TIMEOUT = 1.5
-FAULT_WORKFLOWS_YAML = """
-sampled_image:
-  workflow_file: sampled_image.json
-  description: An empty image through the emulator's sampler, saved.
-  parameters: [width, steps, seconds_per_step, filename_prefix]
-  pool: {pool}
-  timeout: 60
-  retries: 2
-  stall_timeout: {stall_timeout}
-"""
+FAULT_WORKFLOWS_YAML = WORKFLOWS_YAML + "  stall_timeout: {stall_timeout}\n"
 
 
 def write_fault_manifests(base_dir: Path, pool: str) -> tuple[Path, Path]:

@@ -8,7 +8,6 @@ import re
 
 from temporalio.client import WorkflowHandle
 
-from temporal_workflows.models import Progress
 from tests.faults.conftest import (
     STALL_TIMEOUT,
     assert_stored_once,
@@ -17,18 +16,12 @@ from tests.faults.conftest import (
     pending_execute_state,
     submit,
 )
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
 
 
 async def sampler_running(handle: WorkflowHandle) -> bool:
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.HasField("heartbeat_details"):
-            (progress,) = await handle._client.data_converter.decode(
-                pending.heartbeat_details.payloads, [Progress]
-            )
-            return progress.class_type == "EmulatorSampler"
-    return False
+    progress = await pending_progress(handle)
+    return progress is not None and progress.class_type == "EmulatorSampler"
 
 
 async def test_a_hung_comfyui_is_interrupted_at_the_manifests_stall_limit_and_the_retry_succeeds(

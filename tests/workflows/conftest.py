@@ -23,7 +23,7 @@ from activities.gpu_worker import GpuWorker, GpuWorkerSettings
 from activities.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationOptions, GenerationRequest
+from temporal_workflows.models import GenerationOptions, GenerationRequest, Progress
 from tests.fixtures_emulator import EmulatorHandle, StartEmulator
 
 # EmptyImage -> EmulatorSampler (one progress event per step, interruptible) -> SaveImage.
@@ -106,6 +106,18 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], what: str, timeout: 
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def pending_progress(handle: WorkflowHandle) -> Progress | None:
+    """The execute activity's latest heartbeat, as the API reads it; None before the first."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.HasField("heartbeat_details"):
+            (progress,) = await handle._client.data_converter.decode(
+                pending.heartbeat_details.payloads, [Progress]
+            )
+            return progress
+    return None
 
 
 @dataclass

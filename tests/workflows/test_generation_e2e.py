@@ -19,7 +19,13 @@ from activities.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.models import GenerationError, Progress
 from tests.fixtures_temporal import temporal_cli
-from tests.workflows.conftest import GenerationStack, RunningGpuWorker, keep_history, wait_for
+from tests.workflows.conftest import (
+    GenerationStack,
+    RunningGpuWorker,
+    keep_history,
+    pending_progress,
+    wait_for,
+)
 
 
 async def activity_attempts(handle: WorkflowHandle) -> list[int]:
@@ -31,18 +37,6 @@ async def activity_attempts(handle: WorkflowHandle) -> list[int]:
         for event in history.events
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
-
-
-async def pending_progress(handle: WorkflowHandle) -> Progress | None:
-    """The execute activity's latest heartbeat, as the API reads it."""
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.HasField("heartbeat_details"):
-            (progress,) = await handle._client.data_converter.decode(
-                pending.heartbeat_details.payloads, [Progress]
-            )
-            return progress
-    return None
 
 
 def failure_of(err: WorkflowFailureError) -> tuple[ApplicationError, GenerationError]:

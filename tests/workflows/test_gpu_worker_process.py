@@ -10,12 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationRequest, Progress
+from temporal_workflows.models import GenerationRequest
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from tests.worker_processes import (
     COMFY_TEMPORAL,
@@ -24,18 +24,7 @@ from tests.worker_processes import (
     kill_processes_mentioning,
     processes_mentioning,
 )
-from tests.workflows.conftest import GenerationStack, wait_for
-
-
-async def progress_of(handle: WorkflowHandle) -> Progress | None:
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.HasField("heartbeat_details"):
-            (progress,) = await handle._client.data_converter.decode(
-                pending.heartbeat_details.payloads, [Progress]
-            )
-            return progress
-    return None
+from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
 
 
 async def start_worker_process(
@@ -64,14 +53,14 @@ async def test_sigterm_finishes_the_running_job_hands_back_the_queued_one_and_ex
         running = await generation_stack.submit({"steps": 40, "seconds_per_step": 0.05})
 
         async def running_on_worker() -> bool:
-            progress = await progress_of(running)
+            progress = await pending_progress(running)
             return bool(progress and progress.phase == "running" and progress.step)
 
         await wait_for(running_on_worker, "the first job to run on the worker process", 60)
         queued = await generation_stack.submit({"steps": 1})
 
         async def prefetched() -> bool:
-            progress = await progress_of(queued)
+            progress = await pending_progress(queued)
             return bool(progress and progress.worker == "gpu-proc" and progress.phase == "queued")
 
         await wait_for(prefetched, "the second job to be prefetched")
@@ -105,7 +94,7 @@ async def test_a_worker_that_dies_mid_job_loses_nothing_another_gpu_finishes_it(
         handle = await generation_stack.submit({"steps": 40, "seconds_per_step": 0.05})
 
         async def running_on_doomed() -> bool:
-            progress = await progress_of(handle)
+            progress = await pending_progress(handle)
             return bool(progress and progress.worker == "gpu-doomed" and progress.step)
 
         await wait_for(running_on_doomed, "the job to run on the doomed worker", 60)
