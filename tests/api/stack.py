@@ -119,6 +119,23 @@ async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[Gene
         yield running
 
 
+async def poll_json(
+    http: httpx.AsyncClient,
+    path: str,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    interval: float = 0.05,
+) -> dict[str, Any]:
+    """GET `path` every `interval` seconds until `condition(body)` holds; returns that body
+    (TimeoutError after `timeout` seconds)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            body: dict[str, Any] = (await http.get(path)).json()
+            if condition(body):
+                return body
+            await asyncio.sleep(interval)
+
+
 async def poll_task(
     http: httpx.AsyncClient,
     task_id: str,
@@ -127,9 +144,4 @@ async def poll_task(
 ) -> dict[str, Any]:
     """GET /tasks/{id} until `condition(body)` holds; returns that body (TimeoutError after
     `timeout` seconds)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            body: dict[str, Any] = (await http.get(f"/tasks/{task_id}")).json()
-            if condition(body):
-                return body
-            await asyncio.sleep(0.05)
+    return await poll_json(http, f"/tasks/{task_id}", condition, timeout)

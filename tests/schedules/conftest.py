@@ -8,7 +8,6 @@ started with trigger, so every run a test sees is one it asked for.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -23,7 +22,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.api.stack import generation_stack, poll_task
+from tests.api.stack import generation_stack, poll_json, poll_task
 
 # Extra workflows on stock image nodes only: `seeded_smoke` draws a "random" seed into the fill
 # colour (so each run's resolved seed shows in its result), `schedule_probe` is the one tests
@@ -141,12 +140,7 @@ async def wait_for_schedule(
     http: httpx.AsyncClient, schedule_id: str, condition: Any, timeout: float = 30
 ) -> dict[str, Any]:
     """GET /schedules/{id} until `condition(body)` holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            body: dict[str, Any] = (await http.get(f"/schedules/{schedule_id}")).json()
-            if condition(body):
-                return body
-            await asyncio.sleep(0.1)
+    return await poll_json(http, f"/schedules/{schedule_id}", condition, timeout, interval=0.1)
 
 
 async def wait_for_runs(
