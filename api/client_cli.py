@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,23 +23,20 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from api.schedules_cli import DEFAULT_API_URL, CommandError, _api_url, _error_text, _request
+from api.schedules_cli import (
+    CommandError,
+    _api_url,
+    _auth_headers,
+    _error_text,
+    _request,
+    api_client_flags,
+)
 from manifests.cli import parse_param
 
 TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELLED")
 EXIT_INTERRUPTED = 130
 # A stream that drops this many times in a row, with no event between, is given up on.
 _MAX_RECONNECTS = 10
-
-
-def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
-    """The API key, when the API asks for one (--api-key, else env COMFY_API_KEY)."""
-    key = args.api_key or os.environ.get("COMFY_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return _request(args, method, path, headers=_auth_headers(args), **kwargs)
 
 
 def _task_path(task_id: str, action: str = "") -> str:
@@ -226,7 +222,7 @@ def _submit(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"workflow_id": args.workflow_id, "params": params}
     if options:
         body["options"] = options
-    task_id: str = _call(args, "POST", "/generate", json=body).json()["task_id"]
+    task_id: str = _request(args, "POST", "/generate", json=body).json()["task_id"]
     print(task_id, flush=True)  # stdout: the id alone, for scripts
     # No markup or highlighting: task ids and reasons are printed as they are.
     console = Console(stderr=True, highlight=False)
@@ -269,7 +265,7 @@ def _list(args: argparse.Namespace) -> int:
     for key in ("workflow_id", "status", "schedule_id", "page_token"):
         if getattr(args, key):
             query[key] = getattr(args, key)
-    page = _call(args, "GET", "/tasks", params=query).json()
+    page = _request(args, "GET", "/tasks", params=query).json()
     if args.json:
         _print_json(page)
         return 0
@@ -287,7 +283,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    task = _call(args, "GET", _task_path(args.task_id)).json()
+    task = _request(args, "GET", _task_path(args.task_id)).json()
     if args.json:
         _print_json(task)
         return 0
@@ -313,7 +309,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     query = {"reason": args.reason} if args.reason else None
-    answer = _call(args, "POST", _task_path(args.task_id, "cancel"), params=query).json()
+    answer = _request(args, "POST", _task_path(args.task_id, "cancel"), params=query).json()
     if args.json:
         _print_json(answer)
     else:
@@ -336,15 +332,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Adds `submit` and `tasks list|show|cancel`."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api", help=f"API base URL (default: env COMFY_API_URL, else {DEFAULT_API_URL})"
-    )
-    common.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
-    common.add_argument(
-        "--api-key",
-        help="sent as 'Authorization: Bearer' when the API needs one (env COMFY_API_KEY)",
-    )
+    common = api_client_flags()
 
     submit = subparsers.add_parser(
         "submit",

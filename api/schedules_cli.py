@@ -71,10 +71,31 @@ def _error_text(response: httpx.Response) -> str:
     return str(detail)
 
 
+def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The API key, when the API asks for one (--api-key, else env COMFY_API_KEY)."""
+    key = getattr(args, "api_key", None) or os.environ.get("COMFY_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def api_client_flags() -> argparse.ArgumentParser:
+    """The flags every command that talks to the API shares: --api, --timeout, --api-key."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
+        "--api", help=f"API base URL (default: env COMFY_API_URL, else {DEFAULT_API_URL})"
+    )
+    flags.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    flags.add_argument(
+        "--api-key",
+        help="sent as 'Authorization: Bearer' when the API needs one (env COMFY_API_KEY)",
+    )
+    return flags
+
+
 def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
     url = _api_url(args)
+    headers = {**_auth_headers(args), **kwargs.pop("headers", {})}
     try:
-        with httpx.Client(base_url=url, timeout=args.timeout) as http:
+        with httpx.Client(base_url=url, timeout=args.timeout, headers=headers) as http:
             response = http.request(method, path, **kwargs)
     except httpx.HTTPError as err:
         raise CommandError(f"cannot reach the API at {url}: {err}") from err
@@ -216,11 +237,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Create and steer recurring generations. Each run is an ordinary task; "
         "`temporal schedule list/describe/toggle/trigger` show and steer the same schedules.",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api", help=f"API base URL (default: env COMFY_API_URL, else {DEFAULT_API_URL})"
-    )
-    common.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
+    common = argparse.ArgumentParser(add_help=False, parents=[api_client_flags()])
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
     commands = schedules.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
 

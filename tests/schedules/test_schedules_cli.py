@@ -13,9 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from api.cli import main
-from api.http_server import free_port
+from api.http_server import free_port, serve_in_background
+from api.main import create_app
+from api.settings import Settings
 from tests.schedules.conftest import Schedules, ScheduleStack, wait_for_runs, wait_for_task
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("comfy-temporal")
@@ -171,3 +174,20 @@ async def test_console_script_reads_the_api_url_from_comfy_api_url(
 
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["schedule_id"] == schedule_id
+
+
+async def test_schedules_commands_send_the_api_key_an_api_requires(
+    temporal_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(
+        Settings(data_dir=tmp_path, api_keys=("schedules-key",)), temporal_client=temporal_client
+    )
+    async with serve_in_background(app) as url:
+        without = await cli("list", "--api", url)
+        _, refused = capsys.readouterr()
+        with_key = await cli("list", "--api", url, "--api-key", "schedules-key", "--json")
+        listed, _ = capsys.readouterr()
+    assert without == 1
+    assert refused.startswith("error: ") and "API key" in refused
+    assert with_key == 0
+    assert "schedules" in json.loads(listed)
