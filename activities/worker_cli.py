@@ -16,6 +16,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from activities.logs import configure_logging
 from temporal_workflows.names import DEFAULT_POOL
 
 logger = logging.getLogger("comfy_temporal.worker")
@@ -202,9 +203,7 @@ def _finish(code: int) -> int:
 
 
 def control_worker_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     from activities.control_worker import load_url_signer, run_control_worker
     from activities.temporal_client import connect_temporal
     from activities.webhooks import WebhookActivities
@@ -236,9 +235,7 @@ def control_worker_command(args: argparse.Namespace) -> int:
 
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     from activities.comfyui_process import ComfyUIAttached, ComfyUIProcess
     from activities.gpu_worker import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.temporal_client import connect_temporal

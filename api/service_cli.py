@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 
+from activities.logs import configure_logging
 from activities.worker_cli import add_temporal_flags
 from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.child_process import ChildProcess
@@ -221,13 +222,6 @@ def register(subparsers: Any) -> None:
     api.set_defaults(func=run_api_command)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 class AccessConfigError(Exception):
     """API keys or the bind address are configured in a way the API must not start with."""
 
@@ -307,7 +301,7 @@ async def _serve_until_signal(
 
 
 def run_api_command(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     refused = _check_access(args)
     if refused is not None:
         return _finish(refused)
@@ -495,7 +489,7 @@ def _finish(code: int) -> int:
 
 
 def run_dev_command(args: argparse.Namespace) -> int:
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     refused = _check_access(args)  # before Temporal or ComfyUI start
     if refused is not None:
         return _finish(refused)
