@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.generation import PrepareActivities, request_cancel, update_priority
 from activities.webhooks import WebhookActivities
+from activities.workflow_code_cache import install_workflow_code_cache
 from api.access import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
@@ -67,6 +68,8 @@ def build_control_worker(
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
+    # The sandbox imports GenerationWorkflow's module for every run; compile it only once.
+    install_workflow_code_cache([GenerationWorkflow.__module__])
     return Worker(
         client,
         task_queue=task_queue,
