@@ -3,7 +3,7 @@
 `run_prompt` runs the whole life of a prompt: WebSocket first, submit with our own ids, follow
 events to the reliable done signal, recover from dropped sockets through history, stream every
 output file to disk, and turn ComfyUI's errors into typed exceptions (comfyui_errors).
-Protocol facts are from /work/shared/comfyui-protocol.md (cited as §n).
+Protocol facts are from docs/comfyui-protocol.md (cited as §n).
 """
 
 from __future__ import annotations

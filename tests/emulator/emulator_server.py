@@ -1,6 +1,6 @@
 """HTTP + WebSocket server of the ComfyUI emulator: queue, one prompt worker, history, jobs,
 files and fault injection, speaking ComfyUI 0.8.0's protocol as recorded in
-/work/shared/comfyui-traces (comfyui-protocol.md §2, §3, §4). A test double only.
+tests/comfyui/traces (docs/comfyui-protocol.md §2, §3, §4). A test double only.
 """
 
 from __future__ import annotations
