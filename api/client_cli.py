@@ -116,6 +116,7 @@ def _describe(task: dict[str, Any]) -> str:
         phase = {
             "preparing": "preparing",
             "waiting_for_gpu_worker": "waiting for a GPU worker",
+            "submitting_to_comfyui": "being submitted to ComfyUI",
             "queued_in_comfyui": "queued in ComfyUI",
         }.get(queue.get("phase", ""), "queued")
         if queue.get("backlog"):

@@ -88,7 +88,9 @@ class TaskProgress(BaseModel):
 class TaskQueueInfo(BaseModel):
     """Why a PENDING job is not running yet, as far as Temporal and ComfyUI tell."""
 
-    phase: Literal["preparing", "waiting_for_gpu_worker", "queued_in_comfyui"]
+    phase: Literal[
+        "preparing", "waiting_for_gpu_worker", "submitting_to_comfyui", "queued_in_comfyui"
+    ]
     position: int | None = Field(
         default=None, description="Position in ComfyUI's queue (0 = next), when known."
     )

@@ -293,22 +293,21 @@ async def _fill_from_execute(
         PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
         PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED,
     )
-    if started and progress is not None and progress.phase == "queued":
-        # Prefetched: the prompt waits in this worker's ComfyUI queue behind the running one.
+    if started and (progress is None or progress.phase == "queued"):
+        # A GPU worker holds the job, but ComfyUI does not run it yet: it is being submitted
+        # (no heartbeat yet), or it waits in that ComfyUI's queue behind the running prompt
+        # (prefetched). STARTED only once ComfyUI runs it, so the status never goes back.
         task.status = "PENDING"
         task.queue = TaskQueueInfo(
-            phase="queued_in_comfyui",
-            position=progress.queue_position,
+            phase="submitting_to_comfyui" if progress is None else "queued_in_comfyui",
+            position=progress.queue_position if progress is not None else None,
             waiting_seconds=_seconds_since(pa.scheduled_time.ToDatetime(tzinfo=UTC)),
             attempt=pa.attempt,
             last_failure=last_failure,
         )
-    elif started:
+    elif started and progress is not None:
         task.status = "STARTED"
-        if progress is not None:
-            task.progress = _public_progress(progress)
-        else:
-            task.progress = TaskProgress(percent=0.0, worker=pa.last_worker_identity or None)
+        task.progress = _public_progress(progress)
     else:
         task.status = "PENDING"
         scheduled = (

@@ -7,7 +7,8 @@ derived from the task's state, not from a counter kept by this process, so any A
 resume a stream from the `Last-Event-ID` a client sends back:
 
     <attempt>.<stage>.<tick>    compared as a tuple of integers
-    stage: 1 preparing, 2 waiting for a GPU worker, 3 queued in ComfyUI, 4 running, 9 finished
+    stage: 1 preparing, 2 waiting for a GPU worker, 3 being submitted to ComfyUI, 4 queued in
+           ComfyUI, 5 running, 9 finished
     tick:  while running, the worker's time (ms) of the heartbeat that carried the progress; else 0
 
 A retry raises <attempt>; a later heartbeat raises <tick>; so ids only grow over a task's life, and
@@ -49,8 +50,13 @@ STREAM_SECONDS = 60.0
 RETRY_MS = 500
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
-_QUEUE_STAGES = {"preparing": 1, "waiting_for_gpu_worker": 2, "queued_in_comfyui": 3}
-_STARTED_STAGE = 4
+_QUEUE_STAGES = {
+    "preparing": 1,
+    "waiting_for_gpu_worker": 2,
+    "submitting_to_comfyui": 3,
+    "queued_in_comfyui": 4,
+}
+_STARTED_STAGE = 5
 _FINAL_STAGE = 9
 
 

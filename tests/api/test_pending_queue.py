@@ -6,8 +6,12 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.worker import Worker
 
+from temporal_workflows.models import ExecuteInput, ExecuteResult
+from temporal_workflows.names import pool_task_queue
 from tests.api.conftest import StartedTasks
 from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
 
@@ -32,3 +36,44 @@ async def test_job_waiting_for_a_gpu_worker_shows_queue_and_backlog(
     assert queue["task_queue"] == f"comfy-gpu-{pool}"
     assert queue["backlog"] >= 1
     assert queue["waiting_seconds"] >= 0
+
+
+async def test_job_a_gpu_worker_took_but_comfyui_does_not_run_yet_stays_pending(
+    tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    # STARTED means ComfyUI runs the prompt: a worker that holds the job before its first
+    # heartbeat (still submitting it) must not make the status read STARTED, then PENDING again.
+    pool = f"idle-{uuid.uuid4().hex[:8]}"
+    picked_up = asyncio.Event()
+    release = asyncio.Event()
+
+    @activity.defn(name="execute_prompt")
+    async def execute_prompt_without_heartbeat(request: ExecuteInput) -> ExecuteResult:
+        picked_up.set()
+        await release.wait()
+        return ExecuteResult(outputs=[], worker="stand-in", comfy_prompt_id="p", attempt=1)
+
+    async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
+        accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
+        assert accepted.status_code == 202, accepted.text
+        task_id = accepted.json()["task_id"]
+        started_tasks.append(task_id)
+        async with Worker(
+            temporal_client,
+            task_queue=pool_task_queue(pool),
+            activities=[execute_prompt_without_heartbeat],
+        ):
+            async with asyncio.timeout(20):
+                await picked_up.wait()
+                while True:
+                    body = (await http.get(f"/tasks/{task_id}")).json()
+                    if (body.get("queue") or {}).get("phase") == "submitting_to_comfyui":
+                        break
+                    assert body["status"] == "PENDING", body
+                    await asyncio.sleep(0.05)
+            release.set()
+            async with asyncio.timeout(20):
+                while (await http.get(f"/tasks/{task_id}")).json()["status"] != "SUCCESS":
+                    await asyncio.sleep(0.05)
+    assert body["status"] == "PENDING"
+    assert "progress" not in body or body["progress"] is None
