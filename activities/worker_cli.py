@@ -53,9 +53,13 @@ def add_temporal_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_dir_flags(
-    parser: argparse.ArgumentParser, *, manifests_help: str, workflows_help: str
+def add_manifest_dir_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    manifests_help: str = "directory of base.yaml and workflows.yaml (env MANIFESTS_DIR)",
+    workflows_help: str = "directory of ComfyUI API-format graphs (env WORKFLOWS_DIR)",
 ) -> None:
+    """--manifests and --workflows, defaulting to env MANIFESTS_DIR / WORKFLOWS_DIR."""
     parser.add_argument(
         "--manifests",
         type=Path,
@@ -76,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run GenerationWorkflow and its local activities (the comfy-control queue)",
         description="Serve GenerationWorkflow on the comfy-control task queue.",
     )
-    _add_dir_flags(
+    add_manifest_dir_flags(
         control,
         manifests_help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
         workflows_help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled "
@@ -164,7 +168,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="outputs go to <data-dir>/outputs/<task_id>/ (env DATA_DIR; default ./data)",
     )
     unused = "accepted for symmetry with the other commands; the GPU worker renders nothing"
-    _add_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
+    add_manifest_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
     gpu.add_argument(
         "--shutdown-grace",
         type=float,

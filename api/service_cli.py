@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from activities.logs import configure_logging
-from activities.worker_cli import add_temporal_flags
+from activities.worker_cli import add_manifest_dir_flags, add_temporal_flags
 from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.child_process import ChildProcess
 from api.devserver import DevServerConfig, DevServerError, TemporalDevServer
@@ -76,18 +76,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         default=_env_int("COMFY_API_PORT", 8000),
         help="API port (env COMFY_API_PORT; default 8000)",
     )
-    p.add_argument(
-        "--manifests",
-        type=Path,
-        default=Path(env["MANIFESTS_DIR"]) if env.get("MANIFESTS_DIR") else None,
-        help="directory of base.yaml and workflows.yaml (env MANIFESTS_DIR)",
-    )
-    p.add_argument(
-        "--workflows",
-        type=Path,
-        default=Path(env["WORKFLOWS_DIR"]) if env.get("WORKFLOWS_DIR") else None,
-        help="directory of ComfyUI API-format graphs (env WORKFLOWS_DIR)",
-    )
+    add_manifest_dir_flags(p)
     p.add_argument(
         "--public-url",
         default=env.get("COMFY_PUBLIC_URL"),
