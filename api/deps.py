@@ -10,8 +10,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from temporalio.client import Client
 
 from api.access import ApiKeys, Unauthorized, UrlSigner, presented_keys
+from api.async_manifests import AsyncManifestRegistry
 from api.errors import TemporalUnavailable
-from api.manifest_access import AsyncManifestRegistry
 from api.page_tokens import PageTokens
 from api.settings import Settings
 

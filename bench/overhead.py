@@ -51,14 +51,14 @@ import httpx  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from activities.comfyui_client import ComfyUIClient, outcome_from_history  # noqa: E402
-from activities.comfyui_process import ComfyUIProcess  # noqa: E402
-from activities.temporal_client import connect_temporal  # noqa: E402
-from api.child_process import ChildProcess  # noqa: E402
-from api.devserver import DevServerConfig, TemporalDevServer  # noqa: E402
-from api.http_server import free_port  # noqa: E402
+from activities.comfyui.client import ComfyUIClient, outcome_from_history  # noqa: E402
+from activities.comfyui.process import ComfyUIProcess  # noqa: E402
+from activities.workers.temporal_client import connect_temporal  # noqa: E402
+from api.cli.devstack.child_process import ChildProcess  # noqa: E402
+from api.cli.devstack.http_server import free_port  # noqa: E402
+from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
-from temporal_workflows.models import ExecuteResult  # noqa: E402
+from temporal_workflows.payloads import ExecuteResult  # noqa: E402
 from tests.api.emulator_workflow import (  # noqa: E402
     EMULATOR_WORKFLOW_ID,
     write_manifests_with_emulator_sampler,
@@ -142,7 +142,7 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
         env = dict(os.environ, TEMPORAL_ADDRESS=server.address)
         for name in ("COMFYUI_PATH", "COMFYUI_URL", "COMFYUI_ARGS", "TEMPORAL_NAMESPACE"):
             env.pop(name, None)
-        cli = [sys.executable, "-m", "api.cli"]
+        cli = [sys.executable, "-m", "api.cli.main"]
         gpu = ChildProcess(
             "gpu-worker",
             [*cli, "gpu-worker", "--comfyui-url", comfyui_url, "--data-dir", str(data_dir),

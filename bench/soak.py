@@ -46,13 +46,13 @@ import httpx  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError  # noqa: E402
 
-from activities.control_worker import build_control_worker  # noqa: E402
-from activities.output_store import OutputStore  # noqa: E402
-from activities.temporal_client import connect_temporal  # noqa: E402
-from api.devserver import DevServerConfig, TemporalDevServer  # noqa: E402
-from api.http_server import free_port  # noqa: E402
+from activities.io.output_store import OutputStore  # noqa: E402
+from activities.workers.control import build_control_worker  # noqa: E402
+from activities.workers.temporal_client import connect_temporal  # noqa: E402
+from api.cli.devstack.http_server import free_port  # noqa: E402
+from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
-from temporal_workflows.models import GenerationRequest, GenerationResult  # noqa: E402
+from temporal_workflows.payloads import GenerationRequest, GenerationResult  # noqa: E402
 from tests.worker_processes import (  # noqa: E402
     clean_environment,
     gpu_worker_command,

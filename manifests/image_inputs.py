@@ -9,7 +9,7 @@ Accepted request values (docs/image-inputs.md):
   of image never travel through Temporal (temporal-notes.md §3k).
 
 This module only checks shapes; the network policy and size limits are the API's and the GPU
-worker's (api/image_inputs.py, activities/image_inputs.py).
+worker's (api/image_inputs.py, activities/generation/image_uploads.py).
 """
 
 from __future__ import annotations

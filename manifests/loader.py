@@ -17,14 +17,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from manifests.errors import ManifestError
-from manifests.models import (
+from manifests.definitions import (
     InputRef,
     ParameterDef,
     ResolvedBypass,
     WorkflowEntry,
     WorkflowManifest,
 )
+from manifests.errors import ManifestError
 from manifests.render import is_link
 from manifests.validation import check_value
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from manifests.definitions import WorkflowManifest
 from manifests.errors import ManifestError, UnknownWorkflow
 from manifests.loader import load_manifests
-from manifests.models import WorkflowManifest
 from manifests.render import RenderedPrompt, render_prompt
 from manifests.validation import validate_params
 

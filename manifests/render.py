@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from manifests.definitions import WorkflowManifest
 from manifests.image_inputs import (
     ImageSource,
     is_inline_image,
     parse_image_source,
     upload_placeholder,
 )
-from manifests.models import WorkflowManifest
 from manifests.validation import same_value, validate_params
 
 _system_random = random.SystemRandom()

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from manifests.definitions import ParameterDef, WorkflowManifest
 from manifests.errors import ParamError, ParamsInvalid
 from manifests.image_inputs import image_value_problem, is_inline_image
-from manifests.models import ParameterDef, WorkflowManifest
 
 
 def _describe(value: Any) -> str:

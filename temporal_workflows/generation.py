@@ -22,7 +22,14 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from temporal_workflows.models import (
+    from temporal_workflows.names import (
+        SA_POOL,
+        SA_WORKER,
+        SA_WORKFLOW,
+        pool_task_queue,
+        worker_task_queue,
+    )
+    from temporal_workflows.payloads import (
         CancelRequest,
         ExecuteInput,
         ExecuteResult,
@@ -37,15 +44,8 @@ with workflow.unsafe.imports_passed_through():
         PriorityChange,
         WebhookDelivery,
     )
-    from temporal_workflows.names import (
-        SA_POOL,
-        SA_WORKER,
-        SA_WORKFLOW,
-        pool_task_queue,
-        worker_task_queue,
-    )
 
-# Activity type names, shared with activities/generation.py.
+# Activity type names, shared with activities/generation/execute.py.
 PREPARE_ACTIVITY = "prepare_generation"
 EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from activities.comfyui_process import ComfyUIProcess
+from activities.comfyui.process import ComfyUIProcess
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
 

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.devserver import DEV_SERVER_DYNAMIC_CONFIG, temporal_cli
+from api.cli.devstack.temporal_server import DEV_SERVER_DYNAMIC_CONFIG, temporal_cli
 from temporal_workflows.names import SEARCH_ATTRIBUTES
 
 # DEV_SERVER_DYNAMIC_CONFIG and temporal_cli are shared with `comfy-temporal dev`.

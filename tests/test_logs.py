@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from activities.logs import configure_logging
+from activities.workers.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)

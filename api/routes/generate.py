@@ -1,7 +1,8 @@
 """POST /generate: validate against the manifest, then start a GenerationWorkflow.
 
-With an `Idempotency-Key` header the task id is derived from the key (`api.idempotency`), and
-Temporal's workflow id policies make a repeat return the same task instead of a second generation.
+With an `Idempotency-Key` header the task id is derived from the key
+(`api.generations.idempotency`), and Temporal's workflow id policies make a repeat return the
+same task instead of a second generation.
 """
 
 from __future__ import annotations
@@ -25,25 +26,25 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.access import presented_keys
 from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
 from api.errors import ApiError, TemporalUnavailable
-from api.idempotency import (
+from api.generations.idempotency import (
     IDEMPOTENCY_MEMO,
     IdempotencyConflict,
     body_fingerprint,
     check_idempotency_key,
     idempotent_task_id,
 )
-from api.models import GenerateAccepted, GenerateCreate
-from api.request_inputs import checked_callback_url, inline_images_removed, stage_image_inputs
+from api.generations.inputs import checked_callback_url, inline_images_removed, stage_image_inputs
 from api.responses import error_responses
-from api.task_queues import queue_pollers
-from api.task_status import GENERATION_WORKFLOW, status_url
-from temporal_workflows.models import GenerationOptions, GenerationRequest
+from api.schemas import GenerateAccepted, GenerateCreate
+from api.tasks.queues import queue_pollers
+from api.tasks.reader import GENERATION_WORKFLOW, status_url
 from temporal_workflows.names import (
     CONTROL_TASK_QUEUE,
     SA_POOL,
     SA_WORKFLOW,
     worker_task_queue,
 )
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 
 router = APIRouter(tags=["generate"])
 
@@ -125,7 +126,7 @@ async def generate(
         # again, and a pinned worker that has gone away since does not fail the retry.
         if await _check_same_body(temporal, task_id, fingerprint):
             return _accepted(response, base_url, task_id)
-    # Inline (base64) images are stored apart, under their own limit (api/request_inputs.py).
+    # Inline (base64) images are stored apart, under their own limit (api/generations/inputs.py).
     size = len(json.dumps(inline_images_removed(body.params), separators=(",", ":")))
     if size > MAX_PARAMS_BYTES:
         raise ParamsTooLarge(

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ManifestsDep, SettingsDep, TemporalDep
-from api.models import Health, PoolReadiness, Readiness
-from api.task_queues import queue_pollers
+from api.schemas import Health, PoolReadiness, Readiness
+from api.tasks.queues import queue_pollers
 from temporal_workflows.names import CONTROL_TASK_QUEUE, DEFAULT_POOL, pool_task_queue
 
 router = APIRouter(tags=["health"])

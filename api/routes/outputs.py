@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
 from api.deps import SettingsDep, require_download_access
-from api.output_files import resolve_output
 from api.responses import error_responses
+from api.tasks.output_files import resolve_output
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 

@@ -18,9 +18,8 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from api.deps import BaseUrlDep, ManifestsDep, PageTokensDep, TemporalDep
-from api.models import GenerateOptions
 from api.page_tokens import fetch_page
-from api.schedule_models import (
+from api.schedules.schemas import (
     ScheduleChange,
     ScheduleCreate,
     ScheduleList,
@@ -30,7 +29,7 @@ from api.schedule_models import (
     ScheduleTrigger,
     ScheduleTriggered,
 )
-from api.schedules import (
+from api.schedules.translate import (
     OVERLAP_POLICIES,
     ScheduleExists,
     describe_generation_schedule,
@@ -46,7 +45,8 @@ from api.schedules import (
     temporal_spec,
     translate_rpc_error,
 )
-from api.task_status import GENERATION_WORKFLOW
+from api.schemas import GenerateOptions
+from api.tasks.reader import GENERATION_WORKFLOW
 from temporal_workflows.names import SA_WORKFLOW
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])

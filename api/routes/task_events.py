@@ -1,7 +1,7 @@
 """Live views of a running task: its status and progress as Server-Sent Events, and its latest
 sampler preview image.
 
-The stream polls Temporal (describe, through `api.task_status.read_task`, the same reading as
+The stream polls Temporal (describe, through `api.tasks.reader.read_task`, the same reading as
 GET /tasks/{id}) every POLL_SECONDS and sends an event only when something changed. Event ids are
 derived from the task's state, not from a counter kept by this process, so any API replica can
 resume a stream from the `Last-Event-ID` a client sends back:
@@ -28,13 +28,13 @@ from fastapi.responses import StreamingResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.output_store import OutputStore, OutputStoreError
+from activities.io.output_store import OutputStore, OutputStoreError
 from api.access import UrlSigner
 from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep, UrlSignerDep
 from api.errors import ApiError, InvalidOutputName, TaskNotFound
-from api.models import TaskPublic
 from api.responses import ErrorBody
-from api.task_status import read_task
+from api.schemas import TaskPublic
+from api.tasks.reader import read_task
 from manifests.errors import UnknownWorkflow
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
-from api.models import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
 from api.page_tokens import fetch_page
-from api.task_status import (
+from api.schemas import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
+from api.tasks.reader import (
     GENERATION_WORKFLOW,
     read_task,
     summarize,

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 
 from api.deps import ManifestsDep
 from api.errors import WorkflowNotFound
-from api.models import ManifestErrorPublic, WorkflowList, WorkflowPublic
+from api.schemas import ManifestErrorPublic, WorkflowList, WorkflowPublic
+from manifests.definitions import WorkflowManifest
 from manifests.errors import ManifestError
-from manifests.models import WorkflowManifest
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 

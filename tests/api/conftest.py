@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from api.http_server import serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 
 

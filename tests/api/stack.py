@@ -1,5 +1,5 @@
 """The whole generation path in one test process: the API with its embedded control worker, a real
-GpuWorker (activities/gpu_worker.py) and the ComfyUI emulator as its subprocess."""
+GpuWorker (activities/workers/gpu.py) and the ComfyUI emulator as its subprocess."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.gpu_worker import GpuWorker, GpuWorkerSettings
-from api.http_server import serve_in_background
-from api.main import create_app
+from activities.workers.gpu import GpuWorker, GpuWorkerSettings
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler

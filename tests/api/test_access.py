@@ -24,10 +24,10 @@ from api.access import (
     check_bind_access,
     load_signing_key,
 )
-from api.http_server import free_port, serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import free_port, serve_in_background
 from api.settings import Settings
-from api.task_status import output_url
+from api.tasks.reader import output_url
 from tests.api.conftest import StartedTasks
 
 KEY = "test-key-7f3a"
@@ -229,7 +229,7 @@ async def _run_cli(args: list[str], env: dict[str, str]) -> asyncio.subprocess.P
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "api.cli",
+        "api.cli.main",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

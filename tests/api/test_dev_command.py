@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.child_process import alive, descendants
-from api.http_server import free_port
+from api.cli.devstack.child_process import alive, descendants
+from api.cli.devstack.http_server import free_port
 from tests.api.stack import poll_task
 from tests.fixtures_emulator import EMULATOR_DIR
 
@@ -48,7 +48,7 @@ async def start_dev(data_dir: Path, log: Path, *, with_comfyui: bool = True) -> 
             COMFYUI_PATH=str(EMULATOR_DIR), COMFYUI_PYTHON=sys.executable, COMFYUI_ARGS="--cpu"
         )
     argv = [
-        sys.executable, "-m", "api.cli", "dev",
+        sys.executable, "-m", "api.cli.main", "dev",
         "--data-dir", str(data_dir),
         "--port", str(api_port),
         "--temporal-port", str(temporal_port),
@@ -147,7 +147,7 @@ async def test_api_command_reaches_temporal_by_env_and_embeds_a_control_worker(
     env = dict(os.environ, TEMPORAL_ADDRESS=temporal_address)
     env.pop("TEMPORAL_NAMESPACE", None)
     log = tmp_path / "api.log"
-    argv = [sys.executable, "-m", "api.cli", "api", "--port", str(port),
+    argv = [sys.executable, "-m", "api.cli.main", "api", "--port", str(port),
             "--data-dir", str(tmp_path), "--with-control-worker"]  # fmt: skip
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
@@ -180,7 +180,7 @@ async def test_sigterm_while_dev_starts_leaves_no_process_behind(
     log = tmp_path / "dev.log"
     env = dict(os.environ, COMFYUI_PATH=str(EMULATOR_DIR), COMFYUI_PYTHON=sys.executable)
     env.pop("TEMPORAL_ADDRESS", None)
-    argv = [sys.executable, "-m", "api.cli", "dev", "--data-dir", str(tmp_path / "data"),
+    argv = [sys.executable, "-m", "api.cli.main", "dev", "--data-dir", str(tmp_path / "data"),
             "--port", str(free_port()), "--temporal-port", str(free_port()),
             "--headless"]  # fmt: skip
     with log.open("ab") as out:

@@ -28,10 +28,10 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.http_server import serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
+from api.cli.setup import register_search_attributes
 from api.settings import Settings
-from api.setup_cli import register_search_attributes
 from manifests.registry import ManifestRegistry
 
 API_KEY = "fuzz-key-0123456789"

@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
-from api.devserver import DevServerConfig, TemporalDevServer
-from api.http_server import free_port, serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import free_port, serve_in_background
+from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
 from api.settings import Settings
 
 

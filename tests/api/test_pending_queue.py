@@ -10,8 +10,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from temporal_workflows.models import ExecuteInput, ExecuteResult
 from temporal_workflows.names import pool_task_queue
+from temporal_workflows.payloads import ExecuteInput, ExecuteResult
 from tests.api.conftest import StartedTasks
 from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
 

@@ -10,8 +10,8 @@ import httpx
 import pytest_asyncio
 from temporalio.client import Client
 
-from api.http_server import serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 from manifests.registry import DEFAULT_MANIFESTS_DIR, DEFAULT_WORKFLOWS_DIR
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_errors import ComfyUIError
-from activities.comfyui_events import NodeProgress, PreviewFrame
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.errors import ComfyUIError
+from activities.comfyui.events import NodeProgress, PreviewFrame
 from tests.comfyui.graphs import sampler_graph, save_graph
 
 

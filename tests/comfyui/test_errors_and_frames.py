@@ -7,12 +7,12 @@ import struct
 
 import pytest
 
-from activities.comfyui_errors import (
+from activities.comfyui.errors import (
     ComfyUIExecutionError,
     ComfyUIOutOfMemory,
     ComfyUIValidationError,
 )
-from activities.comfyui_events import decode_binary
+from activities.comfyui.events import decode_binary
 
 
 @pytest.mark.parametrize(

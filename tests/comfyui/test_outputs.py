@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_events import NodeExecuted
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.events import NodeExecuted
 from tests.comfyui.graphs import fresh_color
 
 
@@ -197,7 +197,7 @@ async def test_upload_reuses_identical_bytes_and_renames_different_ones(shared_e
 async def test_missing_image_file_is_a_validation_error_on_load_image(
     shared_emulator, tmp_path: Path
 ) -> None:
-    from activities.comfyui_errors import ComfyUIValidationError
+    from activities.comfyui.errors import ComfyUIValidationError
 
     graph = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "not-uploaded.png"}},

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_errors import ComfyUIStartError, ComfyUIUnavailable
-from activities.comfyui_process import ComfyUIAttached, ComfyUIProcess, resolve_python
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
+from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
 from tests.fixtures_emulator import EMULATOR_DIR
 
 
@@ -70,7 +70,7 @@ async def test_start_times_out_when_the_port_never_opens(start_emulator) -> None
 
 
 async def test_log_lines_are_prefixed_and_kept(start_emulator, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="activities.comfyui_process"):
+    with caplog.at_level(logging.INFO, logger="activities.comfyui.process"):
         emulator = await start_emulator(name="comfyui:gpu7")
     assert any(line.startswith("To see the GUI go to:") for line in emulator.process.last_lines)
     assert any(
@@ -147,7 +147,7 @@ async def test_attached_mode_follows_the_health_of_a_running_comfyui(start_emula
 
 
 async def test_attached_start_fails_when_nothing_answers() -> None:
-    from activities.comfyui_process import free_port
+    from activities.comfyui.process import free_port
 
     attached = ComfyUIAttached(
         f"http://127.0.0.1:{free_port()}", start_timeout=0.3, poll_interval=0.05
@@ -263,7 +263,7 @@ _STOP_WITH_SIGINT_IGNORED = """
 import asyncio, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from activities.comfyui_process import ComfyUIProcess
+from activities.comfyui.process import ComfyUIProcess
 
 async def main():
     process = ComfyUIProcess(Path(sys.argv[2]), work_dir=Path(sys.argv[3]), python=sys.executable,

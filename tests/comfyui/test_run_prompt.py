@@ -8,13 +8,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_errors import (
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.errors import (
     ComfyUIExecutionError,
     ComfyUIOutOfMemory,
     ComfyUIValidationError,
 )
-from activities.comfyui_events import (
+from activities.comfyui.events import (
     NodeExecuted,
     NodeExecuting,
     NodeProgress,
@@ -205,7 +205,7 @@ async def test_out_of_memory_is_recognised_by_exception_type(
 
 
 async def test_ready_is_false_when_nothing_listens(tmp_path: Path) -> None:
-    from activities.comfyui_process import free_port
+    from activities.comfyui.process import free_port
 
     async with ComfyUIClient(f"http://127.0.0.1:{free_port()}") as client:
         assert await client.ready() is False

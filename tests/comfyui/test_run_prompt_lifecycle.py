@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_errors import (
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.errors import (
     ComfyUIInterrupted,
     ComfyUIStalled,
     ComfyUIUnavailable,
 )
-from activities.comfyui_events import (
+from activities.comfyui.events import (
     ComfyEvent,
     ConnectionLost,
     ConnectionRestored,
@@ -278,7 +278,7 @@ async def test_refused_connections_mid_run_raise_unavailable(
 
 
 async def test_run_prompt_against_nothing_raises_unavailable(tmp_path: Path) -> None:
-    from activities.comfyui_process import free_port
+    from activities.comfyui.process import free_port
 
     async with ComfyUIClient(f"http://127.0.0.1:{free_port()}") as client:
         with pytest.raises(ComfyUIUnavailable):

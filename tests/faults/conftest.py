@@ -13,11 +13,11 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.output_store import OutputStore
-from api.devserver import DevServerConfig, TemporalDevServer
-from api.http_server import free_port
+from activities.io.output_store import OutputStore
+from api.cli.devstack.http_server import free_port
+from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationRequest
+from temporal_workflows.payloads import GenerationRequest
 from tests.fixtures_emulator import StartEmulator
 from tests.workflows.conftest import (
     WORKFLOWS_YAML,
@@ -85,7 +85,8 @@ async def fault_stack(
 
 class RestartableDevServer:
     """A Temporal dev server persisted to a SQLite file that a test can stop and start again on the
-    same file and port (api/devserver.py, the server `comfy-temporal dev` runs)."""
+    same file and port (api/cli/devstack/temporal_server.py: the server `comfy-temporal dev`
+    runs)."""
 
     def __init__(self, config: DevServerConfig) -> None:
         self.config = config

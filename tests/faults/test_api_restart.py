@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from api.http_server import free_port
+from api.cli.devstack.http_server import free_port
 from tests.faults.conftest import RestartableDevServer, assert_stored_once, write_fault_manifests
 from tests.fixtures_emulator import StartEmulator
 from tests.workflows.conftest import GenerationStack, wait_for

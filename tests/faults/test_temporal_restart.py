@@ -9,8 +9,8 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.control_worker import build_control_worker
-from activities.temporal_client import connect_temporal
+from activities.workers.control import build_control_worker
+from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from tests.faults.conftest import (
     RestartableDevServer,

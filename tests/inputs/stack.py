@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image
 from temporalio.client import Client
 
-from api.http_server import serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.stack import api_with_gpu_worker

@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from activities.image_inputs import ImageInputError, decode_base64_image, fetch_image
-from activities.outbound_urls import UrlRefused, check_url, pinned_request
+from activities.generation.image_uploads import ImageInputError, decode_base64_image, fetch_image
+from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from tests.inputs.stack import solid_png
 from tests.loopback_http import serve_on_loopback
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from manifests.cli import parse_param
 from tests.manifests.conftest import ManifestDirs, fixture_dirs
 

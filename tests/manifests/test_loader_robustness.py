@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from manifests.definitions import ParameterDef, WorkflowEntry
 from manifests.loader import load_manifests
-from manifests.models import ParameterDef, WorkflowEntry
 from tests.manifests.conftest import SMOKE_GRAPH
 
 scalars = st.one_of(

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from manifests.definitions import ParameterDef, WorkflowManifest
 from manifests.errors import ParamsInvalid
-from manifests.models import ParameterDef, WorkflowManifest
 from manifests.registry import ManifestRegistry
 from manifests.render import is_link, render_prompt
 from manifests.validation import same_value, validate_params

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from manifests.definitions import SEED_MAX, WorkflowManifest
 from manifests.errors import ParamsInvalid
-from manifests.models import SEED_MAX, WorkflowManifest
 from manifests.registry import ManifestRegistry
 from manifests.render import is_link, render_prompt
 from tests.manifests.conftest import fixture_dirs

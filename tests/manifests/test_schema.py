@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manifests.models import SEED_MAX
+from manifests.definitions import SEED_MAX
 from manifests.registry import ManifestRegistry
 
 FLUX = ManifestRegistry().get("flux_wavespeed")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manifests.definitions import ParameterDef, WorkflowManifest
 from manifests.errors import ParamError, ParamsInvalid
-from manifests.models import ParameterDef, WorkflowManifest
 from manifests.validation import validate_params
 
 

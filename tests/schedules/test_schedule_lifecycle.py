@@ -13,7 +13,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
-from api.devserver import temporal_cli
+from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.names import SA_POOL, SA_WORKFLOW
 from tests.schedules.conftest import (
     Schedules,

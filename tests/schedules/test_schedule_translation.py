@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from temporalio.client import ScheduleCalendarSpec, ScheduleRange, ScheduleSpec
 
-from api.schedule_models import ScheduleSpecIn, format_duration, parse_duration
-from api.schedules import public_spec, ranges_text, temporal_spec
+from api.schedules.schemas import ScheduleSpecIn, format_duration, parse_duration
+from api.schedules.translate import public_spec, ranges_text, temporal_spec
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.cli import main
-from api.http_server import free_port, serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import free_port, serve_in_background
+from api.cli.main import main
 from api.settings import Settings
 from tests.schedules.conftest import Schedules, ScheduleStack, wait_for_runs, wait_for_task
 

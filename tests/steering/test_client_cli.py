@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 from temporalio.client import Client
 
-from api.cli import main as cli_main
-from api.http_server import serve_in_background
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
+from api.cli.main import main as cli_main
 from api.settings import Settings
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
 from tests.api.stack import GenerationStack, poll_task
@@ -35,7 +35,7 @@ def _cli_env(stack: GenerationStack) -> dict[str, str]:
 async def _cli_process(stack: GenerationStack, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "api.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=90,
@@ -132,7 +132,7 @@ async def test_ctrl_c_while_waiting_exits_130_and_the_task_goes_on(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "api.cli",
+        "api.cli.main",
         "submit",
         EMULATOR_WORKFLOW_ID,
         "-p",

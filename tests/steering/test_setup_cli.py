@@ -25,7 +25,7 @@ async def _setup(address: str, namespace: str) -> subprocess.CompletedProcess[st
     env = {**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": namespace}
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "api.cli", "setup"],
+        [sys.executable, "-m", "api.cli.main", "setup"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from api.client_cli import ServerEvent, follow_task
+from api.cli.tasks import ServerEvent, follow_task
 from api.routes import task_events
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
 from tests.api.stack import GenerationStack

@@ -16,14 +16,14 @@ from aiohttp import web
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.control_worker import build_control_worker
-from activities.temporal_client import connect_temporal
-from activities.webhooks import WebhookActivities
-from api.models import TaskPublic
-from api.task_status import read_task
+from activities.generation.webhooks import WebhookActivities
+from activities.workers.control import build_control_worker
+from activities.workers.temporal_client import connect_temporal
+from api.schemas import TaskPublic
+from api.tasks.reader import read_task
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationOptions, GenerationRequest
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 from tests.fixtures_emulator import StartEmulator
 from tests.loopback_http import serve_on_loopback
 from tests.workflows.conftest import (

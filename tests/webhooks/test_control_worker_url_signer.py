@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from activities.control_worker import load_url_signer
+from activities.workers.control import load_url_signer
 from api.access import DownloadForbidden, UrlSigner
-from api.main import create_app
+from api.app import create_app
 from api.settings import Settings
 
 TASK_ID = "smoke_image-20261127-101500-a1b2c3"

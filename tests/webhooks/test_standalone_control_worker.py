@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from activities.gpu_worker import GpuWorker, GpuWorkerSettings
-from api.http_server import serve_in_background
-from api.main import create_app
+from activities.workers.gpu import GpuWorker, GpuWorkerSettings
+from api.app import create_app
+from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler

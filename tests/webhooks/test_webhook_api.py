@@ -11,7 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.webhooks import verify_signature
+from activities.generation.webhooks import verify_signature
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
 from tests.api.stack import api_with_gpu_worker

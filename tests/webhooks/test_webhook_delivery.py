@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
-from activities.webhooks import verify_signature
+from activities.generation.webhooks import verify_signature
 from tests.webhooks.conftest import (
     PUBLIC_URL,
     WEBHOOK_SECRET,

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from activities.comfyui_client import ComfyUIClient
-from activities.control_worker import build_control_worker
-from activities.gpu_worker import GpuWorker, GpuWorkerSettings
-from activities.temporal_client import connect_temporal
+from activities.comfyui.client import ComfyUIClient
+from activities.workers.control import build_control_worker
+from activities.workers.gpu import GpuWorker, GpuWorkerSettings
+from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationOptions, GenerationRequest, Progress
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest, Progress
 from tests.fixtures_emulator import EmulatorHandle, StartEmulator
 
 # EmptyImage -> EmulatorSampler (one progress event per step, interruptible) -> SaveImage.

@@ -13,11 +13,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from activities.comfyui_client import ComfyUIClient
-from activities.generation import prompt_id_for
-from activities.output_store import OutputStore
+from activities.comfyui.client import ComfyUIClient
+from activities.generation.execute import prompt_id_for
+from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationError, Progress
+from temporal_workflows.payloads import GenerationError, Progress
 from tests.fixtures_temporal import temporal_cli
 from tests.workflows.conftest import (
     GenerationStack,

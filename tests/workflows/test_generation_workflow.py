@@ -23,9 +23,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.generation import request_cancel, update_priority
+from activities.generation.execute import request_cancel, update_priority
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import (
+from temporal_workflows.names import pool_task_queue, worker_task_queue
+from temporal_workflows.payloads import (
     ExecuteInput,
     ExecuteResult,
     GenerationError,
@@ -36,7 +37,6 @@ from temporal_workflows.models import (
     PrepareInput,
     Progress,
 )
-from temporal_workflows.names import pool_task_queue, worker_task_queue
 from tests.workflows.conftest import keep_history
 
 DEADLINE = 20.0

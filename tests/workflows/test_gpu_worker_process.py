@@ -13,10 +13,10 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.output_store import OutputStore
+from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.models import GenerationRequest
 from temporal_workflows.names import CONTROL_TASK_QUEUE
+from temporal_workflows.payloads import GenerationRequest
 from tests.worker_processes import (
     COMFY_TEMPORAL,
     clean_environment,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.output_store import OutputStore, OutputStoreError
+from activities.io.output_store import OutputStore, OutputStoreError
 
 
 @pytest.mark.parametrize("filename", ["../secret", "a/b.png", "..", ".", "", "x\\y", "a\x00b"])

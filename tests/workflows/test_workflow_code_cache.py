@@ -1,5 +1,5 @@
 """The compile-once loader the control worker uses for workflow modules
-(activities/workflow_code_cache.py)."""
+(activities/workers/workflow_code_cache.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.workflow_code_cache import WorkflowCodeFinder
+from activities.workers.workflow_code_cache import WorkflowCodeFinder
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from activities.logs import configure_logging
+from activities.workers.logs import configure_logging
 from temporal_workflows.names import DEFAULT_POOL
 
 logger = logging.getLogger("comfy_temporal.worker")
@@ -208,9 +208,9 @@ def _finish(code: int) -> int:
 
 def control_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
-    from activities.control_worker import load_url_signer, run_control_worker
-    from activities.temporal_client import connect_temporal
-    from activities.webhooks import WebhookActivities
+    from activities.generation.webhooks import WebhookActivities
+    from activities.workers.control import load_url_signer, run_control_worker
+    from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
     try:
@@ -240,9 +240,9 @@ def control_worker_command(args: argparse.Namespace) -> int:
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
-    from activities.comfyui_process import ComfyUIAttached, ComfyUIProcess
-    from activities.gpu_worker import GpuWorker, GpuWorkerSettings, default_worker_name
-    from activities.temporal_client import connect_temporal
+    from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess
+    from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
+    from activities.workers.temporal_client import connect_temporal
 
     if args.comfyui is None and args.comfyui_url is None:
         print(

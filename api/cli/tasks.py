@@ -23,7 +23,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from api.schedules_cli import (
+from api.cli.schedules import (
     CommandError,
     _api_url,
     _auth_headers,

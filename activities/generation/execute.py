@@ -29,7 +29,7 @@ from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.comfyui_errors import (
+from activities.comfyui.errors import (
     ComfyUIExecutionError,
     ComfyUIInterrupted,
     ComfyUIOutOfMemory,
@@ -37,15 +37,15 @@ from activities.comfyui_errors import (
     ComfyUIUnavailable,
     ComfyUIValidationError,
 )
-from activities.comfyui_events import (
+from activities.comfyui.events import (
     NodeExecuting,
     NodeProgress,
     PreviewFrame,
     PromptQueued,
     PromptStarted,
 )
-from activities.image_inputs import image_input_refs, upload_image_inputs
-from activities.output_store import OutputPathRefused, OutputStore, OutputStoreError
+from activities.generation.image_uploads import image_input_refs, upload_image_inputs
+from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.render import render_prompt
 from temporal_workflows.generation import (
@@ -54,7 +54,7 @@ from temporal_workflows.generation import (
     REQUEST_CANCEL_ACTIVITY,
     UPDATE_PRIORITY_ACTIVITY,
 )
-from temporal_workflows.models import (
+from temporal_workflows.payloads import (
     CancelRequest,
     ExecuteInput,
     ExecuteResult,
@@ -67,8 +67,8 @@ from temporal_workflows.models import (
 )
 
 if TYPE_CHECKING:
-    from activities.comfyui_client import ComfyUIClient, PromptResult
-    from activities.comfyui_events import ComfyEvent
+    from activities.comfyui.client import ComfyUIClient, PromptResult
+    from activities.comfyui.events import ComfyEvent
     from manifests.registry import ManifestRegistry
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 from the shared store, or decode it), upload it to this worker's ComfyUI, and put the uploaded
 name into the graph's LoadImage inputs before the prompt is submitted.
 
-Downloads follow the same policy as the API (activities/outbound_urls.py), checked again here
+Downloads follow the same policy as the API (activities/io/outbound_urls.py), checked again here
 right before connecting, with a size limit and a timeout. Uploads go to
 `comfy-temporal/<task id>/` in ComfyUI's input directory with overwrite, so a retried attempt
 replaces its own file and two tasks never share one (comfyui-protocol.md §2.7).
@@ -21,13 +21,13 @@ from urllib.parse import urljoin
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.comfyui_client import ComfyUIClient
-from activities.comfyui_errors import ComfyUIError
-from activities.outbound_urls import UrlRefused, check_url, pinned_request
-from activities.output_store import OutputStore, OutputStoreError
+from activities.comfyui.client import ComfyUIClient
+from activities.comfyui.errors import ComfyUIError
+from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
+from activities.io.output_store import OutputStore, OutputStoreError
 from manifests.image_inputs import ImageFromBase64, ImageFromStore, ImageFromUrl
 from manifests.render import RenderedPrompt
-from temporal_workflows.models import GenerationError, ImageInputRef
+from temporal_workflows.payloads import GenerationError, ImageInputRef
 
 ALLOW_PRIVATE_ENV = "COMFY_ALLOW_PRIVATE_IMAGE_URLS"
 MAX_BYTES_ENV = "COMFY_MAX_IMAGE_BYTES"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from activities.comfyui_errors import ComfyUIStartError, ComfyUIUnavailable
+from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from temporalio.worker import (
     WorkerTuner,
 )
 
-from activities.comfyui_client import ComfyUIClient
-from activities.generation import ExecuteActivities
-from activities.output_store import OutputStore
+from activities.comfyui.client import ComfyUIClient
+from activities.generation.execute import ExecuteActivities
+from activities.io.output_store import OutputStore
 from temporal_workflows.names import DEFAULT_POOL, pool_task_queue, worker_task_queue
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from api.child_process import ChildProcess
+from api.cli.devstack.child_process import ChildProcess
 from temporal_workflows.names import SEARCH_ATTRIBUTES
 
 # temporal-notes.md §6 and §3g: poll the transfer queue often (else every task waits up to 50 ms),

@@ -3,7 +3,7 @@ images given by URL or inline (base64).
 
 Checked before anything starts: URLs must be http(s) and, unless the settings allow it, must not
 resolve to a private, loopback, link-local or otherwise non-public address
-(activities/outbound_urls.py; the workers check again when they connect). Inline images are
+(activities/io/outbound_urls.py; the workers check again when they connect). Inline images are
 decoded, size-checked and stored in the shared store's inputs folder; the workflow gets a
 reference (`{"input_file": "<sha256>.<ext>"}`), never the bytes (temporal-notes.md §3k).
 """
@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.image_inputs import ImageInputError, decode_base64_image, image_extension
-from activities.outbound_urls import UrlRefused, check_url
-from activities.output_store import OutputStore, OutputStoreError
+from activities.generation.image_uploads import (
+    ImageInputError,
+    decode_base64_image,
+    image_extension,
+)
+from activities.io.outbound_urls import UrlRefused, check_url
+from activities.io.output_store import OutputStore, OutputStoreError
 from api.errors import ApiError
-from api.models import GenerateCreate
+from api.schemas import GenerateCreate
 from api.settings import Settings
+from manifests.definitions import WorkflowManifest
 from manifests.image_inputs import (
     ImageFromBase64,
     ImageFromStore,
@@ -25,7 +30,6 @@ from manifests.image_inputs import (
     is_inline_image,
     parse_image_source,
 )
-from manifests.models import WorkflowManifest
 
 
 class RequestInputsInvalid(ApiError):

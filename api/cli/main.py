@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -15,16 +14,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module adds its own subcommands and sets `func` (argparse.Namespace -> exit code).
-    from api import client_cli, schedules_cli, service_cli, setup_cli
+    from activities.workers import cli as worker_cli
+    from api.cli import schedules, serve, setup, tasks
     from manifests import cli as manifests_cli
 
-    service_cli.register(commands)
-    setup_cli.register(commands)
-    client_cli.register(commands)
-    schedules_cli.register(commands)
+    serve.register(commands)
+    setup.register(commands)
+    tasks.register(commands)
+    schedules.register(commands)
     manifests_cli.register(commands)
     # control-worker and gpu-worker ship with the activities package.
-    importlib.import_module("activities.worker_cli").register(commands)
+    worker_cli.register(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from manifests.models import WorkflowManifest
+from manifests.definitions import WorkflowManifest
 from manifests.registry import ManifestRegistry, RegistrySnapshot
 
 

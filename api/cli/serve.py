@@ -23,13 +23,13 @@ from typing import Any
 
 import uvicorn
 
-from activities.logs import configure_logging
-from activities.worker_cli import add_manifest_dir_flags, add_temporal_flags
+from activities.workers.cli import add_manifest_dir_flags, add_temporal_flags
+from activities.workers.logs import configure_logging
 from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
-from api.child_process import ChildProcess
-from api.devserver import DevServerConfig, DevServerError, TemporalDevServer
-from api.http_server import ApiServer
-from api.main import create_app
+from api.app import create_app
+from api.cli.devstack.child_process import ChildProcess
+from api.cli.devstack.http_server import ApiServer
+from api.cli.devstack.temporal_server import DevServerConfig, DevServerError, TemporalDevServer
 from api.settings import Settings
 
 log = logging.getLogger("comfy_temporal.dev")
@@ -298,7 +298,7 @@ def run_api_command(args: argparse.Namespace) -> int:
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
-        from activities.temporal_client import connect_temporal
+        from activities.workers.temporal_client import connect_temporal
 
         try:
             client = await connect_temporal(args.temporal_address, args.namespace)
@@ -319,7 +319,7 @@ def gpu_worker_command(args: argparse.Namespace, data_dir: Path) -> list[str] | 
     """`comfy-temporal gpu-worker ...` for the configured ComfyUI, or None when there is none."""
     if not args.comfyui and not args.comfyui_url:
         return None
-    argv = [sys.executable, "-m", "api.cli", "gpu-worker", "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "api.cli.main", "gpu-worker", "--data-dir", str(data_dir)]
     if args.comfyui_url:
         argv += ["--comfyui-url", args.comfyui_url]
     else:
@@ -426,7 +426,7 @@ async def run_dev(args: argparse.Namespace) -> int:
             return 1
         print(f"Temporal dev server ready on {server.address} (pid {server.pid})", flush=True)
 
-        from activities.temporal_client import connect_temporal
+        from activities.workers.temporal_client import connect_temporal
 
         client = await connect_temporal(server.address, "default")
         argv = gpu_worker_command(args, data_dir)

@@ -16,9 +16,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.generation import PrepareActivities, request_cancel, update_priority
-from activities.webhooks import WebhookActivities
-from activities.workflow_code_cache import install_workflow_code_cache
+from activities.generation.execute import PrepareActivities, request_cancel, update_priority
+from activities.generation.webhooks import WebhookActivities
+from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.access import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
@@ -35,7 +35,7 @@ DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
 # §5.1). They hold no state a run could change. The workflow module itself is still imported per
 # run, so the sandbox keeps checking GenerationWorkflow's code for non-deterministic calls.
 WORKFLOW_PASSTHROUGH_MODULES = (
-    "temporal_workflows.models",
+    "temporal_workflows.payloads",
     "temporal_workflows.names",
     "pydantic",
     "pydantic_core",

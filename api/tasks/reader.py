@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.access import UrlSigner
 from api.errors import TaskNotFound
-from api.models import (
+from api.schemas import (
     OutputPublic,
     TaskError,
     TaskProgress,
@@ -44,15 +44,20 @@ from api.models import (
     TaskSummary,
     WebhookPublic,
 )
-from api.task_queues import queue_backlog
+from api.tasks.queues import queue_backlog
 from temporal_workflows.generation import NOTIFY_ACTIVITY, WEBHOOK_MEMO, delivery_id_for
-from temporal_workflows.models import GenerationError, GenerationResult, GenerationStatus, Progress
 from temporal_workflows.names import (
     SA_POOL,
     SA_WORKER,
     SA_WORKFLOW,
     pool_task_queue,
     worker_task_queue,
+)
+from temporal_workflows.payloads import (
+    GenerationError,
+    GenerationResult,
+    GenerationStatus,
+    Progress,
 )
 
 GENERATION_WORKFLOW = "GenerationWorkflow"

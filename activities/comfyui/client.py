@@ -28,7 +28,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from activities.comfyui_errors import (
+from activities.comfyui.errors import (
     ComfyUIError,
     ComfyUIExecutionError,
     ComfyUIInterrupted,
@@ -36,7 +36,7 @@ from activities.comfyui_errors import (
     ComfyUIUnavailable,
     ComfyUIValidationError,
 )
-from activities.comfyui_events import (
+from activities.comfyui.events import (
     BINARY_PREVIEW_IMAGE,
     BINARY_PREVIEW_IMAGE_WITH_METADATA,
     ComfyEvent,

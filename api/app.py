@@ -20,10 +20,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from temporalio.client import Client
 
 from api.access import ApiKeys, UrlSigner, load_signing_key
+from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
 from api.deps import require_api_key
 from api.errors import install_error_handlers
-from api.manifest_access import AsyncManifestRegistry
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
 from api.routes import generate, health, outputs, schedules, task_events, tasks, workflows
@@ -47,7 +47,7 @@ expire, so they work without a key. Request bodies over the configured limit get
 
 async def connect(settings: Settings) -> Client:
     """The Temporal client: envconfig (TEMPORAL_ADDRESS, ...) with the settings' overrides."""
-    from activities.temporal_client import connect_temporal
+    from activities.workers.temporal_client import connect_temporal
 
     return await connect_temporal(settings.temporal_address, settings.temporal_namespace)
 
@@ -58,8 +58,8 @@ async def embedded_control_worker(
 ) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
     webhooks carry download URLs signed with this API's key."""
-    from activities.control_worker import run_control_worker
-    from activities.webhooks import WebhookActivities
+    from activities.generation.webhooks import WebhookActivities
+    from activities.workers.control import run_control_worker
 
     stop = asyncio.Event()
     task = asyncio.create_task(

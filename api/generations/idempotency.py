@@ -12,7 +12,7 @@ import hashlib
 import json
 
 from api.errors import ApiError
-from api.models import GenerateCreate, GenerateCreateOptions
+from api.schemas import GenerateCreate, GenerateCreateOptions
 
 IDEMPOTENCY_MEMO = "idempotency"
 IDEMPOTENT_TASK_PREFIX = "idem-"

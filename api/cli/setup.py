@@ -76,7 +76,7 @@ async def register_search_attributes(client: Client) -> SetupReport:
 
 
 async def _setup(args: argparse.Namespace) -> int:
-    from activities.temporal_client import connect_temporal
+    from activities.workers.temporal_client import connect_temporal
 
     try:
         client = await connect_temporal(args.temporal_address, args.namespace)
@@ -104,7 +104,7 @@ async def _setup(args: argparse.Namespace) -> int:
 
 
 def setup_command(args: argparse.Namespace) -> int:
-    from activities.worker_cli import _finish  # exits at once: sdk-python#300, see there
+    from activities.workers.cli import _finish  # exits at once: sdk-python#300, see there
 
     return _finish(asyncio.run(_setup(args)))
 

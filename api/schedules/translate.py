@@ -34,9 +34,8 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, TemporalUnavailable
-from api.models import GenerateOptions
 from api.routes.generate import static_summary
-from api.schedule_models import (
+from api.schedules.schemas import (
     OverlapName,
     ScheduleCalendar,
     ScheduleInterval,
@@ -47,11 +46,12 @@ from api.schedule_models import (
     ScheduleSpecIn,
     ScheduleSpecPublic,
 )
-from api.schedule_models import ScheduleState as ScheduleStatePublic
-from api.task_status import GENERATION_WORKFLOW, status_url, task_status_name
-from manifests.models import WorkflowManifest
-from temporal_workflows.models import GenerationOptions, GenerationRequest
+from api.schedules.schemas import ScheduleState as ScheduleStatePublic
+from api.schemas import GenerateOptions
+from api.tasks.reader import GENERATION_WORKFLOW, status_url, task_status_name
+from manifests.definitions import WorkflowManifest
 from temporal_workflows.names import CONTROL_TASK_QUEUE, SA_POOL, SA_WORKFLOW
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 
 OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
     "skip": ScheduleOverlapPolicy.SKIP,

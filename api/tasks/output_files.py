@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.output_store import OutputStore, OutputStoreError
+from activities.io.output_store import OutputStore, OutputStoreError
 from api.errors import InvalidOutputName, OutputNotFound
 
 _MAX_NAME_BYTES = 255  # one path component (OutputStore refuses longer names)

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.models import GenerateOptions, TaskStatusName
+from api.schemas import GenerateOptions, TaskStatusName
 
 _COMPACT_DURATION = re.compile(
     r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"

@@ -27,11 +27,11 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.outbound_urls import UrlRefused, check_url, pinned_request
+from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from api.access import UrlSigner
-from api.task_status import finished_view, status_url
+from api.tasks.reader import finished_view, status_url
 from temporal_workflows.generation import NOTIFY_ACTIVITY
-from temporal_workflows.models import NotifyInput, NotifyResult
+from temporal_workflows.payloads import NotifyInput, NotifyResult
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Driving one ComfyUI: HTTP/WebSocket client, typed events and errors, process supervisor."""

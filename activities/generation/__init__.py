@@ -1,0 +1,1 @@
+"""GenerationWorkflow's activities: prepare, execute, control, webhooks, image uploads."""

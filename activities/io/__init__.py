@@ -1,0 +1,1 @@
+"""I/O the activities share: the output store and safe outbound URLs."""

@@ -1,0 +1,1 @@
+"""Worker processes: the GPU worker, the control worker, their CLI, the Temporal connection."""

@@ -1,0 +1,1 @@
+"""The `comfy-temporal` console commands: serving (api, dev), setup, the HTTP client commands."""

@@ -1,0 +1,1 @@
+"""What `comfy-temporal dev` supervises: the Temporal dev server, children, the uvicorn runner."""

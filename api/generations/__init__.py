@@ -1,0 +1,1 @@
+"""Starting a generation: idempotency keys, request inputs staged before the workflow starts."""

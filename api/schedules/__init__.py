@@ -1,0 +1,1 @@
+"""Recurring generations: schedule schemas and their translation to Temporal Schedules."""

@@ -1,0 +1,1 @@
+"""Reading tasks from Temporal: the task view, queue statistics, output files."""
