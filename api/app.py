@@ -19,9 +19,10 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from temporalio.client import Client
 
-from api.access import ApiKeys, UrlSigner, load_signing_key
+from api.api_keys import ApiKeys
 from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
+from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.openapi import OpenAPICache

@@ -9,8 +9,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.access import ApiKeys, Unauthorized, UrlSigner, presented_keys
+from api.api_keys import ApiKeys, Unauthorized, presented_keys
 from api.async_manifests import AsyncManifestRegistry
+from api.contract.signed_urls import UrlSigner
 from api.errors import TemporalUnavailable
 from api.page_tokens import PageTokens
 from api.settings import Settings

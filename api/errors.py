@@ -1,8 +1,9 @@
 """Domain errors of the API and the one place they become HTTP answers.
 
-Routes raise these (or the manifest layer's ParamsInvalid / UnknownWorkflow);
-`install_error_handlers` translates them. Client errors always get a 4xx whose body names the field
-and the reason, in FastAPI's 422 shape: {"detail": [{"loc": [...], "msg": "...", "type": "..."}]}.
+Routes raise these (or the manifest layer's ParamsInvalid / UnknownWorkflow, or a signed URL's
+DownloadForbidden); `install_error_handlers` translates them. Client errors always get a 4xx whose
+body names the field and the reason, in FastAPI's 422 shape:
+{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}.
 Anything unexpected becomes a 500 with an error id and no stack trace; the trace goes to the log.
 """
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.contract.signed_urls import DownloadForbidden
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 
 log = logging.getLogger("api")
@@ -104,6 +106,11 @@ def _unknown_workflow(exc: UnknownWorkflow) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
+def _download_forbidden(exc: DownloadForbidden) -> JSONResponse:
+    detail = [{"loc": ["query", exc.param], "msg": exc.message, "type": "download_forbidden"}]
+    return JSONResponse(status_code=403, content={"detail": detail})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the translation of every domain error; FastAPI's own 422 for bodies stays as is."""
 
@@ -120,6 +127,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unknown_workflow(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, UnknownWorkflow)
         return _unknown_workflow(exc)
+
+    async def on_download_forbidden(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DownloadForbidden)
+        return _download_forbidden(exc)
 
     async def on_rpc_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RPCError)
@@ -142,5 +153,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(ParamsInvalid, on_params_invalid)
     app.add_exception_handler(UnknownWorkflow, on_unknown_workflow)
+    app.add_exception_handler(DownloadForbidden, on_download_forbidden)
     app.add_exception_handler(RPCError, on_rpc_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -28,8 +28,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
-from api.access import UrlSigner
-from api.tasks.reader import finished_view, status_url
+from api.contract.signed_urls import UrlSigner
+from api.contract.task_view import finished_view, status_url
 from temporal_workflows.generation import NOTIFY_ACTIVITY
 from temporal_workflows.payloads import NotifyInput, NotifyResult
 

@@ -19,7 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.generation.execute import PrepareActivities, request_cancel, update_priority
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.workflow_code_cache import install_workflow_code_cache
-from api.access import UrlSigner, load_signing_key
+from api.contract.signed_urls import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE

@@ -25,7 +25,7 @@ import uvicorn
 
 from activities.workers.cli import add_manifest_dir_flags, add_temporal_flags
 from activities.workers.logs import configure_logging
-from api.access import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
+from api.api_keys import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.app import create_app
 from api.cli.devstack.child_process import ChildProcess
 from api.cli.devstack.http_server import ApiServer

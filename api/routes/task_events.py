@@ -29,11 +29,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.io.output_store import OutputStore, OutputStoreError
-from api.access import UrlSigner
+from api.contract.signed_urls import UrlSigner
+from api.contract.task_schemas import TaskPublic
 from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep, UrlSignerDep
 from api.errors import ApiError, InvalidOutputName, TaskNotFound
 from api.responses import ErrorBody
-from api.schemas import TaskPublic
 from api.tasks.reader import read_task
 from manifests.errors import UnknownWorkflow
 

@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.contract.task_schemas import TaskPublic, TaskStatusName
 from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.page_tokens import fetch_page
-from api.schemas import CancelAnswer, TaskPage, TaskPublic, TaskStatusName
+from api.schemas import CancelAnswer, TaskPage
 from api.tasks.reader import (
     GENERATION_WORKFLOW,
     read_task,

@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas import GenerateOptions, TaskStatusName
+from api.contract.task_schemas import TaskStatusName
+from api.schemas import GenerateOptions
 
 _COMPACT_DURATION = re.compile(
     r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"

@@ -8,7 +8,6 @@ Temporal is the only state. `describe()` gives the execution status and the pend
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
 from temporalio.api.enums.v1 import EventType, PendingActivityState
@@ -31,19 +30,24 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.access import UrlSigner
-from api.errors import TaskNotFound
-from api.schemas import (
-    OutputPublic,
+from api.contract.signed_urls import UrlSigner
+from api.contract.task_schemas import (
     TaskError,
     TaskProgress,
     TaskPublic,
     TaskQueueInfo,
-    TaskResult,
     TaskStatusName,
-    TaskSummary,
     WebhookPublic,
 )
+from api.contract.task_view import (
+    finished_view,
+    reason_text,
+    status_url,
+    success_result,
+    task_error,
+)
+from api.errors import TaskNotFound
+from api.schemas import TaskSummary
 from api.tasks.queues import queue_backlog
 from temporal_workflows.generation import NOTIFY_ACTIVITY, WEBHOOK_MEMO, delivery_id_for
 from temporal_workflows.names import (
@@ -87,26 +91,6 @@ def task_status_name(status: WorkflowExecutionStatus | None) -> TaskStatusName:
     return _CLOSED_STATUS.get(status, "FAILURE")
 
 
-def output_url(
-    base_url: str,
-    task_id: str,
-    filename: str,
-    signer: UrlSigner | None = None,
-    *,
-    signed_at: float | None = None,
-) -> str:
-    """The file's download URL; with a signer it carries `?expires=&sig=` (works without a key),
-    valid for the signer's TTL from `signed_at` (unix seconds; default now)."""
-    url = f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
-    if signer is not None:
-        url += "?" + signer.sign(task_id, filename, now=signed_at).query()
-    return url
-
-
-def status_url(base_url: str, task_id: str) -> str:
-    return f"{base_url}/tasks/{quote(task_id, safe='')}"
-
-
 async def describe_task(client: Client, task_id: str) -> WorkflowExecutionDescription:
     """Describe the execution, or raise TaskNotFound (also for executions of other types)."""
     try:
@@ -146,7 +130,7 @@ async def read_task(
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
         task.status = "SUCCESS"
-        task.result = _success_result(result, base_url, signer)
+        task.result = success_result(result, base_url, signer)
     elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         task.status = "PENDING"  # the new run carries on; describe follows it next time
     elif desc.status == WorkflowExecutionStatus.CANCELED:
@@ -200,33 +184,6 @@ def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
         created_at=execution.start_time,
         closed_at=execution.close_time,
         status_url=status_url(base_url, execution.id),
-    )
-
-
-def _success_result(
-    result: GenerationResult,
-    base_url: str,
-    signer: UrlSigner | None = None,
-    signed_at: float | None = None,
-) -> TaskResult:
-    outputs = [
-        OutputPublic(
-            filename=o.filename,
-            url=output_url(base_url, result.task_id, o.filename, signer, signed_at=signed_at),
-            content_type=o.content_type,
-            size=o.size,
-            node_id=o.node_id,
-        )
-        for o in result.outputs
-    ]
-    return TaskResult(
-        download_url=outputs[0].url if outputs else None,
-        outputs=outputs,
-        params=result.params,
-        timings=result.timings,
-        worker=result.worker,
-        attempts=result.attempts,
-        revision=result.revision,
     )
 
 
@@ -380,7 +337,7 @@ def _explain_failure(
         )
     error = _find_generation_error(cause)
     if error is not None:
-        return _reason_text(error), _task_error(error)
+        return reason_text(error), task_error(error)
     app = _find_application_error(cause)
     if app is not None:
         return f"{app.type or 'Error'}: {app.message}", TaskError(
@@ -415,23 +372,6 @@ def _find_generation_error(cause: BaseException | None) -> GenerationError | Non
                 except ValueError:
                     continue
     return None
-
-
-def _reason_text(error: GenerationError) -> str:
-    """E.g. "ComfyUIExecutionError: CUDA out of memory (node 3, KSampler)"."""
-    named = error.message
-    where = ", ".join(
-        part
-        for part in (
-            f"node {error.node_id}"
-            if error.node_id and f"node {error.node_id}" not in named
-            else None,
-            error.class_type if error.class_type and error.class_type not in named else None,
-            f"parameter '{error.param}'" if error.param and error.param not in named else None,
-        )
-        if part
-    )
-    return f"{error.type}: {error.message}" + (f" ({where})" if where else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,37 +422,6 @@ def _pending_activity(
         ),
         None,
     )
-
-
-def _task_error(error: GenerationError) -> TaskError:
-    return TaskError(
-        type=error.type,
-        message=error.message,
-        node_id=error.node_id,
-        class_type=error.class_type,
-        param=error.param,
-    )
-
-
-def finished_view(
-    outcome: TaskStatusName,
-    result: GenerationResult | None,
-    error: GenerationError | None,
-    cancel_reason: str | None,
-    base_url: str,
-    signer: UrlSigner | None = None,
-    *,
-    signed_at: float | None = None,
-) -> tuple[TaskResult | str | None, TaskError | None]:
-    """`result` and `error` of an ended generation, as GET /tasks/{id} and webhooks show them;
-    download URLs are signed at `signed_at` (unix seconds; default now) when a signer is given."""
-    if outcome == "SUCCESS" and result is not None:
-        return _success_result(result, base_url, signer, signed_at), None
-    if outcome == "CANCELLED":
-        return "cancelled" + (f": {cancel_reason}" if cancel_reason else ""), None
-    if error is not None:
-        return _reason_text(error), _task_error(error)
-    return "failed", None
 
 
 async def _fill_notifying(

@@ -16,18 +16,17 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from api.access import (
-    SIGNING_KEY_FILE,
-    DownloadForbidden,
-    InsecureBind,
-    UrlSigner,
-    check_bind_access,
-    load_signing_key,
-)
+from api.api_keys import InsecureBind, check_bind_access
 from api.app import create_app
 from api.cli.devstack.http_server import free_port, serve_in_background
+from api.contract.signed_urls import (
+    SIGNING_KEY_FILE,
+    DownloadForbidden,
+    UrlSigner,
+    load_signing_key,
+)
+from api.contract.task_view import output_url
 from api.settings import Settings
-from api.tasks.reader import output_url
 from tests.api.conftest import StartedTasks
 
 KEY = "test-key-7f3a"

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.control import build_control_worker
 from activities.workers.temporal_client import connect_temporal
-from api.schemas import TaskPublic
+from api.contract.task_schemas import TaskPublic
 from api.tasks.reader import read_task
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow

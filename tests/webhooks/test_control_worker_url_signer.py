@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from activities.workers.control import load_url_signer
-from api.access import DownloadForbidden, UrlSigner
 from api.app import create_app
+from api.contract.signed_urls import DownloadForbidden, UrlSigner
 from api.settings import Settings
 
 TASK_ID = "smoke_image-20261127-101500-a1b2c3"
