@@ -30,11 +30,12 @@ from temporalio.client import (
     ScheduleState,
     WorkflowExecutionStatus,
 )
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.contract.task_view import status_url
 from api.errors import ApiError, TemporalUnavailable
-from api.routes.generate import static_summary
+from api.generations.start import generation_start
 from api.schedules.schemas import (
     OverlapName,
     ScheduleCalendar,
@@ -48,10 +49,10 @@ from api.schedules.schemas import (
 )
 from api.schedules.schemas import ScheduleState as ScheduleStatePublic
 from api.schemas import GenerateOptions
-from api.tasks.reader import GENERATION_WORKFLOW, status_url, task_status_name
+from api.tasks.reader import GENERATION_WORKFLOW, task_status_name
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import CONTROL_TASK_QUEUE, SA_POOL, SA_WORKFLOW
-from temporal_workflows.payloads import GenerationOptions, GenerationRequest
+from temporal_workflows.names import SA_WORKFLOW
+from temporal_workflows.payloads import GenerationRequest
 
 OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
     "skip": ScheduleOverlapPolicy.SKIP,
@@ -114,33 +115,16 @@ def generation_action(
     params: dict[str, object],
     options: GenerateOptions | None,
 ) -> ScheduleActionStartWorkflow:
-    """Start GenerationWorkflow on the control queue, tagged and summarised like POST /generate.
-
-    Temporal names each run "<schedule_id>-<scheduled time, ISO, Z>", which is its task id."""
-    request = GenerationRequest(
-        workflow_id=manifest.id,
-        params=params,
-        options=GenerationOptions(
-            worker=options.worker if options else None,
-            priority=options.priority if options else None,
-        ),
+    """Start GenerationWorkflow as POST /generate does, noting the schedule in the memo and the
+    summary. Temporal names each run "<schedule_id>-<scheduled time, ISO, Z>", its task id."""
+    start = generation_start(
+        manifest,
+        params,
+        options,
+        memo={"schedule_id": schedule_id},
+        summary_note=f"schedule {schedule_id}",
     )
-    priority = options.priority if options is not None else None
-    return ScheduleActionStartWorkflow(
-        GENERATION_WORKFLOW,
-        request,
-        id=schedule_id,
-        task_queue=CONTROL_TASK_QUEUE,
-        typed_search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(SA_WORKFLOW, manifest.id),
-                SearchAttributePair(SA_POOL, manifest.pool),
-            ]
-        ),
-        memo={"request": request.model_dump(mode="json"), "schedule_id": schedule_id},
-        static_summary=f"{static_summary(manifest.id, params)} (schedule {schedule_id})",
-        priority=Priority(priority_key=priority) if priority is not None else Priority.default,
-    )
+    return start.schedule_action(schedule_id)
 
 
 def temporal_spec(spec: ScheduleSpecIn) -> ScheduleSpec:
