@@ -1,0 +1,77 @@
+"""One workflows.yaml entry: its keys checked, its graph read, its parameters merged and bound,
+into a `WorkflowManifest`, or into the list of everything wrong with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from manifests.definitions import WorkflowEntry, WorkflowManifest
+from manifests.errors import ManifestError
+from manifests.loading.bindings import bind, resolve_outputs
+from manifests.loading.graphs import graph_path, read_graph
+from manifests.loading.parameters import BaseDefinitions, merge_parameters
+from manifests.loading.problems import WorkflowProblems, key_of, validation_problems
+from manifests.loading.yaml_files import display_path
+
+WORKFLOW_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_entry(
+    workflow_id: str,
+    raw: Any,
+    *,
+    file: str,
+    workflows_dir: Path,
+    base: BaseDefinitions,
+    revision: str,
+) -> tuple[WorkflowManifest | None, list[ManifestError]]:
+    """The resolved workflow, or None; and every problem found in the entry, `file` naming it."""
+    problems = WorkflowProblems(file, workflow_id)
+    if not WORKFLOW_ID_PATTERN.match(workflow_id):
+        problems.add(
+            None, "workflow ids use letters, digits, '_', '-' and '.' and start with a letter/digit"
+        )
+    if not isinstance(raw, dict):
+        problems.add(None, "a workflow entry must be a mapping with workflow_file, parameters, ...")
+        return None, problems.errors
+    try:
+        entry = WorkflowEntry.model_validate(raw)
+    except ValidationError as exc:
+        for loc, message in validation_problems(exc, WorkflowEntry.model_fields):
+            problems.add(key_of("", loc), message)
+        return None, problems.errors
+    path = graph_path(entry.workflow_file, workflows_dir)
+    if path is None:
+        problems.add("workflow_file", "must be a path inside the workflows directory")
+        graph = None
+    else:
+        graph = read_graph(path, problems)
+    parameters = merge_parameters(entry, base, problems)
+    if graph is None or parameters is None or problems.errors:
+        return None, problems.errors
+    graph_name = display_path(path) if path is not None else "the graph"
+    bindings, bypasses = bind(parameters, graph, graph_name, problems)
+    outputs = resolve_outputs(entry.outputs, graph, problems)
+    if problems.errors:
+        return None, problems.errors
+    manifest = WorkflowManifest(
+        id=workflow_id,
+        description=entry.description,
+        workflow_file=entry.workflow_file,
+        parameters=parameters,
+        timeout_seconds=float(entry.timeout) if entry.timeout is not None else 600.0,
+        pool=entry.pool or "default",
+        outputs=outputs,
+        max_attempts=(entry.retries if entry.retries is not None else 2) + 1,
+        previews=entry.previews,
+        stall_timeout=float(entry.stall_timeout) if entry.stall_timeout is not None else None,
+        template=graph,
+        bindings=bindings,
+        bypasses=bypasses,
+        revision=revision,
+    )
+    return manifest, []
