@@ -9,7 +9,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from manifests.definitions import WorkflowEntry, WorkflowManifest
+from manifests.definitions import (
+    DEFAULT_POOL,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_SECONDS,
+    WorkflowEntry,
+    WorkflowManifest,
+)
 from manifests.errors import ManifestError
 from manifests.loading.bindings import bind, resolve_outputs
 from manifests.loading.graphs import graph_path, read_graph
@@ -63,10 +69,12 @@ def load_entry(
         description=entry.description,
         workflow_file=entry.workflow_file,
         parameters=parameters,
-        timeout_seconds=float(entry.timeout) if entry.timeout is not None else 600.0,
-        pool=entry.pool or "default",
+        timeout_seconds=(
+            float(entry.timeout) if entry.timeout is not None else DEFAULT_TIMEOUT_SECONDS
+        ),
+        pool=entry.pool or DEFAULT_POOL,
         outputs=outputs,
-        max_attempts=(entry.retries if entry.retries is not None else 2) + 1,
+        max_attempts=(entry.retries if entry.retries is not None else DEFAULT_RETRIES) + 1,
         previews=entry.previews,
         stall_timeout=float(entry.stall_timeout) if entry.stall_timeout is not None else None,
         template=graph,
