@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from manifests.definitions import (
     DEFAULT_POOL,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
+    ParameterDef,
     WorkflowEntry,
     WorkflowManifest,
 )
@@ -20,7 +19,7 @@ from manifests.errors import ManifestError
 from manifests.loading.bindings import bind, resolve_outputs
 from manifests.loading.graphs import graph_path, read_graph
 from manifests.loading.parameters import BaseDefinitions, merge_parameters
-from manifests.loading.problems import WorkflowProblems, key_of, validation_problems
+from manifests.loading.problems import WorkflowProblems, key_of, validate_what_is_valid
 from manifests.loading.yaml_files import display_path
 
 WORKFLOW_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -44,22 +43,26 @@ def load_entry(
     if not isinstance(raw, dict):
         problems.add(None, "a workflow entry must be a mapping with workflow_file, parameters, ...")
         return None, problems.errors
-    try:
-        entry = WorkflowEntry.model_validate(raw)
-    except ValidationError as exc:
-        for loc, message in validation_problems(exc, WorkflowEntry.model_fields):
-            problems.add(key_of("", loc), message)
+    checked = validate_what_is_valid(WorkflowEntry, raw)
+    for loc, message in checked.problems:
+        problems.add(key_of("", loc), message)
+    entry = checked.model
+    if entry is None:
         return None, problems.errors
     path = graph_path(entry.workflow_file, workflows_dir)
+    graph = None
     if path is None:
         problems.add("workflow_file", "must be a path inside the workflows directory")
-        graph = None
     else:
         graph = read_graph(path, problems)
-    parameters = merge_parameters(entry, base, problems)
-    if graph is None or parameters is None or problems.errors:
+    parameters: dict[str, ParameterDef] = {}
+    # Without its parameter list or its overrides, the parameters checked would not be the
+    # workflow's: every one would only add a problem already reported.
+    if not checked.dropped & {"parameters", "overrides"}:
+        parameters = merge_parameters(entry, base, problems)
+    if graph is None or path is None:
         return None, problems.errors
-    graph_name = display_path(path) if path is not None else "the graph"
+    graph_name = display_path(path)
     bindings, bypasses = bind(parameters, graph, graph_name, problems)
     outputs = resolve_outputs(entry.outputs, graph, problems)
     if problems.errors:

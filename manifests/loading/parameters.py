@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from manifests.definitions import ParameterDef, WorkflowEntry
 from manifests.errors import ManifestError
-from manifests.loading.problems import WorkflowProblems, key_of, validation_problems
+from manifests.loading.problems import WorkflowProblems, key_of, validate_what_is_valid
 from manifests.loading.yaml_files import BASE_FILE, display_path, read_yaml
 from manifests.validation import check_value
 
@@ -97,8 +95,10 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
 class BaseDefinitions:
     """What base.yaml defines, as workflows merge their overrides over it."""
 
-    # Raw definitions that passed every check, by parameter name.
-    valid: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Raw definitions by parameter name. A definition with a problem is here without its bad
+    # keys (when the rest still makes a definition), so the workflows using it still get their
+    # bindings checked.
+    raw: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Names whose definition has a problem (reported once, against base.yaml).
     invalid: set[str] = field(default_factory=set)
     errors: list[ManifestError] = field(default_factory=list)
@@ -132,93 +132,95 @@ def load_base(path: Path) -> BaseDefinitions:
             )
             base.invalid.add(key)
             continue
-        try:
-            defn = ParameterDef.model_validate(raw)
-        except ValidationError as exc:
-            for loc, message in validation_problems(exc, ParameterDef.model_fields):
-                base.errors.append(ManifestError(shown, None, key_of(name, loc), message))
+        checked = validate_what_is_valid(ParameterDef, raw)
+        for loc, message in checked.problems:
+            base.errors.append(ManifestError(shown, None, key_of(name, loc), message))
+        if checked.model is None:
             base.invalid.add(name)
             continue
-        problems = check_definition(defn, need_binding=False)
-        for field_name, message in problems:
+        found = check_definition(checked.model, need_binding=False)
+        for field_name, message in found:
             base.errors.append(ManifestError(shown, None, f"{name}.{field_name}", message))
-        if problems:
+        if found or checked.problems:
             base.invalid.add(name)
-        else:
-            base.valid[name] = raw
+        base.raw[name] = checked.raw
     return base
 
 
 def merge_parameters(
     entry: WorkflowEntry, base: BaseDefinitions, problems: WorkflowProblems
-) -> dict[str, ParameterDef] | None:
-    """The entry's parameters, base.yaml's definitions with its overrides merged over them."""
+) -> dict[str, ParameterDef]:
+    """The entry's parameters, base.yaml's definitions with its overrides merged over them.
+
+    A parameter with a problem is left out only when no definition can be made of it; one made
+    without its bad keys is kept, so that binding it to the graph can report what else is wrong.
+    """
     merged: dict[str, ParameterDef] = {}
-    ok = True
     seen: set[str] = set()
     for name in entry.overrides:
         if name not in entry.parameters:
             problems.add(
                 f"overrides.{name}", "overrides a parameter that is not listed in parameters"
             )
-            ok = False
     for i, name in enumerate(entry.parameters):
         key = f"parameters[{i}]"
         if name in seen:
             problems.add(key, f"parameter '{name}' is listed twice")
-            ok = False
             continue
         seen.add(name)
         if not PARAM_NAME_PATTERN.match(name):
             problems.add(key, f"'{name}' is not a valid parameter name (letters, digits, '_')")
-            ok = False
             continue
         override = entry.overrides.get(name, {})
         if name in base.invalid:
             problems.add(key, f"parameter '{name}' has an invalid definition in {BASE_FILE}")
-            ok = False
-            continue
-        if name not in base.valid and "type" not in override:
+            if name not in base.raw:
+                continue
+        elif name not in base.raw and "type" not in override:
             problems.add(
                 key,
                 f"parameter '{name}' is not defined in {BASE_FILE} "
                 "(define it there, or give a full definition with a type under overrides)",
             )
-            ok = False
             continue
-        defn = merge_definition(name, base.valid.get(name, {}), override, problems)
-        if defn is None:
-            ok = False
-        else:
+        defn = merge_definition(
+            name, base.raw.get(name, {}), override, problems, base_broken=name in base.invalid
+        )
+        if defn is not None:
             merged[name] = defn
-    return merged if ok else None
+    return merged
 
 
 def merge_definition(
-    name: str, base: dict[str, Any], override: dict[str, Any], problems: WorkflowProblems
+    name: str,
+    base: dict[str, Any],
+    override: dict[str, Any],
+    problems: WorkflowProblems,
+    *,
+    base_broken: bool = False,
 ) -> ParameterDef | None:
-    """One parameter: its base.yaml definition with the workflow's override merged over it."""
+    """One parameter: its base.yaml definition with the workflow's override merged over it.
+
+    Returns the definition made of the keys without a problem (None when there is none) and
+    records every problem; `base_broken`: base.yaml's own problems were reported against it.
+    """
     prefix = f"overrides.{name}"
-    unknown = [k for k in override if k not in ParameterDef.model_fields]
-    for k in unknown:
-        problems.add(
-            f"{prefix}.{k}", f"unknown key (allowed: {', '.join(ParameterDef.model_fields)})"
-        )
-    if unknown:
-        return None
     raw = {**base, **override}
     if override.get("required") is True and "default" not in override:
         # Making a parameter required per workflow means its shared default no longer applies.
         raw.pop("default", None)
-    try:
-        defn = ParameterDef.model_validate(raw)
-    except ValidationError as exc:
-        for loc, message in validation_problems(exc, ParameterDef.model_fields):
-            problems.add(key_of(prefix, loc), message)
+    checked = validate_what_is_valid(ParameterDef, raw)
+    for loc, message in checked.problems:
+        problems.add(key_of(prefix, loc), message)
+    if checked.model is None:
         return None
-    found = check_definition(defn, need_binding=True)
-    for field_name, message in found:
+    # Without a key that was dropped (a misspelt `targets:`), "bound to nothing" would only
+    # repeat the problem already reported.
+    complete = not checked.problems and not base_broken
+    for field_name, message in check_definition(checked.model, need_binding=complete):
         top = field_name.split(".")[0].split("[")[0]
-        where = prefix if top in override else f"parameters.{name}"
-        problems.add(f"{where}.{field_name}", message)
-    return None if found else defn
+        if top in override:
+            problems.add(f"{prefix}.{field_name}", message)
+        elif not base_broken:
+            problems.add(f"parameters.{name}.{field_name}", message)
+    return checked.model

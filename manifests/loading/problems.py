@@ -1,13 +1,13 @@
-"""How loading reports what it finds: a collector of one workflow's `ManifestError`s, and
-pydantic's validation errors turned into manifest keys and plain messages."""
+"""How loading reports what it finds: a collector of one workflow's `ManifestError`s, pydantic's
+validation errors as manifest keys and plain messages, and validation that keeps what is valid."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from manifests.errors import ManifestError
 
@@ -53,3 +53,41 @@ def validation_problems(
             message = err["msg"]
         out.append((loc, message))
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Checked(Generic[M]):
+    """A mapping validated as far as it is valid: see `validate_what_is_valid`."""
+
+    # None when even the keys without a problem do not make a model (a required key is bad).
+    model: M | None
+    # The mapping `model` was made from: the input without the keys in `dropped`.
+    raw: dict[Any, Any]
+    problems: list[tuple[tuple[Any, ...], str]]
+    dropped: set[Any]
+
+
+def validate_what_is_valid(model_type: type[M], raw: dict[Any, Any]) -> Checked[M]:
+    """Validate `raw`; when that fails, validate it again without the keys its problems are under.
+
+    A misspelt key must not hide the problems of the others (a binding to a missing node next to
+    a `deafult:`), so the checks that come after validation run on what remains. The problems are
+    those of the whole mapping; the second pass only says whether a model can be made without
+    the bad keys.
+    """
+    try:
+        return Checked(model_type.model_validate(raw), raw, [], set())
+    except ValidationError as exc:
+        problems = validation_problems(exc, model_type.model_fields)
+    dropped = {loc[0] for loc, _ in problems if loc}
+    rest = {key: value for key, value in raw.items() if key not in dropped}
+    if any(not loc for loc, _ in problems):  # the mapping as a whole is wrong
+        return Checked(None, rest, problems, dropped)
+    try:
+        model = model_type.model_validate(rest)
+    except ValidationError:
+        return Checked(None, rest, problems, dropped)
+    return Checked(model, rest, problems, dropped)
