@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
-from manifests.loader import LoadResult, load_manifests
+from manifests.loading import LoadResult, load_manifests
 from manifests.registry import default_manifests_dir, default_workflows_dir
 from manifests.render import render_prompt
 

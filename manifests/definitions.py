@@ -17,6 +17,13 @@ SEED_MIN = 0
 SEED_MAX = 2**64 - 1
 RANDOM_TOKEN = "random"
 
+# What a workflows.yaml entry gets for the keys it leaves out (README, "Workflow manifests").
+DEFAULT_TIMEOUT_SECONDS = 600.0
+# Also the pool a GPU worker serves when it is given none, so both meet without configuration.
+DEFAULT_POOL = "default"
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_ATTEMPTS = DEFAULT_RETRIES + 1
+
 
 class _Strict(BaseModel):
     # strict: YAML gives real types, so "yes" must not become True and "3" must not become 3.
@@ -244,10 +251,10 @@ class WorkflowManifest(BaseModel):
     description: str = ""
     workflow_file: str
     parameters: dict[str, ParameterDef] = Field(default_factory=dict)
-    timeout_seconds: float = 600.0
-    pool: str = "default"
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    pool: str = DEFAULT_POOL
     outputs: list[str] | None = None
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     previews: bool = False
     stall_timeout: float | None = None
     template: dict[str, Any]

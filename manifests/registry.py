@@ -16,7 +16,7 @@ from typing import Any
 
 from manifests.definitions import WorkflowManifest
 from manifests.errors import ManifestError, UnknownWorkflow
-from manifests.loader import load_manifests
+from manifests.loading import load_manifests
 from manifests.render import RenderedPrompt, render_prompt
 from manifests.validation import validate_params
 

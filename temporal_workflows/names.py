@@ -5,7 +5,6 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 CONTROL_TASK_QUEUE = "comfy-control"
-DEFAULT_POOL = "default"
 
 # Registered by `comfy-temporal dev` and `comfy-temporal setup`; used for Web UI filters.
 SA_WORKFLOW = SearchAttributeKey.for_keyword("ComfyWorkflow")

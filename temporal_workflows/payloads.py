@@ -58,9 +58,10 @@ class PreparedPrompt(_Payload):
     prompt: dict[str, Any]
     params: dict[str, Any] = Field(description="Resolved parameters, e.g. the seed actually used.")
     revision: str = Field(description="Manifest revision the graph was rendered from.")
-    pool: str = "default"
-    timeout_seconds: float = 600.0
-    max_attempts: int = 3
+    # The manifest's values, copied by prepare_generation (its defaults live in manifests/).
+    pool: str
+    timeout_seconds: float
+    max_attempts: int
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(
         default_factory=dict,

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from activities.workers.logs import configure_logging
-from temporal_workflows.names import DEFAULT_POOL
+from manifests.definitions import DEFAULT_POOL
 
 logger = logging.getLogger("comfy_temporal.worker")
 

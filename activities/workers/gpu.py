@@ -41,7 +41,8 @@ from temporalio.worker import (
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
 from activities.io.output_store import OutputStore
-from temporal_workflows.names import DEFAULT_POOL, pool_task_queue, worker_task_queue
+from manifests.definitions import DEFAULT_POOL
+from temporal_workflows.names import pool_task_queue, worker_task_queue
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from api.deps import ManifestsDep, SettingsDep, TemporalDep
 from api.schemas import Health, PoolReadiness, Readiness
 from api.tasks.queues import queue_pollers
-from temporal_workflows.names import CONTROL_TASK_QUEUE, DEFAULT_POOL, pool_task_queue
+from manifests.definitions import DEFAULT_POOL
+from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue
 
 router = APIRouter(tags=["health"])
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manifests.definitions import ParameterDef, WorkflowEntry
-from manifests.loader import load_manifests
+from manifests.loading import load_manifests
 from tests.manifests.conftest import SMOKE_GRAPH
 
 scalars = st.one_of(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from manifests.errors import ManifestError
-from manifests.loader import load_manifests
+from manifests.loading import load_manifests
 from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, fixture_dirs
 
 WIDTH = {"type": "integer", "default": 64, "min": 1, "targets": [{"node": "1", "input": "width"}]}
