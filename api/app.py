@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api.api_keys import ApiKeys
@@ -24,6 +23,7 @@ from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
 from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
+from api.docs_assets import install_docs
 from api.errors import install_error_handlers
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
@@ -153,12 +153,5 @@ def create_app(
         snapshot = await manifests.snapshot()
         return JSONResponse(cache.document(app, snapshot))
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="comfy-temporal API")
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title="comfy-temporal API")
-
+    install_docs(app, openapi_url="/openapi.json")
     return app
