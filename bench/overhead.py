@@ -51,8 +51,9 @@ import httpx  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from activities.comfyui.client import ComfyUIClient, outcome_from_history  # noqa: E402
+from activities.comfyui.client import ComfyUIClient  # noqa: E402
 from activities.comfyui.process import ComfyUIProcess  # noqa: E402
+from activities.comfyui.prompt_run import outcome_from_history  # noqa: E402
 from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.child_process import ChildProcess  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402

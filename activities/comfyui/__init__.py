@@ -1,1 +1,2 @@
-"""Driving one ComfyUI: HTTP/WebSocket client, typed events and errors, process supervisor."""
+"""Driving one ComfyUI: HTTP client, the prompt-following state machine, output files, typed
+protocol messages, events and errors, process supervisor."""

@@ -5,8 +5,17 @@ in the client, so callers can tell "fix your input" from "retry elsewhere" witho
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from activities.comfyui.protocol import (
+    ExecutionErrorData,
+    Graph,
+    NodeErrors,
+    PromptAccepted,
+    PromptRejected,
+)
 
 
 class ComfyUIError(Exception):
@@ -67,11 +76,14 @@ class ComfyUIValidationError(ComfyUIError):
         super().__init__("; ".join(parts))
 
     @classmethod
-    def from_response(cls, body: dict, graph: dict | None = None) -> ComfyUIValidationError:
+    def from_response(
+        cls, body: PromptRejected | PromptAccepted, graph: Graph | None = None
+    ) -> ComfyUIValidationError:
         """Build from a 400 body `{"error": {...}, "node_errors": {...}}` or a 200 body whose
         node_errors is not empty (comfyui-protocol.md §2.1)."""
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        assert isinstance(error, dict)
+        error = body.get("error")
+        if not isinstance(error, dict):
+            error = {}
         node_errors = parse_node_errors(body.get("node_errors") or {})
         error_type = str(error.get("type") or "prompt_outputs_failed_validation")
         message = str(error.get("message") or "Some outputs failed validation")
@@ -88,7 +100,7 @@ class ComfyUIValidationError(ComfyUIError):
         return cls(error_type, message, node_errors, details)
 
 
-def parse_node_errors(raw: dict) -> list[NodeError]:
+def parse_node_errors(raw: Mapping[str, NodeErrors]) -> list[NodeError]:
     errors: list[NodeError] = []
     for node_id, entry in raw.items():
         if not isinstance(entry, dict):
@@ -138,7 +150,7 @@ class ComfyUIExecutionError(ComfyUIError):
         return exception_type.endswith("OutOfMemoryError")
 
     @classmethod
-    def from_message(cls, data: dict) -> ComfyUIExecutionError:
+    def from_message(cls, data: ExecutionErrorData) -> ComfyUIExecutionError:
         exception_type = str(data.get("exception_type") or "Exception")
         kind = ComfyUIOutOfMemory if cls.is_out_of_memory(exception_type) else ComfyUIExecutionError
         return kind(

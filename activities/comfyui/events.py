@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+
+from activities.comfyui.protocol import PreviewMetadata, UIOutput
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class NodeProgress:
 class NodeExecuted:
     prompt_id: str
     node_id: str
-    output: dict = field(default_factory=dict)
+    output: UIOutput = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class BinaryFrame:
     event_type: int
     image_type: str | None = None
     data: bytes = b""
-    metadata: dict[str, Any] | None = None
+    metadata: PreviewMetadata | None = None
     node_id: str | None = None
     text: str | None = None
 
@@ -144,7 +145,7 @@ def decode_binary(frame: bytes) -> BinaryFrame | None:
     if event_type == BINARY_PREVIEW_IMAGE_WITH_METADATA:
         (length,) = struct.unpack_from(">I", frame, 4)
         try:
-            metadata = json.loads(frame[8 : 8 + length])
+            metadata: PreviewMetadata = json.loads(frame[8 : 8 + length])
         except ValueError:
             return None
         return BinaryFrame(

@@ -150,8 +150,8 @@ class ComfyUIProcess:
         self._lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
         self._health = _Health()
         self._proc: asyncio.subprocess.Process | None = None
-        self._pumps: list[asyncio.Task] = []
-        self._watcher: asyncio.Task | None = None
+        self._pumps: list[asyncio.Task[None]] = []
+        self._watcher: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()
         self._stopping = False
 

@@ -67,8 +67,9 @@ from temporal_workflows.payloads import (
 )
 
 if TYPE_CHECKING:
-    from activities.comfyui.client import ComfyUIClient, PromptResult
+    from activities.comfyui.client import ComfyUIClient
     from activities.comfyui.events import ComfyEvent
+    from activities.comfyui.outputs import PromptResult
     from manifests.registry import ManifestRegistry
 
 logger = logging.getLogger(__name__)
