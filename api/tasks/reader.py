@@ -295,6 +295,13 @@ async def _fill_running(
     if execute is not None:
         await _fill_from_execute(client, desc, execute, task)
         return
+    if desc.raw_description.workflow_extended_info.cancel_requested:
+        # Being cancelled, and the GPU step is over: never scheduled, or cancelled (the workflow
+        # waits until ComfyUI dropped the prompt). The run closes as Canceled next; the status
+        # query would already answer "done", which must not read as a job that ran.
+        ran = await _gpu_step_started(client, desc)
+        task.status = "STARTED" if ran else "PENDING"
+        return
     if pending:
         # Outputs are stored and a later step (e.g. a webhook) runs: the generation itself is done.
         task.status = "STARTED"
@@ -316,6 +323,36 @@ async def _fill_running(
         return
     task.status = "PENDING"
     task.queue = TaskQueueInfo(phase="preparing")
+
+
+async def _gpu_step_started(client: Client, desc: WorkflowExecutionDescription) -> bool:
+    """Whether a GPU worker had taken the cancelled execute activity of this run, as its
+    ActivityTaskCanceled event says (`started_event_id` 0: it was still waiting for a GPU)."""
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=desc.id, run_id=desc.run_id),
+        maximum_page_size=_REVERSE_HISTORY_PAGE,
+    )
+    cancelled: dict[int, int] = {}  # scheduled event id -> started event id
+    try:
+        while True:
+            page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+            for event in page.history.events:
+                if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+                    attrs = event.activity_task_canceled_event_attributes
+                    cancelled[attrs.scheduled_event_id] = attrs.started_event_id
+                elif (
+                    event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                    and event.event_id in cancelled
+                    and event.activity_task_scheduled_event_attributes.activity_type.name
+                    == EXECUTE_ACTIVITY
+                ):
+                    return cancelled[event.event_id] != 0
+            if not page.next_page_token:
+                return False
+            request.next_page_token = page.next_page_token
+    except RPCError:  # unknown: PENDING claims less than STARTED
+        return False
 
 
 def _gpu_queue(desc: WorkflowExecutionDescription) -> str | None:
