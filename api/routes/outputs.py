@@ -1,4 +1,5 @@
-"""GET /tasks/{id}/outputs/{filename}: a task's output file, by API key or signed URL."""
+"""GET (and HEAD) /tasks/{id}/outputs/{filename}: a task's output file, by API key or signed
+URL."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from api.tasks.output_files import resolve_output
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
+_OUTPUT_PATH = "/{task_id}/outputs/{filename:path}"
+
 
 @router.get(
-    "/{task_id}/outputs/{filename:path}",
+    _OUTPUT_PATH,
     response_class=FileResponse,
     dependencies=[Depends(require_download_access)],
     responses={
@@ -40,3 +43,16 @@ async def get_output(task_id: str, filename: str, settings: SettingsDep) -> File
     path = await asyncio.to_thread(resolve_output, settings.data_dir, task_id, filename)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=content_type, filename=path.name)
+
+
+# HEAD answers as GET without the body (RFC 9110 §9.3.2): clients and proxies ask it for the size
+# and type before a download. FastAPI routes only the methods they name; HEAD is implied by GET,
+# so it stays out of the OpenAPI document.
+router.add_api_route(
+    _OUTPUT_PATH,
+    get_output,
+    methods=["HEAD"],
+    response_class=FileResponse,
+    dependencies=[Depends(require_download_access)],
+    include_in_schema=False,
+)

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import BatchOperationType, EventType, PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
-from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeBatchOperationRequest,
+    GetWorkflowExecutionHistoryReverseRequest,
+    ListBatchOperationsRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -71,6 +76,11 @@ EXECUTE_ACTIVITY = "execute_prompt"
 _STATUS_QUERY_TIMEOUT = timedelta(seconds=1)
 # The cancel request is among the last events of a cancelled run: read history from the end.
 _REVERSE_HISTORY_PAGE = 20
+# A batch cancel of workflows: Server 1.32 says CANCEL_WORKFLOW, older servers CANCEL.
+_CANCEL_BATCH = (
+    BatchOperationType.BATCH_OPERATION_TYPE_CANCEL_WORKFLOW,
+    BatchOperationType.BATCH_OPERATION_TYPE_CANCEL,
+)
 
 _CLOSED_STATUS: dict[WorkflowExecutionStatus, TaskStatusName] = {
     WorkflowExecutionStatus.COMPLETED: "SUCCESS",
@@ -127,6 +137,12 @@ async def read_task(
         )
         if not notifying:
             await _fill_running(client, handle, desc, task)
+        elif task.status == "CANCELLED" and task.cancel_reason is None:
+            # The workflow knows only the reason its cancel event carries; a batch's is elsewhere.
+            task.cancel_reason = await read_cancel_reason(client, task_id, desc.run_id)
+            task.result, task.error = finished_view(
+                "CANCELLED", None, None, task.cancel_reason, base_url, signer
+            )
     elif desc.status == WorkflowExecutionStatus.COMPLETED:
         result = await handle.result()
         task.status = "SUCCESS"
@@ -149,12 +165,12 @@ async def read_task(
 
 async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -> str | None:
     """The reason given with the cancel request of a run (POST /tasks/{id}/cancel?reason=, the
-    `cancel` signal, `temporal workflow cancel --reason`), or None when none was given.
+    `cancel` signal, `temporal workflow cancel --query ... --reason`), or None when none was given.
 
     Read from the run's WorkflowExecutionCancelRequested event (its `cause`), not from the
     workflow's status query: history answers with no control worker running. Temporal records
     one cancel request per run (a repeated request is a no-op), so the first one found from the
-    end is the one.
+    end is the one. A batch cancel leaves `cause` empty: its reason is on the batch job.
     """
     request = GetWorkflowExecutionHistoryReverseRequest(
         namespace=client.namespace,
@@ -167,12 +183,50 @@ async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -
             for event in page.history.events:
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
                     cause = event.workflow_execution_cancel_requested_event_attributes.cause
-                    return cause.strip() or None
+                    if cause.strip():
+                        return cause.strip()
+                    return await _batch_cancel_reason(client, task_id, event.event_time)
             if not page.next_page_token:
                 return None
             request.next_page_token = page.next_page_token
     except RPCError:  # the reason is a nicety; the task still reads CANCELLED without it
         return None
+
+
+async def _batch_cancel_reason(client: Client, task_id: str, requested: Timestamp) -> str | None:
+    """The reason of the batch cancel that requested this cancel at `requested`, if one did.
+
+    The batch's own requests carry neither the reason nor the job id (Server 1.32: `cause` is
+    empty and `identity` is the server's), so the link is the time: the cancel request falls
+    inside the job's run. A job given an explicit list of executions must name this one; two
+    cancel jobs running at once with different reasons give no reason rather than a guess.
+    """
+    at = requested.ToNanoseconds()
+    reasons: set[str] = set()
+    listing = ListBatchOperationsRequest(namespace=client.namespace, page_size=100)
+    while True:
+        page = await client.workflow_service.list_batch_operations(listing)
+        for job in page.operation_info:
+            # A server that lists jobs without their type (UNSPECIFIED) is asked per job.
+            unspecified = BatchOperationType.BATCH_OPERATION_TYPE_UNSPECIFIED
+            if job.operation_type not in (*_CANCEL_BATCH, unspecified):
+                continue
+            ended = job.close_time.ToNanoseconds() if job.HasField("close_time") else None
+            if job.start_time.ToNanoseconds() > at or (ended and ended < at):
+                continue
+            batch = await client.workflow_service.describe_batch_operation(
+                DescribeBatchOperationRequest(namespace=client.namespace, job_id=job.job_id)
+            )
+            if batch.operation_type not in _CANCEL_BATCH:
+                continue
+            if batch.executions and all(e.business_id != task_id for e in batch.executions):
+                continue
+            if batch.reason.strip():
+                reasons.add(batch.reason.strip())
+        if not page.next_page_token:
+            break
+        listing.next_page_token = page.next_page_token
+    return reasons.pop() if len(reasons) == 1 else None
 
 
 def summarize(execution: WorkflowExecution, base_url: str) -> TaskSummary:
@@ -198,6 +252,13 @@ async def _fill_running(
     if execute is not None:
         await _fill_from_execute(client, desc, execute, task)
         return
+    if desc.raw_description.workflow_extended_info.cancel_requested:
+        # Being cancelled, and the GPU step is over: never scheduled, or cancelled (the workflow
+        # waits until ComfyUI dropped the prompt). The run closes as Canceled next; the status
+        # query would already answer "done", which must not read as a job that ran.
+        ran = await _gpu_step_started(client, desc)
+        task.status = "STARTED" if ran else "PENDING"
+        return
     if pending:
         # Outputs are stored and a later step (e.g. a webhook) runs: the generation itself is done.
         task.status = "STARTED"
@@ -219,6 +280,36 @@ async def _fill_running(
         return
     task.status = "PENDING"
     task.queue = TaskQueueInfo(phase="preparing")
+
+
+async def _gpu_step_started(client: Client, desc: WorkflowExecutionDescription) -> bool:
+    """Whether a GPU worker had taken the cancelled execute activity of this run, as its
+    ActivityTaskCanceled event says (`started_event_id` 0: it was still waiting for a GPU)."""
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=desc.id, run_id=desc.run_id),
+        maximum_page_size=_REVERSE_HISTORY_PAGE,
+    )
+    cancelled: dict[int, int] = {}  # scheduled event id -> started event id
+    try:
+        while True:
+            page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+            for event in page.history.events:
+                if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+                    attrs = event.activity_task_canceled_event_attributes
+                    cancelled[attrs.scheduled_event_id] = attrs.started_event_id
+                elif (
+                    event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                    and event.event_id in cancelled
+                    and event.activity_task_scheduled_event_attributes.activity_type.name
+                    == EXECUTE_ACTIVITY
+                ):
+                    return cancelled[event.event_id] != 0
+            if not page.next_page_token:
+                return False
+            request.next_page_token = page.next_page_token
+    except RPCError:  # unknown: PENDING claims less than STARTED
+        return False
 
 
 def _gpu_queue(desc: WorkflowExecutionDescription) -> str | None:

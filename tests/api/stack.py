@@ -19,6 +19,7 @@ from temporalio.client import Client
 from activities.workers.gpu import GpuWorker, GpuWorkerSettings
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
+from api.cli.devstack.temporal_server import temporal_cli
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
@@ -145,3 +146,27 @@ async def poll_task(
     """GET /tasks/{id} until `condition(body)` holds; returns that body (TimeoutError after
     `timeout` seconds)."""
     return await poll_json(http, f"/tasks/{task_id}", condition, timeout)
+
+
+async def batch_cancel(client: Client, address: str, query: str, reason: str) -> None:
+    """`temporal workflow cancel --query <query> --reason <reason> --yes`, the binary README names,
+    once visibility lists exactly one running execution for `query`."""
+    async with asyncio.timeout(30):  # visibility learns search attributes a moment after a start
+        while (await client.count_workflows(query)).count != 1:
+            await asyncio.sleep(0.05)
+    cli = await asyncio.create_subprocess_exec(
+        temporal_cli(),
+        "workflow",
+        "cancel",
+        "--address",
+        address,
+        "--query",
+        query,
+        "--reason",
+        reason,
+        "--yes",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(cli.communicate(), timeout=60)
+    assert cli.returncode == 0, (out + err).decode()

@@ -172,6 +172,24 @@ async def test_download_without_signature_needs_the_key(keyed: httpx.AsyncClient
     assert with_key.status_code == 200 and with_key.content == PNG
 
 
+async def test_head_follows_the_download_rules(
+    keyed: httpx.AsyncClient, keyed_data_dir: Path
+) -> None:
+    path = f"/tasks/{TASK_ID}/outputs/{FILENAME}"
+    signer = _signer(keyed_data_dir)
+    expired = signer.sign(TASK_ID, FILENAME, now=time.time() - signer.ttl_seconds - 5)
+    assert (await keyed.head(path)).status_code == 401
+    assert (await keyed.head(_path(expired.query()))).status_code == 403
+    for response in (
+        await keyed.head(path, headers={"X-API-Key": KEY}),
+        await keyed.head(_path(signer.sign(TASK_ID, FILENAME).query())),
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/png"
+        assert response.headers["content-length"] == str(len(PNG))
+        assert response.content == b""
+
+
 def test_output_urls_in_results_carry_a_signature_that_verifies(tmp_path: Path) -> None:
     signer = _signer(tmp_path)
     url = output_url("http://api.example", TASK_ID, FILENAME, signer)

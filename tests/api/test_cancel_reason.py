@@ -11,7 +11,12 @@ import httpx
 from temporalio.client import Client
 
 from tests.api.conftest import StartedTasks
-from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers, poll_task
+from tests.api.stack import (
+    IDLE_POOL_WORKFLOW_ID,
+    api_without_gpu_workers,
+    batch_cancel,
+    poll_task,
+)
 
 
 async def _cancelled_while_waiting(
@@ -19,10 +24,12 @@ async def _cancelled_while_waiting(
     temporal_client: Client,
     started_tasks: StartedTasks,
     cancel: Callable[[httpx.AsyncClient, str], Awaitable[None]],
+    pool: str | None = None,
 ) -> str:
-    """Start a job, cancel it (by `cancel`) while it waits for a GPU, wait until it is CANCELLED,
-    then stop the API and its control worker; returns the task id."""
-    pool = f"idle-{uuid.uuid4().hex[:8]}"
+    """Start a job on `pool` (default: a fresh one), cancel it (by `cancel`) while it waits for a
+    GPU, wait until it is CANCELLED, then stop the API and its control worker; returns the task
+    id."""
+    pool = pool or f"idle-{uuid.uuid4().hex[:8]}"
     async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
         accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
         assert accepted.status_code == 202, accepted.text
@@ -84,3 +91,29 @@ async def test_cancel_without_a_reason_reads_just_cancelled(
     assert body["status"] == "CANCELLED"
     assert body["result"] == "cancelled"
     assert "cancel_reason" not in body
+
+
+async def test_reason_given_to_a_batch_cancel_is_shown(
+    tmp_path: Path,
+    temporal_client: Client,
+    temporal_address: str,
+    started_tasks: StartedTasks,
+    http: httpx.AsyncClient,
+) -> None:
+    pool = f"idle-{uuid.uuid4().hex[:8]}"
+    # The form README gives, narrowed to this test's pool so no other test's job is touched.
+    query = (
+        f'ComfyWorkflow="{IDLE_POOL_WORKFLOW_ID}" AND ComfyPool="{pool}"'
+        ' AND ExecutionStatus="Running"'
+    )
+
+    async def cancel_by_batch(api: httpx.AsyncClient, task_id: str) -> None:
+        await batch_cancel(temporal_client, temporal_address, query, "bad model")
+
+    task_id = await _cancelled_while_waiting(
+        tmp_path, temporal_client, started_tasks, cancel_by_batch, pool
+    )
+    body = (await http.get(f"/tasks/{task_id}")).json()
+    assert body["status"] == "CANCELLED"
+    assert body["result"] == "cancelled: bad model"
+    assert body["cancel_reason"] == "bad model"

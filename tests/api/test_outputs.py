@@ -1,4 +1,5 @@
-"""GET /tasks/{id}/outputs/{filename} serves the task's files and nothing outside its folder."""
+"""GET (and HEAD) /tasks/{id}/outputs/{filename} serve the task's files and nothing outside its
+folder."""
 
 from __future__ import annotations
 
@@ -29,6 +30,24 @@ async def test_output_is_streamed_with_its_content_type(
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert response.content == stored_output
+
+
+async def test_head_gives_the_size_and_type_without_the_body(
+    http: httpx.AsyncClient, stored_output: bytes
+) -> None:
+    response = await http.head(f"/tasks/{TASK_ID}/outputs/smoke_00001_.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-length"] == str(len(stored_output))
+    assert response.content == b""
+
+
+async def test_head_of_a_missing_output_is_404(
+    http: httpx.AsyncClient, stored_output: bytes
+) -> None:
+    response = await http.head(f"/tasks/{TASK_ID}/outputs/nope.png")
+    assert response.status_code == 404
+    assert response.content == b""
 
 
 async def test_missing_output_is_404(http: httpx.AsyncClient, stored_output: bytes) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from pathlib import Path
+
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.api.conftest import StartedTasks
+from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers, poll_task
 
 
 async def test_unknown_task_is_404(http: httpx.AsyncClient) -> None:
@@ -110,3 +115,40 @@ async def test_prompt_makes_the_web_ui_summary(
     started_tasks.append(task_id)
     summary = await temporal_client.get_workflow_handle(task_id).describe()
     assert await summary.static_summary() == f'flux_wavespeed: "{prompt[:60]}…"'
+
+
+async def test_job_cancelled_while_waiting_for_a_gpu_never_reads_started(
+    tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks
+) -> None:
+    """Between the GPU step's cancellation and the run's close, the workflow already answers
+    "done"; a job that never ran must still read PENDING there. The window is short, so several
+    jobs are each read as fast as the API answers while they are cancelled."""
+    pool = f"idle-{uuid.uuid4().hex[:8]}"
+    async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
+        task_ids = []
+        for _ in range(4):
+            accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
+            assert accepted.status_code == 202, accepted.text
+            task_ids.append(accepted.json()["task_id"])
+        started_tasks.extend(task_ids)
+        for task_id in task_ids:
+            await poll_task(
+                http,
+                task_id,
+                lambda b: (b.get("queue") or {}).get("phase") == "waiting_for_gpu_worker",
+                timeout=30,
+            )
+
+        async def statuses_until_cancelled(task_id: str) -> list[str]:
+            seen: list[str] = []
+            async with asyncio.timeout(30):
+                while not seen or seen[-1] != "CANCELLED":
+                    seen.append((await http.get(f"/tasks/{task_id}")).json()["status"])
+            return seen
+
+        for task_id in task_ids:
+            reading = asyncio.create_task(statuses_until_cancelled(task_id))
+            answer = await http.post(f"/tasks/{task_id}/cancel")
+            assert answer.status_code == 202, answer.text
+            seen = await reading
+            assert "STARTED" not in seen, (task_id, seen)

@@ -7,6 +7,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.generation.webhooks import verify_signature
+from tests.api.stack import batch_cancel
 from tests.webhooks.conftest import (
     PUBLIC_URL,
     WEBHOOK_SECRET,
@@ -197,3 +198,24 @@ async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
     assert task.status == "FAILURE"
     assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
     assert {hook.json()["status"] for hook in receiver.received} == {"FAILURE"}
+
+
+async def test_batch_cancel_reason_shows_while_the_webhook_is_retried(
+    webhook_stack: WebhookStack, receiver: WebhookReceiver
+):
+    """The workflow only knows a reason its cancel event carries; a batch cancel's is on the
+    batch job, and the task shows it already while the webhook is being delivered."""
+    receiver.down = True
+    handle = await webhook_stack.submit_with_callback(receiver.url)  # no GPU worker: it waits
+    query = f'WorkflowId="{handle.id}" AND ExecutionStatus="Running"'
+    await batch_cancel(webhook_stack.client, webhook_stack.address, query, "bad model")
+    await receiver.wait_for_requests(1)
+
+    task = await webhook_stack.task(handle.id)
+    assert task.webhook is not None and task.webhook.status == "pending"
+    assert task.status == "CANCELLED"
+    assert task.cancel_reason == "bad model"
+    assert task.result == "cancelled: bad model"
+    receiver.down = False
+    await webhook_stack.wait_for_webhook(handle.id, "delivered")
+    assert (await webhook_stack.task(handle.id)).cancel_reason == "bad model"
