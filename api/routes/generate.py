@@ -27,7 +27,6 @@ from api.access import presented_keys
 from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.idempotency import (
-    IDEMPOTENCY_MEMO,
     IdempotencyConflict,
     body_fingerprint,
     check_idempotency_key,
@@ -37,9 +36,12 @@ from api.generations.inputs import checked_callback_url, inline_images_removed, 
 from api.responses import error_responses
 from api.schemas import GenerateAccepted, GenerateCreate
 from api.tasks.queues import queue_pollers
-from api.tasks.reader import GENERATION_WORKFLOW, status_url
+from api.tasks.reader import status_url
 from temporal_workflows.names import (
     CONTROL_TASK_QUEUE,
+    GENERATION_WORKFLOW,
+    IDEMPOTENCY_MEMO,
+    REQUEST_MEMO,
     SA_POOL,
     SA_WORKFLOW,
     worker_task_queue,
@@ -156,7 +158,7 @@ async def generate(
             public_url=base_url if callback_url else None,
         ),
     )
-    memo: dict[str, Any] = {"request": request.model_dump(mode="json")}
+    memo: dict[str, Any] = {REQUEST_MEMO: request.model_dump(mode="json")}
     if fingerprint is not None:
         memo[IDEMPOTENCY_MEMO] = {"body_sha256": fingerprint}
         # A running task with this id is returned as is (USE_EXISTING), a closed one is never

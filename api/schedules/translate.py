@@ -48,9 +48,16 @@ from api.schedules.schemas import (
 )
 from api.schedules.schemas import ScheduleState as ScheduleStatePublic
 from api.schemas import GenerateOptions
-from api.tasks.reader import GENERATION_WORKFLOW, status_url, task_status_name
+from api.tasks.reader import status_url, task_status_name
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import CONTROL_TASK_QUEUE, SA_POOL, SA_WORKFLOW
+from temporal_workflows.names import (
+    CONTROL_TASK_QUEUE,
+    GENERATION_WORKFLOW,
+    REQUEST_MEMO,
+    SA_POOL,
+    SA_WORKFLOW,
+    SCHEDULE_MEMO,
+)
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 
 OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
@@ -137,7 +144,7 @@ def generation_action(
                 SearchAttributePair(SA_POOL, manifest.pool),
             ]
         ),
-        memo={"request": request.model_dump(mode="json"), "schedule_id": schedule_id},
+        memo={REQUEST_MEMO: request.model_dump(mode="json"), SCHEDULE_MEMO: schedule_id},
         static_summary=f"{static_summary(manifest.id, params)} (schedule {schedule_id})",
         priority=Priority(priority_key=priority) if priority is not None else Priority.default,
     )
