@@ -23,9 +23,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.generation.execute import request_cancel, update_priority
+from activities.generation.control import request_cancel, update_priority
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.names import pool_task_queue, worker_task_queue
+from temporal_workflows.names import (
+    EXECUTE_ACTIVITY,
+    PREPARE_ACTIVITY,
+    pool_task_queue,
+    worker_task_queue,
+)
 from temporal_workflows.payloads import (
     ExecuteInput,
     ExecuteResult,
@@ -43,7 +48,7 @@ DEADLINE = 20.0
 
 
 def prepared_for(pool: str, **overrides) -> Callable:
-    @activity.defn(name="prepare_generation")
+    @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
         fields = dict(
             workflow_id=request.workflow_id,
@@ -76,7 +81,7 @@ def result_for(request: ExecuteInput, worker: str = "gpu-a") -> ExecuteResult:
     )
 
 
-@activity.defn(name="execute_prompt")
+@activity.defn(name=EXECUTE_ACTIVITY)
 async def execute_prompt_succeeds(request: ExecuteInput) -> ExecuteResult:
     return result_for(request)
 
@@ -143,7 +148,7 @@ async def test_pinned_request_runs_on_the_workers_own_queue(temporal_client: Cli
     pool = f"pool-{uuid.uuid4()}"
     seen_queues: list[str] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         seen_queues.append(activity.info().task_queue)
         return result_for(request, worker="gpu-b")
@@ -162,14 +167,14 @@ async def test_invalid_params_fail_without_reaching_a_gpu(temporal_client: Clien
     pool = f"pool-{uuid.uuid4()}"
     executed: list[str] = []
 
-    @activity.defn(name="prepare_generation")
+    @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
         error = GenerationError(
             type="InvalidParams", message="width: must be <= 4096", param="width"
         )
         raise ApplicationError(error.message, error, type="InvalidParams", non_retryable=True)
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         executed.append(request.task_id)
         return result_for(request)
@@ -190,7 +195,7 @@ async def test_comfyui_execution_error_fails_once_with_node_and_class_type(tempo
     pool = f"pool-{uuid.uuid4()}"
     attempts: list[int] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         attempts.append(activity.info().attempt)
         error = GenerationError(
@@ -220,7 +225,7 @@ async def test_comfyui_validation_error_names_the_parameter_bound_to_the_input(
 ):
     pool = f"pool-{uuid.uuid4()}"
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         error = GenerationError(
             type="ComfyUIValidationError",
@@ -248,7 +253,7 @@ async def test_unavailable_comfyui_is_retried_and_the_result_counts_attempts(
 ):
     pool = f"pool-{uuid.uuid4()}"
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         if activity.info().attempt == 1:
             raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
@@ -265,7 +270,7 @@ async def test_retries_stop_at_the_manifest_attempt_limit(temporal_client: Clien
     pool = f"pool-{uuid.uuid4()}"
     attempts: list[int] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         attempts.append(activity.info().attempt)
         raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
@@ -287,7 +292,7 @@ class BlockingExecute:
         self.started = asyncio.Event()
         self.cleanup_done_at: float | None = None
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
         self.started.set()
         try:
@@ -420,7 +425,7 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
     control_queue = f"control-{uuid.uuid4()}"
     order: list[str] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         order.append(request.task_id)
         return result_for(request)
@@ -467,3 +472,4 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
     assert sorted(order) == sorted(h.id for h in handles)
     assert status.priority == 1
     await keep_history(urgent, "set_priority_while_waiting")
+
