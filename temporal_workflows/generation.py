@@ -97,6 +97,7 @@ class GenerationWorkflow:
         self._priority = request.options.priority
         self._status.priority = request.options.priority
         self._execute_scheduled = False
+        self._done_details = ""
         if request.options.callback_url:
             self._status.webhook = WebhookDelivery(
                 url=request.options.callback_url, delivery_id=_delivery_id(workflow.info())
@@ -107,10 +108,10 @@ class GenerationWorkflow:
         try:
             result = await self._generate(request)
         except asyncio.CancelledError:
-            self._finish()
             self._status.cancel_reason = (
                 self._cancel_reason or workflow.cancellation_reason() or None
             )
+            self._finish("CANCELLED", self._status.cancel_reason)
             if self._status.webhook is not None:
                 self._status.outcome = "CANCELLED"
                 # A cancel request reaches the workflow once (temporal-notes.md §3c); the shield
@@ -119,8 +120,9 @@ class GenerationWorkflow:
                 await asyncio.shield(asyncio.ensure_future(self._notify(request)))
             raise
         except ApplicationError as err:
-            self._finish()
             self._status.error = decode_generation_error(err)
+            error = self._status.error
+            self._finish("FAILURE", f"{error.type}: {error.message}" if error else err.message)
             if self._status.webhook is not None:
                 self._status.outcome = "FAILURE"
                 await self._notify(request)
@@ -138,6 +140,9 @@ class GenerationWorkflow:
         delivery = self._status.webhook
         assert delivery is not None and self._status.outcome is not None
         self._status.phase = "notifying"
+        workflow.set_current_details(
+            f"**notifying** `{delivery.url}` ({self._status.outcome.lower()})"
+        )
         info = workflow.info()
         try:
             sent = await workflow.execute_activity(
@@ -172,6 +177,7 @@ class GenerationWorkflow:
             delivery.last_error = None
         workflow.upsert_memo({WEBHOOK_MEMO: delivery.model_dump(mode="json")})
         self._status.phase = "done"
+        workflow.set_current_details(f"{self._done_details}\n\nwebhook {delivery.status}")
         return delivery
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
@@ -179,6 +185,7 @@ class GenerationWorkflow:
         started = workflow.now()
         self._status.phase = "rendering"
         self._status.started_at = started
+        workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
 
         prepared = await self._prepare(task_id, request)
         self._status.params = prepared.params
@@ -249,7 +256,7 @@ class GenerationWorkflow:
         self._status.attempt = result.attempt
         self._status.worker = result.worker
         workflow.upsert_search_attributes([SA_WORKER.value_set(result.worker)])
-        self._finish()
+        self._finish("SUCCESS", f"on `{result.worker}`, attempt {result.attempt}")
         timings = {
             "prepare_seconds": (prepared_at - started).total_seconds(),
             "execute_seconds": (finished - prepared_at).total_seconds(),
@@ -287,9 +294,12 @@ class GenerationWorkflow:
                 raise asyncio.CancelledError() from err
             raise _generation_failure(err, None) from None
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: str, detail: str | None) -> None:
+        """The generation ended: phase "done", and the Web UI's Current Details say how."""
         self._status.phase = "done"
         self._status.finished_at = workflow.now()
+        self._done_details = f"**done: {outcome}**" + (f" — {detail}" if detail else "")
+        workflow.set_current_details(self._done_details)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> GenerationStatus:

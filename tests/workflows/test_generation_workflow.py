@@ -16,9 +16,10 @@ from datetime import timedelta
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -45,6 +46,8 @@ from temporal_workflows.payloads import (
 from tests.workflows.conftest import keep_history
 
 DEADLINE = 20.0
+# The SDK answers it for every workflow; the Web UI reads "Current Details" from it.
+METADATA_QUERY = "__temporal_workflow_metadata"
 
 
 def prepared_for(pool: str, **overrides) -> Callable:
@@ -473,3 +476,59 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
     assert status.priority == 1
     await keep_history(urgent, "set_priority_while_waiting")
 
+
+async def current_details(handle: WorkflowHandle) -> str:
+    """The Web UI's "Current Details" of a run, from the SDK's built-in metadata query."""
+    metadata = await handle.query(METADATA_QUERY, result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
+async def test_current_details_read_running_then_done_success(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    release = asyncio.Event()
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        await release.wait()
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+
+        async def running() -> bool:
+            return (await current_details(handle)).startswith("**running**")
+
+        await wait_until(running, "the job to run")
+        release.set()
+        await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: SUCCESS** — on `gpu-a`, attempt 1"
+
+
+async def test_current_details_of_a_failed_job_give_its_error(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        error = GenerationError(type="ComfyUIExecutionError", message="ComfyUI failed in node 5")
+        raise ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: FAILURE** — ComfyUIExecutionError: ComfyUI failed in node 5"
+
+
+async def test_current_details_of_a_cancelled_job_give_the_reason(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    job = BlockingExecute()
+    async with workers(temporal_client, pool, prepared_for(pool), job.execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await asyncio.wait_for(job.started.wait(), DEADLINE)
+        await handle.cancel(reason="changed my mind")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: CANCELLED** — changed my mind"
