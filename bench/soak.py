@@ -52,6 +52,7 @@ from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
+from temporal_workflows.names import GENERATION_WORKFLOW  # noqa: E402
 from temporal_workflows.payloads import GenerationRequest, GenerationResult  # noqa: E402
 from tests.worker_processes import (  # noqa: E402
     clean_environment,
@@ -265,7 +266,7 @@ async def submit_all(
         prefix = f"j{index:05d}"
         async with limit:
             handle = await client.start_workflow(
-                "GenerationWorkflow",
+                GENERATION_WORKFLOW,
                 GenerationRequest(workflow_id="soak_image", params={"filename_prefix": prefix}),
                 id=f"soak-{run_key}-{prefix}",
                 task_queue=control_queue,

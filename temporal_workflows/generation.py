@@ -16,16 +16,30 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     RetryState,
-    TimeoutError,
-    TimeoutType,
     is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
+    from temporal_workflows.failures import (
+        NON_RETRYABLE_ERROR_TYPES,
+        ErrorType,
+        decode_generation_error,
+    )
     from temporal_workflows.names import (
+        CANCEL_SIGNAL,
+        EXECUTE_ACTIVITY,
+        EXECUTE_ACTIVITY_ID,
+        GENERATION_WORKFLOW,
+        NOTIFY_ACTIVITY,
+        PREPARE_ACTIVITY,
+        REQUEST_CANCEL_ACTIVITY,
         SA_POOL,
         SA_WORKER,
         SA_WORKFLOW,
+        SET_PRIORITY_SIGNAL,
+        STATUS_QUERY,
+        UPDATE_PRIORITY_ACTIVITY,
+        WEBHOOK_MEMO,
         pool_task_queue,
         worker_task_queue,
     )
@@ -44,28 +58,6 @@ with workflow.unsafe.imports_passed_through():
         PriorityChange,
         WebhookDelivery,
     )
-
-# Activity type names, shared with activities/generation/execute.py.
-PREPARE_ACTIVITY = "prepare_generation"
-EXECUTE_ACTIVITY = "execute_prompt"
-REQUEST_CANCEL_ACTIVITY = "request_cancel"
-UPDATE_PRIORITY_ACTIVITY = "update_priority"
-NOTIFY_ACTIVITY = "notify"
-# Memo key of the webhook's final delivery state (a WebhookDelivery), read by GET /tasks/{id}.
-WEBHOOK_MEMO = "webhook"
-# Fixed id of the execute activity, so `set_priority` (and operators) can address it.
-EXECUTE_ACTIVITY_ID = "execute"
-
-# Error types raised by our activities that a retry cannot fix.
-# (An OutputStoreError, a full disk or a flaky network mount, is retried; a name that would
-# leave the store, OutputPathRefused, is not.)
-NON_RETRYABLE_ERROR_TYPES = [
-    "InvalidParams",
-    "UnknownWorkflow",
-    "ComfyUIValidationError",
-    "ComfyUIExecutionError",
-    "OutputPathRefused",
-]
 
 # A GPU worker heartbeats every ~0.5 s (its max_heartbeat_throttle_interval), with a ticker that
 # runs even while ComfyUI is silent. Missing heartbeats for this long means the worker (or its
@@ -90,7 +82,7 @@ NOTIFY_SCHEDULE_TO_CLOSE = timedelta(hours=24)
 _DELIVERY_ID_NAMESPACE = uuid.UUID("b0d6a3e2-6c1e-4f51-9a57-3f2f4c7d9e01")
 
 
-@workflow.defn(name="GenerationWorkflow")
+@workflow.defn(name=GENERATION_WORKFLOW)
 class GenerationWorkflow:
     """One generation: the task id is this workflow's id."""
 
@@ -105,6 +97,7 @@ class GenerationWorkflow:
         self._priority = request.options.priority
         self._status.priority = request.options.priority
         self._execute_scheduled = False
+        self._done_details = ""
         if request.options.callback_url:
             self._status.webhook = WebhookDelivery(
                 url=request.options.callback_url, delivery_id=_delivery_id(workflow.info())
@@ -115,10 +108,10 @@ class GenerationWorkflow:
         try:
             result = await self._generate(request)
         except asyncio.CancelledError:
-            self._finish()
             self._status.cancel_reason = (
                 self._cancel_reason or workflow.cancellation_reason() or None
             )
+            self._finish("CANCELLED", self._status.cancel_reason)
             if self._status.webhook is not None:
                 self._status.outcome = "CANCELLED"
                 # A cancel request reaches the workflow once (temporal-notes.md §3c); the shield
@@ -127,8 +120,9 @@ class GenerationWorkflow:
                 await asyncio.shield(asyncio.ensure_future(self._notify(request)))
             raise
         except ApplicationError as err:
-            self._finish()
-            self._status.error = _error_detail(err)
+            self._status.error = decode_generation_error(err)
+            error = self._status.error
+            self._finish("FAILURE", f"{error.type}: {error.message}" if error else err.message)
             if self._status.webhook is not None:
                 self._status.outcome = "FAILURE"
                 await self._notify(request)
@@ -146,6 +140,9 @@ class GenerationWorkflow:
         delivery = self._status.webhook
         assert delivery is not None and self._status.outcome is not None
         self._status.phase = "notifying"
+        workflow.set_current_details(
+            f"**notifying** `{delivery.url}` ({self._status.outcome.lower()})"
+        )
         info = workflow.info()
         try:
             sent = await workflow.execute_activity(
@@ -180,6 +177,7 @@ class GenerationWorkflow:
             delivery.last_error = None
         workflow.upsert_memo({WEBHOOK_MEMO: delivery.model_dump(mode="json")})
         self._status.phase = "done"
+        workflow.set_current_details(f"{self._done_details}\n\nwebhook {delivery.status}")
         return delivery
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
@@ -187,6 +185,7 @@ class GenerationWorkflow:
         started = workflow.now()
         self._status.phase = "rendering"
         self._status.started_at = started
+        workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
 
         prepared = await self._prepare(task_id, request)
         self._status.params = prepared.params
@@ -257,7 +256,7 @@ class GenerationWorkflow:
         self._status.attempt = result.attempt
         self._status.worker = result.worker
         workflow.upsert_search_attributes([SA_WORKER.value_set(result.worker)])
-        self._finish()
+        self._finish("SUCCESS", f"on `{result.worker}`, attempt {result.attempt}")
         timings = {
             "prepare_seconds": (prepared_at - started).total_seconds(),
             "execute_seconds": (finished - prepared_at).total_seconds(),
@@ -295,11 +294,14 @@ class GenerationWorkflow:
                 raise asyncio.CancelledError() from err
             raise _generation_failure(err, None) from None
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: str, detail: str | None) -> None:
+        """The generation ended: phase "done", and the Web UI's Current Details say how."""
         self._status.phase = "done"
         self._status.finished_at = workflow.now()
+        self._done_details = f"**done: {outcome}**" + (f" — {detail}" if detail else "")
+        workflow.set_current_details(self._done_details)
 
-    @workflow.query
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> GenerationStatus:
         """Phase, attempt, worker, resolved params, priority and timestamps.
 
@@ -313,7 +315,7 @@ class GenerationWorkflow:
         """
         return self._status
 
-    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    @workflow.signal(name=CANCEL_SIGNAL, unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
     async def cancel(self, reason: str = "") -> None:
         """Cancel this generation, recording why. Same outcome as `temporal workflow cancel`.
 
@@ -335,7 +337,9 @@ class GenerationWorkflow:
             summary="cancel requested by signal",
         )
 
-    @workflow.signal(unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON)
+    @workflow.signal(
+        name=SET_PRIORITY_SIGNAL, unfinished_policy=workflow.HandlerUnfinishedPolicy.ABANDON
+    )
     async def set_priority(self, priority: int) -> None:
         """Re-queue a job still waiting for a GPU at a new Temporal task priority (1 highest).
 
@@ -370,42 +374,16 @@ class GenerationWorkflow:
 
 def _generation_failure(err: ActivityError, prepared: PreparedPrompt | None) -> ApplicationError:
     """An activity failure as the workflow's failure: readable message, GenerationError details."""
-    cause = err.cause
-    error: GenerationError
-    if isinstance(cause, ApplicationError):
-        detail = cause.details[0] if cause.details else None
-        if isinstance(detail, GenerationError):
-            error = detail
-        elif isinstance(detail, dict) and "type" in detail and "message" in detail:
-            error = GenerationError.model_validate(detail)
-        else:
-            error = GenerationError(
-                type=cause.type or "ActivityError",
-                message=f"the GPU worker failed: {cause.message}",
-            )
-        if prepared is not None and error.param is None and error.node_id and error.input_name:
-            error.param = prepared.param_bindings.get(f"{error.node_id}.{error.input_name}")
-    elif isinstance(cause, TimeoutError):
-        error = _timeout_error(cause, prepared)
-    else:
-        error = GenerationError(type="ActivityError", message=str(cause or err))
+    time_limit = prepared.timeout_seconds if prepared is not None else None
+    error = decode_generation_error(err, time_limit=time_limit) or GenerationError(
+        type=str(ErrorType.ACTIVITY_ERROR), message=str(err.cause or err)
+    )
+    if prepared is not None and error.param is None and error.node_id and error.input_name:
+        error.param = prepared.param_bindings.get(f"{error.node_id}.{error.input_name}")
     if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and prepared is not None:
         error.attempt = error.attempt or prepared.max_attempts
         error.message = f"{error.message} (gave up after {prepared.max_attempts} attempts)"
     return ApplicationError(error.message, error, type=error.type, non_retryable=True)
-
-
-def _timeout_error(cause: TimeoutError, prepared: PreparedPrompt | None) -> GenerationError:
-    if cause.type == TimeoutType.HEARTBEAT:
-        return GenerationError(
-            type="WorkerLost",
-            message="the GPU worker stopped reporting (it or its host died) and no retry was left",
-            retryable=True,
-        )
-    limit = f" of {prepared.timeout_seconds:g} s" if prepared is not None else ""
-    return GenerationError(
-        type="Timeout", message=f"the generation exceeded its time limit{limit}", retryable=True
-    )
 
 
 def delivery_id_for(task_id: str, run_id: str) -> str:
@@ -436,17 +414,3 @@ def _notify_failure(err: ActivityError) -> tuple[int, int | None, str]:
     attempt = detail.get("attempt", 0) if isinstance(detail, dict) else 0
     status_code = detail.get("status_code") if isinstance(detail, dict) else None
     return int(attempt or 0), status_code, app.message
-
-
-def _error_detail(err: ApplicationError) -> GenerationError | None:
-    """The GenerationError an ApplicationError carries: ours, or decoded from an activity's
-    failure that reached the workflow as is (its details then arrive as plain dicts)."""
-    detail = err.details[0] if err.details else None
-    if isinstance(detail, GenerationError):
-        return detail
-    if isinstance(detail, dict):
-        try:
-            return GenerationError.model_validate(detail)
-        except ValueError:
-            return None
-    return None

@@ -1,8 +1,34 @@
-"""Names shared by the API, the workflow and the workers: task queues and search attributes."""
+"""Every Temporal name the API, the workflow and the workers share: the workflow and activity
+types, query and signal names, memo keys, search attributes and task-queue naming."""
 
 from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey
+
+GENERATION_WORKFLOW = "GenerationWorkflow"
+
+# Activity types: prepare, request_cancel and update_priority run as local activities of the
+# control worker, notify on the control queue, execute on a GPU queue.
+PREPARE_ACTIVITY = "prepare_generation"
+EXECUTE_ACTIVITY = "execute_prompt"
+REQUEST_CANCEL_ACTIVITY = "request_cancel"
+UPDATE_PRIORITY_ACTIVITY = "update_priority"
+NOTIFY_ACTIVITY = "notify"
+# Fixed id of the execute activity, so `set_priority` (and operators) can address it.
+EXECUTE_ACTIVITY_ID = "execute"
+
+STATUS_QUERY = "status"
+CANCEL_SIGNAL = "cancel"
+SET_PRIORITY_SIGNAL = "set_priority"
+
+# Memo keys. REQUEST_MEMO: the GenerationRequest as JSON, written at start (POST /generate and
+# schedules). WEBHOOK_MEMO: the webhook's final delivery state (a WebhookDelivery), written by the
+# workflow. IDEMPOTENCY_MEMO: the request body's hash under an Idempotency-Key. SCHEDULE_MEMO: the
+# id of the schedule that started the run.
+REQUEST_MEMO = "request"
+WEBHOOK_MEMO = "webhook"
+IDEMPOTENCY_MEMO = "idempotency"
+SCHEDULE_MEMO = "schedule_id"
 
 CONTROL_TASK_QUEUE = "comfy-control"
 

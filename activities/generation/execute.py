@@ -1,11 +1,6 @@
-"""GenerationWorkflow's activities: render the graph (control worker), run it in ComfyUI (GPU
-worker).
-
-`prepare_generation` runs as a local activity: it reads the manifests as they are now, so its result
-(the exact graph and resolved params) is what history keeps. `execute_prompt` is where a generation
-meets ComfyUI: it submits the graph, heartbeats progress, reacts to cancellation by deleting or
-interrupting the prompt, and stores the outputs. ComfyUI's errors become typed ApplicationErrors
-here.
+"""`execute_prompt` (GPU worker): where a generation meets ComfyUI. It submits the graph,
+heartbeats progress, reacts to cancellation by deleting or interrupting the prompt, and stores the
+outputs; what stops an attempt becomes a GenerationError in activities/generation/failures.py.
 """
 
 from __future__ import annotations
@@ -20,23 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio import activity
-from temporalio.api.activity.v1 import ActivityOptions
-from temporalio.api.common.v1 import Priority as ProtoPriority
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.comfyui.errors import (
-    ComfyUIExecutionError,
-    ComfyUIInterrupted,
-    ComfyUIOutOfMemory,
-    ComfyUIStalled,
-    ComfyUIUnavailable,
-    ComfyUIValidationError,
-)
+from activities.comfyui.errors import ComfyUIError, ComfyUIOutOfMemory, ComfyUIStalled
 from activities.comfyui.events import (
     NodeExecuting,
     NodeProgress,
@@ -44,33 +25,17 @@ from activities.comfyui.events import (
     PromptQueued,
     PromptStarted,
 )
-from activities.generation.image_uploads import image_input_refs, upload_image_inputs
-from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
-from manifests.errors import ParamsInvalid, UnknownWorkflow
-from manifests.render import render_prompt
-from temporal_workflows.generation import (
-    EXECUTE_ACTIVITY,
-    PREPARE_ACTIVITY,
-    REQUEST_CANCEL_ACTIVITY,
-    UPDATE_PRIORITY_ACTIVITY,
-)
-from temporal_workflows.payloads import (
-    CancelRequest,
-    ExecuteInput,
-    ExecuteResult,
-    GenerationError,
-    OutputRef,
-    PreparedPrompt,
-    PrepareInput,
-    PriorityChange,
-    Progress,
-)
+from activities.generation.failures import HandedBack, RunTimedOut, execute_failure, reported
+from activities.generation.image_uploads import upload_image_inputs
+from activities.io.output_store import OutputStore, OutputStoreError
+from temporal_workflows.failures import activity_failure
+from temporal_workflows.names import EXECUTE_ACTIVITY
+from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
 
 if TYPE_CHECKING:
     from activities.comfyui.client import ComfyUIClient
     from activities.comfyui.events import ComfyEvent
     from activities.comfyui.outputs import PromptResult
-    from manifests.registry import ManifestRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -89,108 +54,6 @@ STALL_INTERRUPT_GRACE = 5.0
 
 def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
     return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
-
-
-def _failure(error: GenerationError, *, non_retryable: bool) -> ApplicationError:
-    error.retryable = not non_retryable
-    return ApplicationError(error.message, error, type=error.type, non_retryable=non_retryable)
-
-
-# ---------------------------------------------------------------------------------------------
-# prepare_generation (control worker, local activity)
-
-
-class PrepareActivities:
-    """`prepare_generation`, bound to the registry the control worker loaded."""
-
-    def __init__(self, registry: ManifestRegistry) -> None:
-        self._registry = registry
-
-    @activity.defn(name=PREPARE_ACTIVITY)
-    async def prepare_generation(self, request: PrepareInput) -> PreparedPrompt:
-        # Reading manifests touches the disk; keep the worker's event loop free.
-        return await asyncio.to_thread(self._prepare, request)
-
-    def _prepare(self, request: PrepareInput) -> PreparedPrompt:
-        snapshot = self._registry.snapshot()
-        manifest = snapshot.workflows.get(request.workflow_id)
-        try:
-            if manifest is None:
-                raise UnknownWorkflow(request.workflow_id, list(snapshot.workflows))
-            rendered = render_prompt(manifest, request.params, revision=snapshot.revision)
-        except UnknownWorkflow as err:
-            raise _failure(
-                GenerationError(type="UnknownWorkflow", message=str(err), param="workflow_id"),
-                non_retryable=True,
-            ) from None
-        except ParamsInvalid as err:
-            first = err.errors[0] if err.errors else None
-            error = GenerationError(
-                type="InvalidParams", message=str(err), param=first.param if first else None
-            )
-            # Every problem is listed in a second detail, for clients that show one entry per field.
-            raise ApplicationError(
-                error.message,
-                error,
-                [{"param": e.param, "reason": e.reason} for e in err.errors],
-                type=error.type,
-                non_retryable=True,
-            ) from None
-        return PreparedPrompt(
-            workflow_id=rendered.workflow_id,
-            prompt=rendered.prompt,
-            params=rendered.params,
-            revision=rendered.revision,
-            pool=manifest.pool,
-            timeout_seconds=manifest.timeout_seconds,
-            max_attempts=manifest.max_attempts,
-            output_nodes=manifest.outputs,
-            param_bindings=manifest.param_bindings(),
-            previews=manifest.previews,
-            stall_timeout=manifest.stall_timeout,
-            image_inputs=image_input_refs(rendered),
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# request_cancel (control worker, local activity started by the `cancel` signal)
-
-
-@activity.defn(name=REQUEST_CANCEL_ACTIVITY)
-async def request_cancel(request: CancelRequest) -> None:
-    """Ask Temporal to cancel a generation run, with a reason; a run that already closed is fine."""
-    handle = activity.client().get_workflow_handle(request.task_id, run_id=request.run_id)
-    try:
-        await handle.cancel(reason=request.reason)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise
-
-
-# ---------------------------------------------------------------------------------------------
-# update_priority (control worker, local activity started by the `set_priority` signal)
-
-
-@activity.defn(name=UPDATE_PRIORITY_ACTIVITY)
-async def update_priority(change: PriorityChange) -> None:
-    """Change the task priority of a generation's scheduled execute activity. Temporal re-queues
-    a task that no worker has taken yet at the new priority; a finished activity is fine."""
-    client = activity.client()
-    request = UpdateActivityOptionsRequest(
-        namespace=client.namespace,
-        execution=WorkflowExecution(workflow_id=change.task_id, run_id=change.run_id),
-        id=change.activity_id,
-        activity_options=ActivityOptions(priority=ProtoPriority(priority_key=change.priority)),
-        update_mask=FieldMask(paths=["priority"]),
-        identity=client.identity,
-    )
-    try:
-        await client.workflow_service.update_activity_options(request)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,14 +112,6 @@ class _ProgressTracker:
         activity.heartbeat(self.progress)
 
 
-class _RunTimedOut(Exception):
-    """ComfyUI ran the prompt longer than the manifest allows; it has been interrupted."""
-
-
-class _HandedBack(Exception):
-    """The worker is shutting down and ComfyUI had not started the prompt; it was removed."""
-
-
 class ExecuteActivities:
     """`execute_prompt`, bound to one GPU worker's ComfyUI client and output store."""
 
@@ -283,6 +138,10 @@ class ExecuteActivities:
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
+        with reported(request.task_id, logger):
+            return await self._execute(request)
+
+    async def _execute(self, request: ExecuteInput) -> ExecuteResult:
         info = activity.info()
         attempt = info.attempt
         prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
@@ -303,81 +162,20 @@ class ExecuteActivities:
             tracker.progress.phase = "storing"
             tracker.heartbeat()
             stored = await self._store.commit(request.task_id, [f.path for f in result.outputs])
-        except ComfyUIValidationError as err:
-            raise _validation_failure(err, attempt) from None
-        except ComfyUIOutOfMemory as err:
-            # ComfyUI already unloaded its models after the OOM (comfyui-protocol.md §4.3);
-            # ask it to free its cache too, then retry exactly once: a second OOM means the job
-            # does not fit.
-            with contextlib.suppress(Exception):
-                await self._comfy.free(unload_models=True, free_memory=True)
-            raise _failure(
-                _execution_error(err, attempt, type="ComfyUIOutOfMemory"), non_retryable=attempt > 1
-            ) from None
-        except ComfyUIExecutionError as err:
-            # A node's exception is deterministic for the same graph: a retry gives the same error.
-            raise _failure(_execution_error(err, attempt), non_retryable=True) from None
-        except ComfyUIInterrupted:
-            raise _failure(
-                GenerationError(
-                    type="ComfyUIInterrupted",
-                    message="the prompt was interrupted in ComfyUI by someone else",
-                    attempt=attempt,
-                ),
-                non_retryable=True,
-            ) from None
-        except ComfyUIStalled as err:
-            await self._free_stalled(prompt_id, tracker)
-            raise _failure(
-                GenerationError(
-                    type="ComfyUIStalled",
-                    message=f"ComfyUI stopped reporting: {err}",
-                    attempt=attempt,
-                ),
-                non_retryable=False,
-            ) from None
-        except ComfyUIUnavailable as err:
-            raise _failure(
-                GenerationError(
-                    type="ComfyUIUnavailable",
-                    message=f"ComfyUI on {self.worker_name} is unavailable: {err}",
-                    attempt=attempt,
-                ),
-                non_retryable=False,
-            ) from None
-        except _HandedBack:
-            raise _failure(
-                GenerationError(
-                    type="WorkerShuttingDown",
-                    message=f"{self.worker_name} stopped taking work (shutting down, or its "
-                    "ComfyUI went down) before the prompt started; it goes back to the queue",
-                    attempt=attempt,
-                ),
-                non_retryable=False,
-            ) from None
-        except _RunTimedOut:
-            raise _failure(
-                GenerationError(
-                    type="ComfyUITimeout",
-                    message="ComfyUI ran longer than the workflow's limit of "
-                    f"{request.timeout_seconds:g} s",
-                    attempt=attempt,
-                ),
-                non_retryable=False,
-            ) from None
-        except OutputPathRefused as err:
-            # A name that would leave the store is refused the same way on every attempt.
-            raise _failure(
-                GenerationError(type="OutputPathRefused", message=str(err), attempt=attempt),
-                non_retryable=True,
-            ) from None
-        except OutputStoreError as err:
-            # A full disk or a flaky network mount: the next attempt (maybe on another host)
-            # may well write.
-            raise _failure(
-                GenerationError(type="OutputStoreError", message=str(err), attempt=attempt),
-                non_retryable=False,
-            ) from None
+        except (ComfyUIError, OutputStoreError, HandedBack, RunTimedOut) as err:
+            error = execute_failure(
+                err, attempt=attempt, worker=self.worker_name, time_limit=request.timeout_seconds
+            )
+            if error is None:
+                raise
+            if isinstance(err, ComfyUIOutOfMemory):
+                # ComfyUI already unloaded its models after the OOM (comfyui-protocol.md §4.3);
+                # ask it to free its cache too before the one retry.
+                with contextlib.suppress(Exception):
+                    await self._comfy.free(unload_models=True, free_memory=True)
+            elif isinstance(err, ComfyUIStalled):
+                await self._free_stalled(prompt_id, tracker)
+            raise activity_failure(error) from None
         finally:
             self._store.discard_staging(request.task_id, attempt_key)
             if request.previews:
@@ -490,14 +288,14 @@ class ExecuteActivities:
             if stopped:
                 continue
             if tracker.started_monotonic is None and activity.is_worker_shutdown():
-                stopped.append(_HandedBack())
+                stopped.append(HandedBack())
                 run.cancel()
             elif (
                 timeout_seconds is not None
                 and tracker.started_monotonic is not None
                 and time.monotonic() - tracker.started_monotonic > timeout_seconds
             ):
-                stopped.append(_RunTimedOut())
+                stopped.append(RunTimedOut())
                 run.cancel()
 
     async def _write_preview(self, task_id: str, tracker: _ProgressTracker) -> None:
@@ -508,41 +306,3 @@ class ExecuteActivities:
             await self._store.write_preview(task_id, data)
         except (OSError, OutputStoreError) as err:  # a preview is a nicety: never fail the job
             logger.warning("preview of %s not written: %s", task_id, err)
-
-
-def _execution_error(
-    err: ComfyUIExecutionError, attempt: int, *, type: str = "ComfyUIExecutionError"
-) -> GenerationError:
-    where = f"node {err.node_id}" + (f" ({err.class_type})" if err.class_type else "")
-    reason = err.exception_message.strip() if err.exception_message else str(err)
-    kind = f"{err.exception_type}: " if err.exception_type else ""
-    return GenerationError(
-        type=type,
-        message=f"ComfyUI failed in {where}: {kind}{reason}",
-        node_id=err.node_id,
-        class_type=err.class_type,
-        attempt=attempt,
-    )
-
-
-def _validation_failure(err: ComfyUIValidationError, attempt: int) -> ApplicationError:
-    problems = []
-    for node_error in err.node_errors:
-        where = f"node {node_error.node_id}"
-        if node_error.class_type:
-            where += f" ({node_error.class_type})"
-        if node_error.input_name:
-            where += f" input '{node_error.input_name}'"
-        detail = node_error.message + (f": {node_error.details}" if node_error.details else "")
-        problems.append(f"{where}: {detail}")
-    message = "ComfyUI rejected the prompt: " + ("; ".join(problems) if problems else err.message)
-    first = err.node_errors[0] if err.node_errors else None
-    error = GenerationError(
-        type="ComfyUIValidationError",
-        message=message,
-        node_id=first.node_id if first else None,
-        class_type=first.class_type if first else None,
-        input_name=first.input_name if first else None,
-        attempt=attempt,
-    )
-    return _failure(error, non_retryable=True)

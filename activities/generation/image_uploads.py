@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from urllib.parse import urljoin
 
 import httpx
-from temporalio.exceptions import ApplicationError
 
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIError
@@ -27,6 +26,7 @@ from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from activities.io.output_store import OutputStore, OutputStoreError
 from manifests.image_inputs import ImageFromBase64, ImageFromStore, ImageFromUrl
 from manifests.render import RenderedPrompt
+from temporal_workflows.failures import ErrorType, activity_failure
 from temporal_workflows.payloads import GenerationError, ImageInputRef
 
 ALLOW_PRIVATE_ENV = "COMFY_ALLOW_PRIVATE_IMAGE_URLS"
@@ -61,7 +61,7 @@ def max_image_bytes() -> int:
 class ImageInputError(Exception):
     """An image input that cannot be used; `retryable` when another attempt may succeed."""
 
-    def __init__(self, message: str, *, type: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, type: ErrorType, retryable: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.type = type
@@ -93,25 +93,28 @@ def decode_base64_image(text: str, limit: int) -> bytes:
         if ";base64" not in (match.group(2) or ""):
             raise ImageInputError(
                 "a data: URI must be base64-encoded (data:image/png;base64,...)",
-                type="InvalidImageInput",
+                type=ErrorType.INVALID_IMAGE_INPUT,
             )
         payload = text[match.end() :]
     payload = "".join(payload.split())  # line breaks are common in pasted base64
     # 4 characters carry 3 bytes: refuse before decoding megabytes past the limit.
     if len(payload) // 4 * 3 > limit + 3:
         raise ImageInputError(
-            f"the decoded image would exceed the limit of {limit} bytes", type="ImageInputTooLarge"
+            f"the decoded image would exceed the limit of {limit} bytes",
+            type=ErrorType.IMAGE_INPUT_TOO_LARGE,
         )
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
-        raise ImageInputError(f"is not valid base64 ({err})", type="InvalidImageInput") from None
+        raise ImageInputError(
+            f"is not valid base64 ({err})", type=ErrorType.INVALID_IMAGE_INPUT
+        ) from None
     if not data:
-        raise ImageInputError("decodes to no bytes", type="InvalidImageInput")
+        raise ImageInputError("decodes to no bytes", type=ErrorType.INVALID_IMAGE_INPUT)
     if len(data) > limit:
         raise ImageInputError(
             f"the decoded image has {len(data)} bytes; the limit is {limit}",
-            type="ImageInputTooLarge",
+            type=ErrorType.IMAGE_INPUT_TOO_LARGE,
         )
     return data
 
@@ -127,7 +130,7 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
             try:
                 target = await check_url(current, allow_private=allow_private)
             except UrlRefused as err:
-                raise ImageInputError(f"url {err}", type="ImageInputRefused") from None
+                raise ImageInputError(f"url {err}", type=ErrorType.IMAGE_INPUT_REFUSED) from None
             request = pinned_request(http, "GET", target, headers={"Accept": "image/*"})
             try:
                 response = await http.send(request, stream=True)
@@ -138,7 +141,7 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
                     if response.status_code != 200:
                         raise ImageInputError(
                             f"url answered {response.status_code}",
-                            type="ImageInputUnavailable",
+                            type=ErrorType.IMAGE_INPUT_UNAVAILABLE,
                             retryable=response.status_code >= 500
                             or response.status_code in (408, 429),
                         )
@@ -146,7 +149,7 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
                     if declared and declared.isdigit() and int(declared) > limit:
                         raise ImageInputError(
                             f"url serves {declared} bytes; the limit is {limit}",
-                            type="ImageInputTooLarge",
+                            type=ErrorType.IMAGE_INPUT_TOO_LARGE,
                         )
                     chunks: list[bytes] = []
                     size = 0
@@ -155,7 +158,7 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
                         if size > limit:
                             raise ImageInputError(
                                 f"url serves more than the limit of {limit} bytes",
-                                type="ImageInputTooLarge",
+                                type=ErrorType.IMAGE_INPUT_TOO_LARGE,
                             )
                         chunks.append(chunk)
                     return b"".join(chunks)
@@ -165,11 +168,11 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
                 reason = str(err) or type(err).__name__
                 raise ImageInputError(
                     f"could not download {current}: {reason}",
-                    type="ImageInputUnavailable",
+                    type=ErrorType.IMAGE_INPUT_UNAVAILABLE,
                     retryable=True,
                 ) from None
         raise ImageInputError(
-            f"url redirects more than {MAX_REDIRECTS} times", type="ImageInputUnavailable"
+            f"url redirects more than {MAX_REDIRECTS} times", type=ErrorType.IMAGE_INPUT_UNAVAILABLE
         )
 
 
@@ -216,18 +219,18 @@ async def upload_image_inputs(
                 uploaded = await comfy.upload_image(data, name, subfolder=subfolder, overwrite=True)
             except ComfyUIError as err:
                 raise ImageInputError(
-                    f"upload to ComfyUI failed: {err}", type="ComfyUIUnavailable", retryable=True
+                    f"upload to ComfyUI failed: {err}",
+                    type=ErrorType.COMFYUI_UNAVAILABLE,
+                    retryable=True,
                 ) from None
         except ImageInputError as err:
             error = GenerationError(
-                type=err.type,
+                type=str(err.type),
                 message=f"image parameter '{item.param}': {err.message}",
                 param=item.param,
                 retryable=err.retryable,
             )
-            raise ApplicationError(
-                error.message, error, type=error.type, non_retryable=not err.retryable
-            ) from None
+            raise activity_failure(error) from None
         folder = uploaded.get("subfolder") or ""
         reference = f"{folder}/{uploaded['name']}" if folder else uploaded["name"]
         for target in item.targets:
@@ -248,12 +251,12 @@ async def _image_bytes(
         except (OSError, OutputStoreError) as err:
             raise ImageInputError(
                 f"the stored input {item.input_file} cannot be read: {err}",
-                type="ImageInputUnavailable",
+                type=ErrorType.IMAGE_INPUT_UNAVAILABLE,
                 retryable=True,
             ) from None
     if item.base64 is not None:
         return decode_base64_image(item.base64, limit)
-    raise ImageInputError("has no source", type="InvalidImageInput")
+    raise ImageInputError("has no source", type=ErrorType.INVALID_IMAGE_INPUT)
 
 
 def _folder_name(task_id: str) -> str:

@@ -25,12 +25,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.generation.failures import reported
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_view import finished_view, status_url
-from temporal_workflows.generation import NOTIFY_ACTIVITY
+from temporal_workflows.failures import ErrorType, failure_kind
+from temporal_workflows.names import NOTIFY_ACTIVITY
 from temporal_workflows.payloads import NotifyInput, NotifyResult
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,10 @@ class WebhookActivities:
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def notify(self, request: NotifyInput) -> NotifyResult:
+        with reported(request.task_id, logger):
+            return await self._notify(request)
+
+    async def _notify(self, request: NotifyInput) -> NotifyResult:
         info = activity.info()
         attempt = info.attempt
         # URLs expire one TTL after the first attempt was scheduled: every retry of a delivery
@@ -139,9 +145,7 @@ class WebhookActivities:
             # Checked again here, not only at submission: DNS may answer differently by now.
             target = await check_url(request.url, allow_private=self._allow_private)
         except UrlRefused as err:
-            raise _error(
-                f"callback_url {err}", "WebhookRefused", attempt, None, non_retryable=True
-            ) from None
+            raise _error(ErrorType.WEBHOOK_REFUSED, attempt, None, reason=err) from None
         try:
             # No proxies from the environment: the connection must go to the checked address.
             async with httpx.AsyncClient(
@@ -153,7 +157,7 @@ class WebhookActivities:
         except httpx.HTTPError as err:
             reason = str(err) or type(err).__name__
             raise _error(
-                f"could not reach {request.url}: {reason}", "WebhookUnreachable", attempt, None
+                ErrorType.WEBHOOK_UNREACHABLE, attempt, None, url=request.url, reason=reason
             ) from None
         code = response.status_code
         if 200 <= code < 300:
@@ -164,21 +168,23 @@ class WebhookActivities:
         if 300 <= code < 400:
             message += " (redirects are not followed)"
         raise _error(
-            message,
-            "WebhookRejected" if final else "WebhookFailed",
+            ErrorType.WEBHOOK_REJECTED if final else ErrorType.WEBHOOK_FAILED,
             attempt,
             code,
-            non_retryable=final,
+            reason=message,
         )
 
 
 def _error(
-    message: str, type: str, attempt: int, status_code: int | None, *, non_retryable: bool = False
+    error_type: ErrorType, attempt: int, status_code: int | None, **text: object
 ) -> ApplicationError:
-    # The workflow reads attempt and status code from the details of the last error.
+    kind = failure_kind(error_type)
+    # The workflow reads attempt and status code from the details of the last error. Benign: a
+    # receiver that is down is expected, and logged in one line by `reported`.
     return ApplicationError(
-        message,
+        kind.text.format(**text),
         {"attempt": attempt, "status_code": status_code},
-        type=type,
-        non_retryable=non_retryable,
+        type=str(error_type),
+        non_retryable=not kind.retryable,
+        category=ApplicationErrorCategory.BENIGN,
     )

@@ -16,7 +16,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.generation.execute import PrepareActivities, request_cancel, update_priority
+from activities.generation.control import request_cancel, update_priority
+from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.contract.signed_urls import UrlSigner, load_signing_key

@@ -14,7 +14,6 @@ import json
 from api.errors import ApiError
 from api.schemas import GenerateCreate, GenerateCreateOptions
 
-IDEMPOTENCY_MEMO = "idempotency"
 IDEMPOTENT_TASK_PREFIX = "idem-"
 MAX_KEY_LENGTH = 255
 

@@ -29,7 +29,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.idempotency import (
-    IDEMPOTENCY_MEMO,
     IdempotencyConflict,
     body_fingerprint,
     check_idempotency_key,
@@ -39,9 +38,16 @@ from api.generations.inputs import checked_callback_url, inline_images_removed, 
 from api.schemas import GenerateCreate, GenerateOptions
 from api.settings import Settings
 from api.tasks.queues import queue_pollers
-from api.tasks.reader import GENERATION_WORKFLOW
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import CONTROL_TASK_QUEUE, SA_POOL, SA_WORKFLOW, worker_task_queue
+from temporal_workflows.names import (
+    CONTROL_TASK_QUEUE,
+    GENERATION_WORKFLOW,
+    IDEMPOTENCY_MEMO,
+    REQUEST_MEMO,
+    SA_POOL,
+    SA_WORKFLOW,
+    worker_task_queue,
+)
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 
 _SUMMARY_TEXT_CHARS = 60
@@ -159,7 +165,7 @@ def generation_start(
                 SearchAttributePair(SA_POOL, manifest.pool),
             ]
         ),
-        memo={"request": request.model_dump(mode="json"), **(memo or {})},
+        memo={REQUEST_MEMO: request.model_dump(mode="json"), **(memo or {})},
         static_summary=f"{summary} ({summary_note})" if summary_note else summary,
         priority=Priority(priority_key=priority) if priority is not None else Priority.default,
     )

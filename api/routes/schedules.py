@@ -46,8 +46,7 @@ from api.schedules.translate import (
     translate_rpc_error,
 )
 from api.schemas import GenerateOptions
-from api.tasks.reader import GENERATION_WORKFLOW
-from temporal_workflows.names import SA_WORKFLOW
+from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 

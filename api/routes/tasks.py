@@ -13,11 +13,8 @@ from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.page_tokens import fetch_page
 from api.schemas import CancelAnswer, TaskPage
-from api.tasks.reader import (
-    GENERATION_WORKFLOW,
-    read_task,
-    summarize,
-)
+from api.tasks.reader import read_task, summarize
+from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -52,7 +49,7 @@ async def list_tasks(
 ) -> TaskPage:
     clauses = [f"WorkflowType = '{GENERATION_WORKFLOW}'"]
     if workflow_id:
-        clauses.append(f"ComfyWorkflow = {_query_value(workflow_id, 'workflow_id')}")
+        clauses.append(f"{SA_WORKFLOW.name} = {_query_value(workflow_id, 'workflow_id')}")
     if status:
         clauses.append(_STATUS_FILTER[status])
     if schedule_id:

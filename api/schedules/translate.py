@@ -49,9 +49,9 @@ from api.schedules.schemas import (
 )
 from api.schedules.schemas import ScheduleState as ScheduleStatePublic
 from api.schemas import GenerateOptions
-from api.tasks.reader import GENERATION_WORKFLOW, task_status_name
+from api.tasks.reader import task_status_name
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import SA_WORKFLOW
+from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW, SCHEDULE_MEMO
 from temporal_workflows.payloads import GenerationRequest
 
 OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
@@ -121,7 +121,7 @@ def generation_action(
         manifest,
         params,
         options,
-        memo={"schedule_id": schedule_id},
+        memo={SCHEDULE_MEMO: schedule_id},
         summary_note=f"schedule {schedule_id}",
     )
     return start.schedule_action(schedule_id)

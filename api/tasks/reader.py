@@ -26,13 +26,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.exceptions import (
-    ApplicationError,
-    CancelledError,
-    FailureError,
-    TerminatedError,
-    TimeoutError,
-)
+from temporalio.exceptions import CancelledError, FailureError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.contract.signed_urls import UrlSigner
@@ -54,23 +48,26 @@ from api.contract.task_view import (
 from api.errors import TaskNotFound
 from api.schemas import TaskSummary
 from api.tasks.queues import queue_backlog
-from temporal_workflows.generation import NOTIFY_ACTIVITY, WEBHOOK_MEMO, delivery_id_for
+from temporal_workflows.failures import FAILURES, ErrorType, decode_generation_error
+from temporal_workflows.generation import delivery_id_for
 from temporal_workflows.names import (
+    EXECUTE_ACTIVITY,
+    GENERATION_WORKFLOW,
+    NOTIFY_ACTIVITY,
+    REQUEST_MEMO,
     SA_POOL,
     SA_WORKER,
     SA_WORKFLOW,
+    STATUS_QUERY,
+    WEBHOOK_MEMO,
     pool_task_queue,
     worker_task_queue,
 )
 from temporal_workflows.payloads import (
-    GenerationError,
     GenerationResult,
     GenerationStatus,
     Progress,
 )
-
-GENERATION_WORKFLOW = "GenerationWorkflow"
-EXECUTE_ACTIVITY = "execute_prompt"
 
 # A query needs a live control worker; when none answers quickly the task just reads as PENDING.
 _STATUS_QUERY_TIMEOUT = timedelta(seconds=1)
@@ -267,7 +264,7 @@ async def _fill_running(
     # Between activities (rendering, or just after the GPU work): ask the workflow itself.
     try:
         status: GenerationStatus = await handle.query(
-            "status", result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
+            STATUS_QUERY, result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
         )
     except Exception:
         status = None  # type: ignore[assignment]
@@ -420,49 +417,17 @@ def _explain_failure(
     if isinstance(cause, TerminatedError) or status == WorkflowExecutionStatus.TERMINATED:
         message = cause.message if isinstance(cause, FailureError) else ""
         return f"terminated: {message or 'no reason given'}", TaskError(
-            type="Terminated", message=message or "terminated"
+            type=ErrorType.TERMINATED, message=message or FAILURES[ErrorType.TERMINATED].text
         )
     if isinstance(cause, TimeoutError) or status == WorkflowExecutionStatus.TIMED_OUT:
         return "timed out before the generation finished", TaskError(
-            type="TimedOut", message="workflow execution timed out"
+            type=ErrorType.TIMED_OUT, message=FAILURES[ErrorType.TIMED_OUT].text
         )
-    error = _find_generation_error(cause)
+    error = decode_generation_error(cause)
     if error is not None:
         return reason_text(error), task_error(error)
-    app = _find_application_error(cause)
-    if app is not None:
-        return f"{app.type or 'Error'}: {app.message}", TaskError(
-            type=app.type or "Error", message=app.message
-        )
     text = str(cause) if cause is not None else "failed"
     return text, TaskError(type=type(cause).__name__ if cause else "Error", message=text)
-
-
-def _chain(cause: BaseException | None) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while cause is not None and cause not in seen:
-        seen.append(cause)
-        cause = cause.__cause__
-    return seen
-
-
-def _find_application_error(cause: BaseException | None) -> ApplicationError | None:
-    return next((c for c in _chain(cause) if isinstance(c, ApplicationError)), None)
-
-
-def _find_generation_error(cause: BaseException | None) -> GenerationError | None:
-    for c in _chain(cause):
-        if not isinstance(c, ApplicationError):
-            continue
-        for detail in c.details:
-            if isinstance(detail, GenerationError):
-                return detail
-            if isinstance(detail, dict):
-                try:
-                    return GenerationError.model_validate(detail)
-                except ValueError:
-                    continue
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +439,7 @@ async def read_webhook(desc: WorkflowExecutionDescription) -> WebhookPublic | No
     with the attempts and last error of the `notify` activity as Temporal reports them."""
     try:
         final = await desc.memo_value(WEBHOOK_MEMO, default=None)
-        request = await desc.memo_value("request", default=None)
+        request = await desc.memo_value(REQUEST_MEMO, default=None)
     except Exception:  # a memo from another version: show what we can
         return None
     if isinstance(final, dict):
@@ -524,7 +489,7 @@ async def _fill_notifying(
     """Fill an ended generation whose webhook is being delivered; False when it is not one."""
     try:
         status: GenerationStatus = await handle.query(
-            "status", result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
+            STATUS_QUERY, result_type=GenerationStatus, rpc_timeout=_STATUS_QUERY_TIMEOUT
         )
     except Exception:
         return False

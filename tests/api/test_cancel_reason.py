@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from temporal_workflows.names import CANCEL_SIGNAL
 from tests.api.conftest import StartedTasks
 from tests.api.stack import (
     IDLE_POOL_WORKFLOW_ID,
@@ -67,7 +68,7 @@ async def test_reason_given_to_the_cancel_signal_is_shown(
     tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks, http: httpx.AsyncClient
 ) -> None:
     async def cancel_by_signal(api: httpx.AsyncClient, task_id: str) -> None:
-        await temporal_client.get_workflow_handle(task_id).signal("cancel", "too dark")
+        await temporal_client.get_workflow_handle(task_id).signal(CANCEL_SIGNAL, "too dark")
 
     task_id = await _cancelled_while_waiting(
         tmp_path, temporal_client, started_tasks, cancel_by_signal

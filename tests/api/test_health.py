@@ -15,6 +15,7 @@ from api.app import create_app
 from api.cli.devstack.http_server import free_port, serve_in_background
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
 from api.settings import Settings
+from temporal_workflows.names import pool_task_queue
 
 
 async def test_health_answers_while_the_process_is_up(http: httpx.AsyncClient) -> None:
@@ -34,7 +35,7 @@ async def test_ready_is_503_naming_a_pool_without_gpu_workers(
     assert response.status_code == 503
     body = response.json()
     assert body["temporal_reachable"] is True
-    assert any(f"comfy-gpu-{pool}" in reason for reason in body["reasons"])
+    assert any(pool_task_queue(pool) in reason for reason in body["reasons"])
 
 
 class _BrokenRegistry:

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from temporal_workflows.names import pool_task_queue
+from temporal_workflows.names import EXECUTE_ACTIVITY, pool_task_queue
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult
 from tests.api.conftest import StartedTasks
 from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
@@ -33,7 +33,7 @@ async def test_job_waiting_for_a_gpu_worker_shows_queue_and_backlog(
                     break
                 await asyncio.sleep(0.05)
     queue = body["queue"]
-    assert queue["task_queue"] == f"comfy-gpu-{pool}"
+    assert queue["task_queue"] == pool_task_queue(pool)
     assert queue["backlog"] >= 1
     assert queue["waiting_seconds"] >= 0
 
@@ -47,7 +47,7 @@ async def test_job_a_gpu_worker_took_but_comfyui_does_not_run_yet_stays_pending(
     picked_up = asyncio.Event()
     release = asyncio.Event()
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt_without_heartbeat(request: ExecuteInput) -> ExecuteResult:
         picked_up.set()
         await release.wait()

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from temporal_workflows.names import GENERATION_WORKFLOW, REQUEST_MEMO
 from tests.api.conftest import StartedTasks
 from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers, poll_task
 
@@ -31,10 +32,10 @@ async def test_accepted_job_is_a_temporal_workflow_with_a_readable_id(
     assert body["task_id"].startswith("smoke_image-")
     assert body["status_url"].endswith(f"/tasks/{body['task_id']}")
     desc = await temporal_client.get_workflow_handle(body["task_id"]).describe()
-    assert desc.workflow_type == "GenerationWorkflow"
+    assert desc.workflow_type == GENERATION_WORKFLOW
     assert desc.status == WorkflowExecutionStatus.RUNNING
     assert await desc.static_summary() == "smoke_image: width=16"
-    assert (await desc.memo_value("request"))["params"] == {"width": 16}
+    assert (await desc.memo_value(REQUEST_MEMO))["params"] == {"width": 16}
 
 
 async def test_job_without_workers_reads_pending(

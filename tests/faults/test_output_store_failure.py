@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
-from temporal_workflows.generation import NON_RETRYABLE_ERROR_TYPES
+from temporal_workflows.failures import NON_RETRYABLE_ERROR_TYPES
 from tests.faults.conftest import (
     assert_stored_once,
     comfyui_saves,

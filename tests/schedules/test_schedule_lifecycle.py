@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 from api.cli.devstack.temporal_server import temporal_cli
-from temporal_workflows.names import SA_POOL, SA_WORKFLOW
+from temporal_workflows.names import GENERATION_WORKFLOW, SA_POOL, SA_WORKFLOW
 from tests.schedules.conftest import (
     Schedules,
     ScheduleStack,
@@ -119,7 +119,7 @@ async def test_schedule_made_through_the_api_shows_in_temporal_schedule_list_and
     schedule_id = created["schedule_id"]
 
     described = await temporal_schedule(stack := schedule_stack, "describe", "-s", schedule_id)
-    assert "GenerationWorkflow" in described.stdout
+    assert GENERATION_WORKFLOW in described.stdout
     assert "seen by the CLI" in described.stdout
     async with asyncio.timeout(20):
         while not await _listed_by_temporal(stack, schedule_id):

@@ -7,6 +7,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.generation.webhooks import verify_signature
+from temporal_workflows.names import CANCEL_SIGNAL
 from tests.api.stack import batch_cancel
 from tests.webhooks.conftest import (
     PUBLIC_URL,
@@ -191,7 +192,7 @@ async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
     receiver.down = True
     handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
     await receiver.wait_for_requests(1)
-    await handle.signal("cancel", "too late")
+    await handle.signal(CANCEL_SIGNAL, "too late")
     receiver.down = False
 
     task = await webhook_stack.wait_for_webhook(handle.id, "delivered")

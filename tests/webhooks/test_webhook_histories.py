@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 
-from temporal_workflows.generation import NOTIFY_ACTIVITY
+from temporal_workflows.names import NOTIFY_ACTIVITY
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 

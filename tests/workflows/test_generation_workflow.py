@@ -16,16 +16,22 @@ from datetime import timedelta
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.generation.execute import request_cancel, update_priority
+from activities.generation.control import request_cancel, update_priority
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.names import pool_task_queue, worker_task_queue
+from temporal_workflows.names import (
+    EXECUTE_ACTIVITY,
+    PREPARE_ACTIVITY,
+    pool_task_queue,
+    worker_task_queue,
+)
 from temporal_workflows.payloads import (
     ExecuteInput,
     ExecuteResult,
@@ -40,10 +46,12 @@ from temporal_workflows.payloads import (
 from tests.workflows.conftest import keep_history
 
 DEADLINE = 20.0
+# The SDK answers it for every workflow; the Web UI reads "Current Details" from it.
+METADATA_QUERY = "__temporal_workflow_metadata"
 
 
 def prepared_for(pool: str, **overrides) -> Callable:
-    @activity.defn(name="prepare_generation")
+    @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
         fields = dict(
             workflow_id=request.workflow_id,
@@ -76,7 +84,7 @@ def result_for(request: ExecuteInput, worker: str = "gpu-a") -> ExecuteResult:
     )
 
 
-@activity.defn(name="execute_prompt")
+@activity.defn(name=EXECUTE_ACTIVITY)
 async def execute_prompt_succeeds(request: ExecuteInput) -> ExecuteResult:
     return result_for(request)
 
@@ -143,7 +151,7 @@ async def test_pinned_request_runs_on_the_workers_own_queue(temporal_client: Cli
     pool = f"pool-{uuid.uuid4()}"
     seen_queues: list[str] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         seen_queues.append(activity.info().task_queue)
         return result_for(request, worker="gpu-b")
@@ -162,14 +170,14 @@ async def test_invalid_params_fail_without_reaching_a_gpu(temporal_client: Clien
     pool = f"pool-{uuid.uuid4()}"
     executed: list[str] = []
 
-    @activity.defn(name="prepare_generation")
+    @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare_generation(request: PrepareInput) -> PreparedPrompt:
         error = GenerationError(
             type="InvalidParams", message="width: must be <= 4096", param="width"
         )
         raise ApplicationError(error.message, error, type="InvalidParams", non_retryable=True)
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         executed.append(request.task_id)
         return result_for(request)
@@ -190,7 +198,7 @@ async def test_comfyui_execution_error_fails_once_with_node_and_class_type(tempo
     pool = f"pool-{uuid.uuid4()}"
     attempts: list[int] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         attempts.append(activity.info().attempt)
         error = GenerationError(
@@ -220,7 +228,7 @@ async def test_comfyui_validation_error_names_the_parameter_bound_to_the_input(
 ):
     pool = f"pool-{uuid.uuid4()}"
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         error = GenerationError(
             type="ComfyUIValidationError",
@@ -248,7 +256,7 @@ async def test_unavailable_comfyui_is_retried_and_the_result_counts_attempts(
 ):
     pool = f"pool-{uuid.uuid4()}"
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         if activity.info().attempt == 1:
             raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
@@ -265,7 +273,7 @@ async def test_retries_stop_at_the_manifest_attempt_limit(temporal_client: Clien
     pool = f"pool-{uuid.uuid4()}"
     attempts: list[int] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         attempts.append(activity.info().attempt)
         raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
@@ -287,7 +295,7 @@ class BlockingExecute:
         self.started = asyncio.Event()
         self.cleanup_done_at: float | None = None
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
         self.started.set()
         try:
@@ -420,7 +428,7 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
     control_queue = f"control-{uuid.uuid4()}"
     order: list[str] = []
 
-    @activity.defn(name="execute_prompt")
+    @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
         order.append(request.task_id)
         return result_for(request)
@@ -467,3 +475,60 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
     assert sorted(order) == sorted(h.id for h in handles)
     assert status.priority == 1
     await keep_history(urgent, "set_priority_while_waiting")
+
+
+async def current_details(handle: WorkflowHandle) -> str:
+    """The Web UI's "Current Details" of a run, from the SDK's built-in metadata query."""
+    metadata = await handle.query(METADATA_QUERY, result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
+async def test_current_details_read_running_then_done_success(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    release = asyncio.Event()
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        await release.wait()
+        return result_for(request)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+
+        async def running() -> bool:
+            return (await current_details(handle)).startswith("**running**")
+
+        await wait_until(running, "the job to run")
+        release.set()
+        await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: SUCCESS** — on `gpu-a`, attempt 1"
+
+
+async def test_current_details_of_a_failed_job_give_its_error(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        error = GenerationError(type="ComfyUIExecutionError", message="ComfyUI failed in node 5")
+        raise ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: FAILURE** — ComfyUIExecutionError: ComfyUI failed in node 5"
+
+
+async def test_current_details_of_a_cancelled_job_give_the_reason(temporal_client: Client):
+    pool = f"pool-{uuid.uuid4()}"
+    job = BlockingExecute()
+    async with workers(temporal_client, pool, prepared_for(pool), job.execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await asyncio.wait_for(job.started.wait(), DEADLINE)
+        await handle.cancel(reason="changed my mind")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        details = await current_details(handle)
+    assert details == "**done: CANCELLED** — changed my mind"
