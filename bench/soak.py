@@ -53,7 +53,7 @@ from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.payloads import GenerationRequest, GenerationResult  # noqa: E402
-from tests.worker_processes import (  # noqa: E402
+from tests.support.worker_processes import (  # noqa: E402
     clean_environment,
     gpu_worker_command,
     kill_processes_mentioning,

@@ -22,7 +22,7 @@ from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
-from tests.fixtures_emulator import emulator_process
+from tests.support.emulator import emulator_process
 
 
 @dataclass

@@ -17,7 +17,7 @@ from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.comfyui.graphs import fresh_color, sampler_graph
-from tests.fixtures_emulator import EmulatorHandle, StartEmulator
+from tests.support.emulator import EmulatorHandle, StartEmulator
 
 CLIENT_ID = "cache-client"
 

@@ -15,7 +15,7 @@ import pytest
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.support.emulator import EMULATOR_DIR
 
 
 def _group_alive(pgid: int) -> bool:

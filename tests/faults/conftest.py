@@ -18,7 +18,7 @@ from api.cli.devstack.http_server import free_port
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationRequest
-from tests.fixtures_emulator import StartEmulator
+from tests.support.emulator import StartEmulator
 from tests.workflows.conftest import (
     WORKFLOWS_YAML,
     GenerationStack,

@@ -14,7 +14,7 @@ import httpx
 
 from api.cli.devstack.http_server import free_port
 from tests.faults.conftest import RestartableDevServer, assert_stored_once, write_fault_manifests
-from tests.fixtures_emulator import StartEmulator
+from tests.support.emulator import StartEmulator
 from tests.workflows.conftest import GenerationStack, wait_for
 
 COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")

@@ -20,7 +20,7 @@ from tests.faults.conftest import (
     submit,
     write_fault_manifests,
 )
-from tests.fixtures_emulator import StartEmulator
+from tests.support.emulator import StartEmulator
 from tests.workflows.conftest import GenerationStack, wait_for
 
 JOBS = 8

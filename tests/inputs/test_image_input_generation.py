@@ -21,7 +21,7 @@ from tests.inputs.stack import (
     image_generation_stack,
     solid_png,
 )
-from tests.loopback_http import serve_on_loopback
+from tests.support.loopback_http import serve_on_loopback
 
 DEADLINE = 60.0
 

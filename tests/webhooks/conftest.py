@@ -24,8 +24,8 @@ from api.tasks.reader import read_task
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
-from tests.fixtures_emulator import StartEmulator
-from tests.loopback_http import serve_on_loopback
+from tests.support.emulator import StartEmulator
+from tests.support.loopback_http import serve_on_loopback
 from tests.workflows.conftest import (
     WORKFLOWS_YAML,
     GenerationStack,

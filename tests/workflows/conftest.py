@@ -24,7 +24,7 @@ from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest, Progress
-from tests.fixtures_emulator import EmulatorHandle, StartEmulator
+from tests.support.emulator import EmulatorHandle, StartEmulator
 
 # EmptyImage -> EmulatorSampler (one progress event per step, interruptible) -> SaveImage.
 SAMPLED_IMAGE_GRAPH = {

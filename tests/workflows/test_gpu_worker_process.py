@@ -17,7 +17,7 @@ from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
-from tests.worker_processes import (
+from tests.support.worker_processes import (
     COMFY_TEMPORAL,
     clean_environment,
     gpu_worker_command,
