@@ -8,11 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
 from api.settings import Settings
+from tests.support.temporal import StartedTasks, terminate_running
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +35,8 @@ async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class StartedTasks(list[str]):
-    """Task ids a test started; whatever still runs at the end is terminated."""
-
-
 @pytest_asyncio.fixture
 async def started_tasks(temporal_client: Client) -> AsyncIterator[StartedTasks]:
     tasks = StartedTasks()
     yield tasks
-    for task_id in tasks:
-        handle = temporal_client.get_workflow_handle(task_id)
-        desc = await handle.describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate(reason="test finished")
+    await terminate_running(temporal_client, tasks)

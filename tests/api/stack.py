@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -117,31 +116,3 @@ async def generation_stack(client: Client, base_dir: Path) -> AsyncIterator[Gene
         client, base_dir, registry, worker_prefix="api-test-gpu", emulator_name="emulator:api"
     ) as running:
         yield running
-
-
-async def poll_json(
-    http: httpx.AsyncClient,
-    path: str,
-    condition: Callable[[dict[str, Any]], bool],
-    timeout: float,
-    interval: float = 0.05,
-) -> dict[str, Any]:
-    """GET `path` every `interval` seconds until `condition(body)` holds; returns that body
-    (TimeoutError after `timeout` seconds)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            body: dict[str, Any] = (await http.get(path)).json()
-            if condition(body):
-                return body
-            await asyncio.sleep(interval)
-
-
-async def poll_task(
-    http: httpx.AsyncClient,
-    task_id: str,
-    condition: Callable[[dict[str, Any]], bool],
-    timeout: float = 60,
-) -> dict[str, Any]:
-    """GET /tasks/{id} until `condition(body)` holds; returns that body (TimeoutError after
-    `timeout` seconds)."""
-    return await poll_json(http, f"/tasks/{task_id}", condition, timeout)

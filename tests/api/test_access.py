@@ -28,7 +28,7 @@ from api.app import create_app
 from api.cli.devstack.http_server import free_port, serve_in_background
 from api.settings import Settings
 from api.tasks.reader import output_url
-from tests.api.conftest import StartedTasks
+from tests.support.temporal import StartedTasks
 
 KEY = "test-key-7f3a"
 TASK_ID = "smoke_image-20260101-000000-acce55"

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from tests.api.conftest import StartedTasks
-from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers, poll_task
+from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
+from tests.support.temporal import StartedTasks
+from tests.support.waiting import poll_task
 
 
 async def _cancelled_while_waiting(

@@ -17,7 +17,8 @@ from PIL import Image
 from temporalio.client import Client
 
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, generation_stack, poll_task
+from tests.api.stack import GenerationStack, generation_stack
+from tests.support.waiting import poll_task
 
 SPEC_CLIENT = Path(__file__).with_name("spec_client_example.txt")
 

@@ -12,8 +12,8 @@ from temporalio.worker import Worker
 
 from temporal_workflows.names import pool_task_queue
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult
-from tests.api.conftest import StartedTasks
 from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
+from tests.support.temporal import StartedTasks
 
 
 async def test_job_waiting_for_a_gpu_worker_shows_queue_and_backlog(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.api.conftest import StartedTasks
+from tests.support.temporal import StartedTasks
 
 
 async def test_unknown_task_is_404(http: httpx.AsyncClient) -> None:

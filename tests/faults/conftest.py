@@ -15,10 +15,11 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.io.output_store import OutputStore
 from api.cli.devstack.http_server import free_port
-from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
+from api.cli.devstack.temporal_server import DevServerConfig
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationRequest
 from tests.support.emulator import StartEmulator
+from tests.support.temporal import RestartableDevServer
 from tests.workflows.conftest import (
     WORKFLOWS_YAML,
     GenerationStack,
@@ -83,34 +84,6 @@ async def fault_stack(
         yield stack
 
 
-class RestartableDevServer:
-    """A Temporal dev server persisted to a SQLite file that a test can stop and start again on the
-    same file and port (api/cli/devstack/temporal_server.py: the server `comfy-temporal dev`
-    runs)."""
-
-    def __init__(self, config: DevServerConfig) -> None:
-        self.config = config
-        self.server = TemporalDevServer(config)
-        self.restarts = 0
-
-    @property
-    def address(self) -> str:
-        return self.server.address
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def restart(self) -> None:
-        """SIGTERM, wait for the exit, then a new server process over the same database."""
-        await self.server.stop()
-        self.server = TemporalDevServer(self.config)
-        await self.server.start()
-        self.restarts += 1
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-
 @pytest_asyncio.fixture
 async def own_dev_server(tmp_path: Path) -> AsyncIterator[RestartableDevServer]:
     """A dev server of this test alone (the session's server is never stopped)."""
@@ -127,19 +100,3 @@ async def own_dev_server(tmp_path: Path) -> AsyncIterator[RestartableDevServer]:
         yield server
     finally:
         await server.stop()
-
-
-async def pending_execute_state(handle: WorkflowHandle) -> tuple[int, str | None, str | None]:
-    """The execute activity as `temporal workflow describe` shows it: (attempt, type of the last
-    attempt's failure, its message); (0, None, None) when no activity is pending."""
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.HasField("last_failure"):
-            failure = pending.last_failure
-            return (
-                pending.attempt,
-                failure.application_failure_info.type or None,
-                failure.message,
-            )
-        return pending.attempt, None, None
-    return 0, None, None

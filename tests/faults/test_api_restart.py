@@ -13,9 +13,11 @@ from pathlib import Path
 import httpx
 
 from api.cli.devstack.http_server import free_port
-from tests.faults.conftest import RestartableDevServer, assert_stored_once, write_fault_manifests
+from tests.faults.conftest import assert_stored_once, write_fault_manifests
 from tests.support.emulator import StartEmulator
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.temporal import RestartableDevServer
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import GenerationStack
 
 COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
 JOBS = 5

@@ -13,10 +13,11 @@ from tests.faults.conftest import (
     assert_stored_once,
     comfyui_saves,
     new_prefix,
-    pending_execute_state,
     submit,
 )
-from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
+from tests.support.temporal import pending_execute_state, pending_progress
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import GenerationStack
 
 
 async def sampler_running(handle: WorkflowHandle) -> bool:

@@ -7,14 +7,10 @@ import asyncio
 
 import httpx
 
-from tests.faults.conftest import (
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    pending_execute_state,
-    submit,
-)
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.faults.conftest import assert_stored_once, comfyui_saves, new_prefix, submit
+from tests.support.temporal import pending_execute_state
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import GenerationStack
 
 
 async def free_requests(url: str) -> list[dict]:

@@ -11,14 +11,10 @@ import pytest
 
 from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
 from temporal_workflows.generation import NON_RETRYABLE_ERROR_TYPES
-from tests.faults.conftest import (
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    pending_execute_state,
-    submit,
-)
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.faults.conftest import assert_stored_once, comfyui_saves, new_prefix, submit
+from tests.support.temporal import pending_execute_state
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import GenerationStack
 
 
 async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(

@@ -13,7 +13,6 @@ from activities.workers.control import build_control_worker
 from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from tests.faults.conftest import (
-    RestartableDevServer,
     assert_stored_once,
     comfyui_saves,
     new_prefix,
@@ -21,7 +20,9 @@ from tests.faults.conftest import (
     write_fault_manifests,
 )
 from tests.support.emulator import StartEmulator
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.temporal import RestartableDevServer
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import GenerationStack
 
 JOBS = 8
 

@@ -3,7 +3,6 @@ its ComfyUI (the emulator) and the output is the inverted input."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +21,7 @@ from tests.inputs.stack import (
     solid_png,
 )
 from tests.support.loopback_http import serve_on_loopback
+from tests.support.waiting import poll_task
 
 DEADLINE = 60.0
 
@@ -61,14 +61,9 @@ async def _finished(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, 
     response = await http.post("/generate", json=body)
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while True:
-        task = (await http.get(f"/tasks/{task_id}")).json()
-        if task["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
-            return task
-        assert loop.time() < deadline, f"task {task_id} still {task['status']}"
-        await asyncio.sleep(0.1)
+    return await poll_task(
+        http, task_id, lambda task: task["status"] in ("SUCCESS", "FAILURE", "CANCELLED"), DEADLINE
+    )
 
 
 async def _output_pixel(http: httpx.AsyncClient, task: dict[str, Any]) -> tuple[int, int, int]:

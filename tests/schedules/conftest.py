@@ -22,7 +22,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.api.stack import generation_stack, poll_json, poll_task
+from tests.api.stack import generation_stack
+from tests.support.waiting import poll_json, poll_task
 
 # Extra workflows on stock image nodes only: `seeded_smoke` draws a "random" seed into the fill
 # colour (so each run's resolved seed shows in its result), `schedule_probe` is the one tests

@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID, write_manifests_with_emulator_sampler
 from tests.api.stack import GenerationStack, api_with_gpu_worker
+from tests.support.temporal import terminate_running
 
 PREVIEWS_WORKFLOW_ID = "emulator_previews"
 _widths = itertools.count(16)
@@ -102,13 +102,3 @@ async def started_by_cli(temporal_client: Client) -> AsyncIterator[list[str]]:
     started: list[str] = []
     yield started
     await terminate_running(temporal_client, started)
-
-
-async def terminate_running(client: Client, task_ids: list[str]) -> None:
-    """Terminates the tasks that still run; one may finish between the check and the call."""
-    for task_id in task_ids:
-        handle = client.get_workflow_handle(task_id)
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            continue
-        with contextlib.suppress(RPCError):  # "workflow execution already completed"
-            await handle.terminate(reason="test finished")

@@ -22,8 +22,9 @@ from api.cli.devstack.http_server import serve_in_background
 from api.cli.main import main as cli_main
 from api.settings import Settings
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, poll_task
+from tests.api.stack import GenerationStack
 from tests.steering.conftest import next_width
+from tests.support.waiting import poll_task
 
 Submit = Callable[..., Awaitable[str]]
 

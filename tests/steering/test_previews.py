@@ -10,8 +10,9 @@ import httpx
 from PIL import Image
 
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, poll_task
+from tests.api.stack import GenerationStack
 from tests.steering.conftest import PREVIEWS_WORKFLOW_ID, next_width
+from tests.support.waiting import poll_task
 
 Submit = Callable[..., Awaitable[str]]
 

@@ -26,12 +26,8 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 from tests.support.emulator import StartEmulator
 from tests.support.loopback_http import serve_on_loopback
-from tests.workflows.conftest import (
-    WORKFLOWS_YAML,
-    GenerationStack,
-    wait_for,
-    write_sampled_image_manifests,
-)
+from tests.support.waiting import wait_for
+from tests.workflows.conftest import WORKFLOWS_YAML, GenerationStack, write_sampled_image_manifests
 
 WEBHOOK_SECRET = "test-webhook-secret"
 PUBLIC_URL = "http://api.example.test"

@@ -3,7 +3,6 @@ signed POST, and GET /tasks/{id} showing the delivery."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from manifests.registry import ManifestRegistry
 from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
 from tests.api.stack import api_with_gpu_worker
 from tests.inputs.stack import WORKFLOW_ID, image_generation_stack, solid_png
+from tests.support.waiting import poll_task
 from tests.webhooks.conftest import WebhookReceiver
 
 SECRET = "api-webhook-secret"
@@ -46,15 +46,9 @@ async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
             )
             assert response.status_code == 202, response.text
             task_id = response.json()["task_id"]
-
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while True:
-                task = (await http.get(f"/tasks/{task_id}")).json()
-                if (task.get("webhook") or {}).get("status") == "delivered":
-                    break
-                assert loop.time() < deadline, task
-                await asyncio.sleep(0.1)
+            task = await poll_task(
+                http, task_id, lambda task: (task.get("webhook") or {}).get("status") == "delivered"
+            )
 
     (hook,) = receiver.received
     assert verify_signature(SECRET, hook.body, hook.headers["X-Comfy-Signature"])

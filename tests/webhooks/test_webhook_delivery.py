@@ -7,13 +7,14 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.generation.webhooks import verify_signature
+from tests.support.temporal import keep_history
+from tests.support.waiting import wait_for
 from tests.webhooks.conftest import (
     PUBLIC_URL,
     WEBHOOK_SECRET,
     WebhookReceiver,
     WebhookStack,
 )
-from tests.workflows.conftest import keep_history, wait_for
 
 # Refused by the manifest (width must be an integer): the generation fails in `prepare`, which
 # needs no GPU worker.

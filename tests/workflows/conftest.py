@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +22,9 @@ from activities.workers.gpu import GpuWorker, GpuWorkerSettings
 from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
-from temporal_workflows.payloads import GenerationOptions, GenerationRequest, Progress
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 from tests.support.emulator import EmulatorHandle, StartEmulator
+from tests.support.waiting import wait_for
 
 # EmptyImage -> EmulatorSampler (one progress event per step, interruptible) -> SaveImage.
 SAMPLED_IMAGE_GRAPH = {
@@ -80,44 +80,6 @@ sampled_image:
   timeout: 60
   retries: 2
 """
-
-DEADLINE = 30.0
-HISTORIES_DIR = Path(__file__).resolve().parent.parent / "histories"
-
-
-async def keep_history(handle: WorkflowHandle, name: str) -> None:
-    """With COMFY_RECORD_HISTORIES=1, save this run's history as tests/histories/<name>.json for
-    the replay test (test_replay.py); otherwise do nothing."""
-    if os.environ.get("COMFY_RECORD_HISTORIES") != "1":
-        return
-    history = await handle.fetch_history()
-    HISTORIES_DIR.mkdir(exist_ok=True)
-    (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
-
-
-async def wait_for(predicate: Callable[[], Awaitable[Any]], what: str, timeout: float = DEADLINE):
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def pending_progress(handle: WorkflowHandle) -> Progress | None:
-    """The execute activity's latest heartbeat, as the API reads it; None before the first."""
-    description = await handle.describe()
-    for pending in description.raw_description.pending_activities:
-        if pending.HasField("heartbeat_details"):
-            (progress,) = await handle._client.data_converter.decode(
-                pending.heartbeat_details.payloads, [Progress]
-            )
-            return progress
-    return None
 
 
 @dataclass

@@ -17,6 +17,8 @@ from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
+from tests.support.temporal import pending_progress
+from tests.support.waiting import wait_for
 from tests.support.worker_processes import (
     COMFY_TEMPORAL,
     clean_environment,
@@ -24,7 +26,7 @@ from tests.support.worker_processes import (
     kill_processes_mentioning,
     processes_mentioning,
 )
-from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
+from tests.workflows.conftest import GenerationStack
 
 
 async def start_worker_process(
