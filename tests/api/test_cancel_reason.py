@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
+from tests.support.manifests import IDLE_POOL_WORKFLOW_ID, idle_pool_registry
+from tests.support.stack import generation_stack
 from tests.support.temporal import StartedTasks
 from tests.support.waiting import poll_task
 
@@ -24,7 +25,10 @@ async def _cancelled_while_waiting(
     """Start a job, cancel it (by `cancel`) while it waits for a GPU, wait until it is CANCELLED,
     then stop the API and its control worker; returns the task id."""
     pool = f"idle-{uuid.uuid4().hex[:8]}"
-    async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
+    async with (
+        generation_stack(temporal_client, tmp_path, idle_pool_registry(tmp_path, pool)) as stack,
+        httpx.AsyncClient(base_url=stack.url) as http,
+    ):
         accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
         assert accepted.status_code == 202, accepted.text
         task_id: str = accepted.json()["task_id"]

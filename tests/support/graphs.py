@@ -10,11 +10,17 @@ Graph = dict[str, Any]
 Node = dict[str, Any]
 
 _colors = itertools.count(1)
+_widths = itertools.count(16)
 
 
 def fresh_color() -> int:
     """A colour no other graph in this test run used, so ComfyUI's cache never hits by accident."""
     return next(_colors) * 7919 % 0xFFFFFF
+
+
+def next_width() -> int:
+    """An image width no other job of this session used: tells its prompt apart in ComfyUI."""
+    return next(_widths)
 
 
 def node(class_type: str, title: str, **inputs: Any) -> Node:

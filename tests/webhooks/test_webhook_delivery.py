@@ -7,14 +7,10 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.generation.webhooks import verify_signature
+from tests.support.stack import GenerationStack
 from tests.support.temporal import keep_history
 from tests.support.waiting import wait_for
-from tests.webhooks.conftest import (
-    PUBLIC_URL,
-    WEBHOOK_SECRET,
-    WebhookReceiver,
-    WebhookStack,
-)
+from tests.support.webhooks import PUBLIC_URL, WEBHOOK_SECRET, WebhookReceiver
 
 # Refused by the manifest (width must be an integer): the generation fails in `prepare`, which
 # needs no GPU worker.
@@ -22,10 +18,10 @@ BAD_PARAMS = {"width": "wide"}
 
 
 async def test_success_posts_signed_result_as_the_task_shows_it(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     await webhook_stack.start_gpu_worker()
-    handle = await webhook_stack.submit_with_callback(receiver.url)
+    handle = await webhook_stack.submit(callback_url=receiver.url)
     await handle.result()
 
     (hook,) = await receiver.wait_for_requests(1)
@@ -46,9 +42,9 @@ async def test_success_posts_signed_result_as_the_task_shows_it(
 
 
 async def test_signature_does_not_verify_with_another_secret(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     (hook,) = await receiver.wait_for_requests(1)
     assert not verify_signature("another-secret", hook.body, hook.headers["X-Comfy-Signature"])
     tampered = hook.body.replace(b"FAILURE", b"SUCCESS")
@@ -58,9 +54,9 @@ async def test_signature_does_not_verify_with_another_secret(
 
 
 async def test_failure_posts_the_error_as_the_task_shows_it(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     with pytest.raises(WorkflowFailureError):
         await handle.result()
 
@@ -76,11 +72,11 @@ async def test_failure_posts_the_error_as_the_task_shows_it(
 
 
 async def test_cancel_posts_cancelled_and_the_workflow_still_closes_cancelled(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     gpu = await webhook_stack.start_gpu_worker()
-    handle = await webhook_stack.submit_with_callback(
-        receiver.url, {"steps": 200, "seconds_per_step": 0.05}
+    handle = await webhook_stack.submit(
+        {"steps": 200, "seconds_per_step": 0.05}, callback_url=receiver.url
     )
 
     async def running_in_comfyui() -> bool:
@@ -102,10 +98,10 @@ async def test_cancel_posts_cancelled_and_the_workflow_still_closes_cancelled(
 
 
 async def test_receiver_errors_are_retried_until_delivered(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.answers = [503, 503]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
 
     task = await webhook_stack.wait_for_webhook(handle.id, "delivered")
     assert task.webhook is not None
@@ -118,10 +114,10 @@ async def test_receiver_errors_are_retried_until_delivered(
 
 
 async def test_pending_delivery_shows_attempts_and_last_error(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(2)
 
     async def pending_with_error():
@@ -143,10 +139,10 @@ async def test_pending_delivery_shows_attempts_and_last_error(
 
 
 async def test_client_error_from_receiver_is_final(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.answers = [410]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     with pytest.raises(WorkflowFailureError):
         await handle.result()
 
@@ -158,18 +154,20 @@ async def test_client_error_from_receiver_is_final(
     assert len(receiver.received) == 1
 
 
-async def test_too_many_requests_is_retried(webhook_stack: WebhookStack, receiver: WebhookReceiver):
+async def test_too_many_requests_is_retried(
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
+):
     receiver.answers = [429]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     task = await webhook_stack.wait_for_webhook(handle.id, "delivered")
     assert task.webhook is not None and task.webhook.attempts == 2
 
 
 async def test_delivery_survives_a_control_worker_restart(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(1)
 
     await webhook_stack.stop_control_worker()
@@ -186,10 +184,10 @@ async def test_delivery_survives_a_control_worker_restart(
 
 
 async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(1)
     await handle.signal("cancel", "too late")
     receiver.down = False

@@ -19,9 +19,9 @@ from activities.io.output_store import OutputStore
 from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationError, Progress
+from tests.support.stack import GenerationStack, RunningGpuWorker
 from tests.support.temporal import keep_history, pending_progress
 from tests.support.waiting import wait_for
-from tests.workflows.conftest import GenerationStack, RunningGpuWorker
 
 
 async def activity_attempts(handle: WorkflowHandle) -> list[int]:

@@ -17,6 +17,7 @@ from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
+from tests.support.stack import GenerationStack
 from tests.support.temporal import pending_progress
 from tests.support.waiting import wait_for
 from tests.support.worker_processes import (
@@ -26,7 +27,6 @@ from tests.support.worker_processes import (
     kill_processes_mentioning,
     processes_mentioning,
 )
-from tests.workflows.conftest import GenerationStack
 
 
 async def start_worker_process(
