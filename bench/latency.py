@@ -53,8 +53,8 @@ from bench.overhead import (  # noqa: E402
     percentile,
     submit,
 )
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID  # noqa: E402
-from tests.steering.sse import read_events  # noqa: E402
+from tests.support.manifests import EMULATOR_WORKFLOW_ID  # noqa: E402
+from tests.support.sse import read_events  # noqa: E402
 
 # The job's parameters that tell its prompt apart in ComfyUI's queue and history.
 IDENTIFYING = {"width", "height"}

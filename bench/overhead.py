@@ -60,7 +60,7 @@ from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.payloads import ExecuteResult  # noqa: E402
-from tests.api.emulator_workflow import (  # noqa: E402
+from tests.support.manifests import (  # noqa: E402
     EMULATOR_WORKFLOW_ID,
     write_manifests_with_emulator_sampler,
 )

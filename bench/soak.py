@@ -54,7 +54,7 @@ from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer 
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.names import GENERATION_WORKFLOW  # noqa: E402
 from temporal_workflows.payloads import GenerationRequest, GenerationResult  # noqa: E402
-from tests.worker_processes import (  # noqa: E402
+from tests.support.worker_processes import (  # noqa: E402
     clean_environment,
     gpu_worker_command,
     kill_processes_mentioning,

@@ -8,24 +8,27 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 
-from api.app import create_app
-from api.cli.devstack.http_server import serve_in_background
-from api.settings import Settings
+from tests.support.stack import generation_stack
+from tests.support.temporal import StartedTasks, terminate_running
 
 
 @pytest.fixture(scope="session")
-def api_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("api-data")
+def api_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest.fixture(scope="session")
+def api_data_dir(api_base_dir: Path) -> Path:
+    return api_base_dir / "data"
 
 
 @pytest_asyncio.fixture(scope="session")
-async def api_url(temporal_client: Client, api_data_dir: Path) -> AsyncIterator[str]:
+async def api_url(temporal_client: Client, api_base_dir: Path) -> AsyncIterator[str]:
     """An API without workers: jobs it starts stay PENDING unless a test runs workers."""
-    app = create_app(Settings(data_dir=api_data_dir), temporal_client=temporal_client)
-    async with serve_in_background(app) as url:
-        yield url
+    async with generation_stack(temporal_client, api_base_dir, control_worker=None) as stack:
+        yield stack.url
 
 
 @pytest_asyncio.fixture
@@ -34,16 +37,8 @@ async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class StartedTasks(list[str]):
-    """Task ids a test started; whatever still runs at the end is terminated."""
-
-
 @pytest_asyncio.fixture
 async def started_tasks(temporal_client: Client) -> AsyncIterator[StartedTasks]:
     tasks = StartedTasks()
     yield tasks
-    for task_id in tasks:
-        handle = temporal_client.get_workflow_handle(task_id)
-        desc = await handle.describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING:
-            await handle.terminate(reason="test finished")
+    await terminate_running(temporal_client, tasks)

@@ -27,7 +27,7 @@ from api.contract.signed_urls import (
 )
 from api.contract.task_view import output_url
 from api.settings import Settings
-from tests.api.conftest import StartedTasks
+from tests.support.temporal import StartedTasks
 
 KEY = "test-key-7f3a"
 TASK_ID = "smoke_image-20260101-000000-acce55"

@@ -11,13 +11,10 @@ import httpx
 from temporalio.client import Client
 
 from temporal_workflows.names import CANCEL_SIGNAL
-from tests.api.conftest import StartedTasks
-from tests.api.stack import (
-    IDLE_POOL_WORKFLOW_ID,
-    api_without_gpu_workers,
-    batch_cancel,
-    poll_task,
-)
+from tests.support.manifests import IDLE_POOL_WORKFLOW_ID
+from tests.support.stack import api_without_gpu_workers
+from tests.support.temporal import StartedTasks, batch_cancel
+from tests.support.waiting import poll_task
 
 
 async def _cancelled_while_waiting(

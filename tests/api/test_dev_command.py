@@ -16,8 +16,8 @@ import pytest
 
 from api.cli.devstack.child_process import alive, descendants
 from api.cli.devstack.http_server import free_port
-from tests.api.stack import poll_task
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.support.emulator import EMULATOR_DIR
+from tests.support.waiting import poll_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,9 @@ import pytest_asyncio
 from PIL import Image
 from temporalio.client import Client
 
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, generation_stack, poll_task
+from tests.support.manifests import EMULATOR_WORKFLOW_ID, emulator_sampler_registry
+from tests.support.stack import GenerationStack, generation_stack, unique
+from tests.support.waiting import poll_task
 
 SPEC_CLIENT = Path(__file__).with_name("spec_client_example.txt")
 
@@ -26,7 +27,11 @@ SPEC_CLIENT = Path(__file__).with_name("spec_client_example.txt")
 async def stack(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GenerationStack]:
-    async with generation_stack(temporal_client, tmp_path_factory.mktemp("stack")) as running:
+    base = tmp_path_factory.mktemp("stack")
+    registry = emulator_sampler_registry(base)
+    async with generation_stack(
+        temporal_client, base, registry, gpu_workers=[unique("api-test-gpu")]
+    ) as running:
         yield running
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.api.conftest import StartedTasks
+from tests.support.temporal import StartedTasks
 
 BODY: dict[str, Any] = {"workflow_id": "smoke_image", "params": {"width": 32, "height": 16}}
 

@@ -6,21 +6,26 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import httpx
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from temporal_workflows.names import EXECUTE_ACTIVITY, pool_task_queue
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult
-from tests.api.conftest import StartedTasks
-from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers
+from tests.support.manifests import IDLE_POOL_WORKFLOW_ID, idle_pool_registry
+from tests.support.stack import generation_stack
+from tests.support.temporal import StartedTasks
 
 
 async def test_job_waiting_for_a_gpu_worker_shows_queue_and_backlog(
     tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks
 ) -> None:
     pool = f"idle-{uuid.uuid4().hex[:8]}"
-    async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
+    async with (
+        generation_stack(temporal_client, tmp_path, idle_pool_registry(tmp_path, pool)) as stack,
+        httpx.AsyncClient(base_url=stack.url) as http,
+    ):
         accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
         assert accepted.status_code == 202, accepted.text
         task_id = accepted.json()["task_id"]
@@ -53,7 +58,10 @@ async def test_job_a_gpu_worker_took_but_comfyui_does_not_run_yet_stays_pending(
         await release.wait()
         return ExecuteResult(outputs=[], worker="stand-in", comfy_prompt_id="p", attempt=1)
 
-    async with api_without_gpu_workers(tmp_path, temporal_client, pool) as http:
+    async with (
+        generation_stack(temporal_client, tmp_path, idle_pool_registry(tmp_path, pool)) as stack,
+        httpx.AsyncClient(base_url=stack.url) as http,
+    ):
         accepted = await http.post("/generate", json={"workflow_id": IDLE_POOL_WORKFLOW_ID})
         assert accepted.status_code == 202, accepted.text
         task_id = accepted.json()["task_id"]

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 from temporalio.client import Client
 
-from tests.api.conftest import StartedTasks
+from tests.support.temporal import StartedTasks
 
 
 async def _listed(http: httpx.AsyncClient, params: dict[str, str], task_id: str) -> dict:

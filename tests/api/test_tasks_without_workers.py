@@ -10,8 +10,10 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from temporal_workflows.names import GENERATION_WORKFLOW, REQUEST_MEMO
-from tests.api.conftest import StartedTasks
-from tests.api.stack import IDLE_POOL_WORKFLOW_ID, api_without_gpu_workers, poll_task
+from tests.support.manifests import IDLE_POOL_WORKFLOW_ID
+from tests.support.stack import api_without_gpu_workers
+from tests.support.temporal import StartedTasks
+from tests.support.waiting import poll_task
 
 
 async def test_unknown_task_is_404(http: httpx.AsyncClient) -> None:

@@ -16,8 +16,14 @@ import httpx
 from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.comfyui.graphs import fresh_color, sampler_graph
-from tests.fixtures_emulator import EmulatorHandle, StartEmulator
+from tests.support.emulator import EmulatorHandle, StartEmulator
+from tests.support.graphs import (
+    empty_image,
+    emulator_sampler,
+    fresh_color,
+    sampler_graph,
+    save_image,
+)
 
 CLIENT_ID = "cache-client"
 
@@ -121,32 +127,17 @@ def with_prefix(graph: dict, node_id: str, prefix: str) -> dict:
 def two_output_graph(color: int) -> dict:
     """EmptyImage -> EmulatorSampler -> two SaveImage outputs."""
     graph = sampler_graph(3, 0.0, "cache/first", color=color)
-    graph["4"] = {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["2", 0], "filename_prefix": "cache/second"},
-    }
+    graph["4"] = save_image("2", "cache/second")
     return graph
 
 
 def slow_chain_graph(color: int) -> dict:
     """EmptyImage -> a one-step sampler -> a slow interruptible sampler -> SaveImage."""
     return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": color},
-        },
-        "2": {
-            "class_type": "EmulatorSampler",
-            "inputs": {"images": ["1", 0], "steps": 1, "seconds_per_step": 0.0},
-        },
-        "3": {
-            "class_type": "EmulatorSampler",
-            "inputs": {"images": ["2", 0], "steps": 30, "seconds_per_step": 0.03},
-        },
-        "4": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["3", 0], "filename_prefix": "cache/chain"},
-        },
+        "1": empty_image(color=color),
+        "2": emulator_sampler("1", 1, 0.0),
+        "3": emulator_sampler("2", 30, 0.03),
+        "4": save_image("3", "cache/chain"),
     }
 
 

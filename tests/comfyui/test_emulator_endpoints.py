@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIError
 from activities.comfyui.events import NodeProgress, PreviewFrame
-from tests.comfyui.graphs import sampler_graph, save_graph
+from tests.support.graphs import sampler_graph, save_graph
 
 
 async def test_routes_exist_plain_and_under_api_but_jobs_only_under_api(shared_emulator) -> None:

@@ -11,16 +11,11 @@ from PIL import Image
 
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.events import NodeExecuted
-from tests.comfyui.graphs import fresh_color
+from tests.support.graphs import empty_image, fresh_color, invert_loaded_graph, node, save_image
 
 
 def _source(node_id: str = "1", batch: int = 1) -> dict:
-    return {
-        node_id: {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 16, "height": 16, "batch_size": batch, "color": fresh_color()},
-        }
-    }
+    return {node_id: empty_image(batch_size=batch)}
 
 
 def _png(color: tuple[int, int, int], size: tuple[int, int] = (12, 10)) -> bytes:
@@ -33,10 +28,7 @@ def _mixed_graph() -> dict:
     graph = _source(batch=3)
     graph.update(
         {
-            "2": {
-                "class_type": "SaveImage",
-                "inputs": {"images": ["1", 0], "filename_prefix": "mixed/still"},
-            },
+            "2": save_image("1", "mixed/still"),
             "3": {
                 "class_type": "SaveAnimatedWEBP",
                 "inputs": {
@@ -115,14 +107,8 @@ async def test_same_basename_from_two_nodes_gets_node_id_prefix(
     shared_emulator, tmp_path: Path
 ) -> None:
     graph = _source()
-    graph["2"] = {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["1", 0], "filename_prefix": "left/same"},
-    }
-    graph["3"] = {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["1", 0], "filename_prefix": "right/same"},
-    }
+    graph["2"] = save_image("1", "left/same")
+    graph["3"] = save_image("1", "right/same")
     async with ComfyUIClient(shared_emulator.url) as client:
         result = await client.run_prompt(graph, output_dir=tmp_path)
     names = {o.node_id: o.filename for o in result.outputs}
@@ -165,14 +151,7 @@ async def test_uploaded_image_feeds_load_image(shared_emulator, tmp_path: Path) 
         uploaded = await client.upload_image(
             _png((10, 20, 30)), "upload-source.png", subfolder="uploads"
         )
-        graph = {
-            "1": {"class_type": "LoadImage", "inputs": {"image": f"uploads/{uploaded['name']}"}},
-            "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-            "3": {
-                "class_type": "SaveImage",
-                "inputs": {"images": ["2", 0], "filename_prefix": "loaded/run"},
-            },
-        }
+        graph = invert_loaded_graph(f"uploads/{uploaded['name']}", "loaded/run")
         result = await client.run_prompt(graph, output_dir=tmp_path)
     assert uploaded == {"name": "upload-source.png", "subfolder": "uploads", "type": "input"}
     with Image.open(result.outputs[0].path) as image:
@@ -200,8 +179,8 @@ async def test_missing_image_file_is_a_validation_error_on_load_image(
     from activities.comfyui.errors import ComfyUIValidationError
 
     graph = {
-        "1": {"class_type": "LoadImage", "inputs": {"image": "not-uploaded.png"}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+        "1": node("LoadImage", "Load Image", image="not-uploaded.png"),
+        "2": save_image("1", "x"),
     }
     async with ComfyUIClient(shared_emulator.url) as client:
         try:
@@ -233,10 +212,7 @@ async def test_free_memory_makes_the_next_identical_prompt_execute_again(
     shared_emulator, tmp_path: Path
 ) -> None:
     graph = _source()
-    graph["2"] = {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["1", 0], "filename_prefix": "freed/run"},
-    }
+    graph["2"] = save_image("1", "freed/run")
     async with ComfyUIClient(shared_emulator.url) as client:
         first = await client.run_prompt(graph, output_dir=tmp_path / "1")
         await client.free(free_memory=True)

@@ -15,7 +15,8 @@ import pytest
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.support.emulator import EMULATOR_DIR
+from tests.support.graphs import empty_image
 
 
 def _group_alive(pgid: int) -> bool:
@@ -191,10 +192,7 @@ async def test_supervise_kills_and_restarts_a_frozen_comfyui(start_emulator) -> 
         async with ComfyUIClient(emulator.url) as client:
             await client.submit(
                 {
-                    "1": {
-                        "class_type": "EmptyImage",
-                        "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 5},
-                    },
+                    "1": empty_image(8, 8, color=5),
                     "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
                 },
                 prompt_id="freezes",

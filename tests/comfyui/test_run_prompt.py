@@ -23,7 +23,7 @@ from activities.comfyui.events import (
     PromptStarted,
     PromptSucceeded,
 )
-from tests.comfyui.graphs import sampler_graph, save_graph
+from tests.support.graphs import sampler_graph, save_graph
 
 
 async def test_run_prompt_saves_the_image_into_output_dir(shared_emulator, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from activities.comfyui.events import (
     PromptQueued,
     PromptStarted,
 )
-from tests.comfyui.graphs import sampler_graph, save_graph
+from tests.support.graphs import sampler_graph, save_graph
 
 
 def when(kind: type, event: asyncio.Event) -> Callable[[ComfyEvent], None]:

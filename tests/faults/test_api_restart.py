@@ -4,20 +4,21 @@ clients polling GET /tasks/{id} resume after the restart and see SUCCESS."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 
+from activities.workers.temporal_client import connect_temporal
 from api.cli.devstack.http_server import free_port
-from tests.faults.conftest import RestartableDevServer, assert_stored_once, write_fault_manifests
-from tests.fixtures_emulator import StartEmulator
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.manifests import write_fault_manifests
+from tests.support.outputs import assert_stored_once
+from tests.support.stack import generation_stack
+from tests.support.temporal import RestartableDevServer
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import COMFY_TEMPORAL, clean_environment
 
-COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
 JOBS = 5
 
 
@@ -34,7 +35,7 @@ async def start_api(
         "--workflows", str(workflows_dir),
         "--log-level", "warning",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    env = clean_environment()
     log_path = data_dir.parent / "api.log"
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(*command, env=env, stdout=log, stderr=log)
@@ -83,61 +84,63 @@ class Poller:
 
 
 async def test_clients_polling_through_an_api_restart_see_every_job_succeed(
-    own_dev_server: RestartableDevServer, start_emulator: StartEmulator, tmp_path: Path
+    own_dev_server: RestartableDevServer, tmp_path: Path
 ):
     pool = f"api-restart-{uuid.uuid4().hex[:8]}"
     manifests_dir, workflows_dir = write_fault_manifests(tmp_path, pool)
     data_dir = tmp_path / "data"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    stack = GenerationStack(
-        None,  # type: ignore[arg-type]  # jobs go through the API here
-        own_dev_server.address,
-        pool,
-        "",
-        data_dir,
-        start_emulator,
-    )
-    api = await start_api(own_dev_server.address, port, data_dir, manifests_dir, workflows_dir)
-    pollers: list[asyncio.Task] = []
-    try:
-        await stack.start_gpu_worker("gpu-api")
-        task_ids = []
-        async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as http:
-            for _ in range(JOBS):
-                response = await http.post(
-                    "/generate",
-                    json={
-                        "workflow_id": "sampled_image",
-                        "params": {"steps": 10, "seconds_per_step": 0.1},
-                    },
-                )
-                assert response.status_code == 202, response.text
-                task_ids.append(response.json()["task_id"])
-        clients = [Poller(url, task_id) for task_id in task_ids]
-        pollers = [asyncio.create_task(c.run()) for c in clients]
-
-        async def first_success() -> bool:
-            return any(c.final for c in clients)
-
-        await wait_for(first_success, "the first job to succeed", 60)
-        api.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(api.wait(), 30) == 0
-        # While the API is down, jobs still run on the GPU and the pollers see refused connections.
-        await wait_for(
-            lambda: asyncio.sleep(0, all(c.failed_polls or c.final for c in clients)),
-            "every waiting client to notice the API is gone",
-        )
+    # GPU workers only: the API under test runs as its own process, with its control worker.
+    async with generation_stack(
+        await connect_temporal(own_dev_server.address),
+        tmp_path,
+        api=False,
+        control_worker=None,
+        pool=pool,
+        emulator_args=["--cache-none"],
+    ) as stack:
         api = await start_api(own_dev_server.address, port, data_dir, manifests_dir, workflows_dir)
-        finals = await asyncio.wait_for(asyncio.gather(*pollers), 60)
-    finally:
-        for poller in pollers:
-            poller.cancel()
-        if api.returncode is None:
+        pollers: list[asyncio.Task] = []
+        try:
+            await stack.start_gpu_worker("gpu-api")
+            task_ids = []
+            async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as http:
+                for _ in range(JOBS):
+                    response = await http.post(
+                        "/generate",
+                        json={
+                            "workflow_id": "sampled_image",
+                            "params": {"steps": 10, "seconds_per_step": 0.1},
+                        },
+                    )
+                    assert response.status_code == 202, response.text
+                    task_ids.append(response.json()["task_id"])
+            clients = [Poller(url, task_id) for task_id in task_ids]
+            pollers = [asyncio.create_task(c.run()) for c in clients]
+
+            async def first_success() -> bool:
+                return any(c.final for c in clients)
+
+            await wait_for(first_success, "the first job to succeed", 60)
             api.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(api.wait(), 30)
-        for running in stack.gpu_workers:
-            await running.shutdown()
+            assert await asyncio.wait_for(api.wait(), 30) == 0
+            # While the API is down, jobs still run on the GPU and the pollers see refused
+            # connections.
+            await wait_for(
+                lambda: asyncio.sleep(0, all(c.failed_polls or c.final for c in clients)),
+                "every waiting client to notice the API is gone",
+            )
+            api = await start_api(
+                own_dev_server.address, port, data_dir, manifests_dir, workflows_dir
+            )
+            finals = await asyncio.wait_for(asyncio.gather(*pollers), 60)
+        finally:
+            for poller in pollers:
+                poller.cancel()
+            if api.returncode is None:
+                api.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(api.wait(), 30)
 
     assert [f["status"] for f in finals] == ["SUCCESS"] * JOBS
     assert sum(1 for c in clients if c.failed_polls) >= 1  # someone polled through the restart

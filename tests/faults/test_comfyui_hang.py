@@ -8,15 +8,11 @@ import re
 
 from temporalio.client import WorkflowHandle
 
-from tests.faults.conftest import (
-    STALL_TIMEOUT,
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    pending_execute_state,
-    submit,
-)
-from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
+from tests.support.manifests import STALL_TIMEOUT
+from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
+from tests.support.stack import GenerationStack
+from tests.support.temporal import pending_execute_state, pending_progress
+from tests.support.waiting import wait_for
 
 
 async def sampler_running(handle: WorkflowHandle) -> bool:
@@ -33,7 +29,7 @@ async def test_a_hung_comfyui_is_interrupted_at_the_manifests_stall_limit_and_th
     # The sampler goes silent and stays so until someone interrupts it.
     await gpu.emulator.set_faults(hang_on_node="EmulatorSampler", hang_until_interrupted=True)
     prefix = new_prefix()
-    handle = await submit(fault_stack, prefix)
+    handle = await submit_with_prefix(fault_stack, prefix)
 
     await wait_for(lambda: sampler_running(handle), "the first attempt to reach the sampler")
     # The node already hangs; the retry must find a healthy ComfyUI.
@@ -64,7 +60,7 @@ async def test_a_hung_node_that_ignores_the_interrupt_gets_comfyui_restarted_and
     # The sampler hangs for good: an interrupt does not reach it.
     await gpu.emulator.set_faults(hang_on_node="EmulatorSampler")
     prefix = new_prefix()
-    handle = await submit(fault_stack, prefix)
+    handle = await submit_with_prefix(fault_stack, prefix)
 
     async def first_attempt_stalled() -> tuple[int, str | None, str | None] | None:
         state = await pending_execute_state(handle)

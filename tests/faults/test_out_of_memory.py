@@ -7,14 +7,10 @@ import asyncio
 
 import httpx
 
-from tests.faults.conftest import (
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    pending_execute_state,
-    submit,
-)
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
+from tests.support.stack import GenerationStack
+from tests.support.temporal import pending_execute_state
+from tests.support.waiting import wait_for
 
 
 async def free_requests(url: str) -> list[dict]:
@@ -36,7 +32,7 @@ async def test_out_of_memory_frees_comfyui_memory_then_the_one_retry_succeeds(
         exception_message="CUDA out of memory. Tried to allocate 2.00 GiB",
     )
     prefix = new_prefix()
-    handle = await submit(fault_stack, prefix)
+    handle = await submit_with_prefix(fault_stack, prefix)
 
     async def first_attempt_failed() -> tuple[int, str | None, str | None] | None:
         state = await pending_execute_state(handle)

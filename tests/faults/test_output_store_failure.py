@@ -11,14 +11,10 @@ import pytest
 
 from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
 from temporal_workflows.failures import NON_RETRYABLE_ERROR_TYPES
-from tests.faults.conftest import (
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    pending_execute_state,
-    submit,
-)
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
+from tests.support.stack import GenerationStack
+from tests.support.temporal import pending_execute_state
+from tests.support.waiting import wait_for
 
 
 async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(
@@ -36,7 +32,9 @@ async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(
     prefix = new_prefix()
     # About 1 s in ComfyUI: the retry (1 s backoff, then this run) reaches the store well after
     # the first failure is visible and the blocker is gone.
-    handle = await submit(fault_stack, prefix, task_id=task_id, steps=10, seconds_per_step=0.1)
+    handle = await submit_with_prefix(
+        fault_stack, prefix, task_id=task_id, steps=10, seconds_per_step=0.1
+    )
 
     async def first_attempt_failed() -> tuple[int, str | None, str | None] | None:
         state = await pending_execute_state(handle)

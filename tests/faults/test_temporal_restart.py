@@ -9,54 +9,50 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.workers.control import build_control_worker
 from activities.workers.temporal_client import connect_temporal
 from manifests.registry import ManifestRegistry
-from tests.faults.conftest import (
-    RestartableDevServer,
-    assert_stored_once,
-    comfyui_saves,
-    new_prefix,
-    submit,
-    write_fault_manifests,
-)
-from tests.fixtures_emulator import StartEmulator
-from tests.workflows.conftest import GenerationStack, wait_for
+from tests.support.manifests import write_fault_manifests
+from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
+from tests.support.stack import generation_stack
+from tests.support.temporal import RestartableDevServer
+from tests.support.waiting import wait_for
 
 JOBS = 8
 
 
 async def test_a_backlog_survives_a_temporal_server_restart_and_each_job_succeeds_once(
-    own_dev_server: RestartableDevServer, start_emulator: StartEmulator, tmp_path: Path
+    own_dev_server: RestartableDevServer, tmp_path: Path
 ):
     pool = f"restart-{uuid.uuid4().hex[:8]}"
     registry = ManifestRegistry(*write_fault_manifests(tmp_path, pool))
     client = await connect_temporal(own_dev_server.address)
-    control_queue = f"control-{uuid.uuid4()}"
-    stack = GenerationStack(
-        client, own_dev_server.address, pool, control_queue, tmp_path / "data", start_emulator
-    )
-    async with build_control_worker(client, registry, task_queue=control_queue):
-        try:
-            gpus = [await stack.start_gpu_worker(f"gpu-{n}") for n in ("a", "b")]
-            prefixes = [new_prefix() for _ in range(JOBS)]
-            # About 1 s of ComfyUI time each: 4 s of backlog on two GPUs.
-            handles = [
-                await submit(stack, prefix, steps=10, seconds_per_step=0.1) for prefix in prefixes
-            ]
+    async with generation_stack(
+        client,
+        tmp_path,
+        registry,
+        address=own_dev_server.address,
+        api=False,
+        control_worker="own",
+        pool=pool,
+        emulator_args=["--cache-none"],
+    ) as stack:
+        gpus = [await stack.start_gpu_worker(f"gpu-{n}") for n in ("a", "b")]
+        prefixes = [new_prefix() for _ in range(JOBS)]
+        # About 1 s of ComfyUI time each: 4 s of backlog on two GPUs.
+        handles = [
+            await submit_with_prefix(stack, prefix, steps=10, seconds_per_step=0.1)
+            for prefix in prefixes
+        ]
 
-            async def closed_count() -> int:
-                statuses = [(await h.describe()).status for h in handles]
-                return sum(s != WorkflowExecutionStatus.RUNNING for s in statuses)
+        async def closed_count() -> int:
+            statuses = [(await h.describe()).status for h in handles]
+            return sum(s != WorkflowExecutionStatus.RUNNING for s in statuses)
 
-            await wait_for(closed_count, "the first job to finish", 60)
-            closed_before = await closed_count()
-            await own_dev_server.restart()
+        await wait_for(closed_count, "the first job to finish", 60)
+        closed_before = await closed_count()
+        await own_dev_server.restart()
 
-            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 90)
-        finally:
-            for running in stack.gpu_workers:
-                await running.shutdown()
+        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 90)
 
     assert own_dev_server.restarts == 1
     assert closed_before < JOBS  # the restart really hit a backlog in flight

@@ -3,7 +3,6 @@ its ComfyUI (the emulator) and the output is the inverted input."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,14 +13,12 @@ import pytest_asyncio
 from aiohttp import web
 from temporalio.client import Client
 
-from tests.inputs.stack import (
-    WORKFLOW_ID,
-    ImageStack,
-    first_pixel,
-    image_generation_stack,
-    solid_png,
-)
-from tests.loopback_http import serve_on_loopback
+from tests.support.images import first_pixel, solid_png
+from tests.support.loopback_http import serve_on_loopback
+from tests.support.manifests import INVERT_WORKFLOW_ID as WORKFLOW_ID
+from tests.support.manifests import write_image_manifests
+from tests.support.stack import GenerationStack, generation_stack, unique
+from tests.support.waiting import poll_task
 
 DEADLINE = 60.0
 
@@ -29,13 +26,18 @@ DEADLINE = 60.0
 @pytest_asyncio.fixture(scope="module")
 async def stack(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ImageStack]:
+) -> AsyncIterator[GenerationStack]:
     # The test's image server is on loopback: allowed by configuration, in the API and (through
     # the environment) on the GPU worker, which checks again when it downloads.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COMFY_ALLOW_PRIVATE_IMAGE_URLS", "1")
-        async with image_generation_stack(
-            temporal_client, tmp_path_factory.mktemp("inputs-stack"), allow_private_image_urls=True
+        base = tmp_path_factory.mktemp("inputs-stack")
+        async with generation_stack(
+            temporal_client,
+            base,
+            write_image_manifests(base),
+            gpu_workers=[unique("inputs-gpu")],
+            allow_private_image_urls=True,
         ) as running:
             yield running
 
@@ -61,14 +63,9 @@ async def _finished(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, 
     response = await http.post("/generate", json=body)
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while True:
-        task = (await http.get(f"/tasks/{task_id}")).json()
-        if task["status"] in ("SUCCESS", "FAILURE", "CANCELLED"):
-            return task
-        assert loop.time() < deadline, f"task {task_id} still {task['status']}"
-        await asyncio.sleep(0.1)
+    return await poll_task(
+        http, task_id, lambda task: task["status"] in ("SUCCESS", "FAILURE", "CANCELLED"), DEADLINE
+    )
 
 
 async def _output_pixel(http: httpx.AsyncClient, task: dict[str, Any]) -> tuple[int, int, int]:
@@ -78,7 +75,7 @@ async def _output_pixel(http: httpx.AsyncClient, task: dict[str, Any]) -> tuple[
     return first_pixel(download.content)
 
 
-async def test_base64_image_reaches_load_image_and_is_inverted(stack: ImageStack):
+async def test_base64_image_reaches_load_image_and_is_inverted(stack: GenerationStack):
     png = solid_png((200, 30, 10))
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         task = await _finished(
@@ -93,7 +90,7 @@ async def test_base64_image_reaches_load_image_and_is_inverted(stack: ImageStack
         assert await _output_pixel(http, task) == (55, 225, 245)
 
 
-async def test_data_uri_image_is_accepted(stack: ImageStack):
+async def test_data_uri_image_is_accepted(stack: GenerationStack):
     png = solid_png((0, 0, 0))
     uri = "data:image/png;base64," + base64.b64encode(png).decode()
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
@@ -104,7 +101,7 @@ async def test_data_uri_image_is_accepted(stack: ImageStack):
 
 
 async def test_image_url_is_downloaded_by_the_gpu_worker(
-    stack: ImageStack, image_server: tuple[str, dict[str, bytes]]
+    stack: GenerationStack, image_server: tuple[str, dict[str, bytes]]
 ):
     base, files = image_server
     files["photo.png"] = solid_png((10, 20, 30))
@@ -117,7 +114,7 @@ async def test_image_url_is_downloaded_by_the_gpu_worker(
 
 
 async def test_missing_image_url_fails_naming_the_parameter(
-    stack: ImageStack, image_server: tuple[str, dict[str, bytes]]
+    stack: GenerationStack, image_server: tuple[str, dict[str, bytes]]
 ):
     base, _files = image_server
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:

@@ -12,7 +12,10 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.inputs.stack import WORKFLOW_ID, ImageStack, image_api, solid_png
+from tests.support.images import solid_png
+from tests.support.manifests import INVERT_WORKFLOW_ID as WORKFLOW_ID
+from tests.support.manifests import write_image_manifests
+from tests.support.stack import GenerationStack, generation_stack
 
 MAX_IMAGE_BYTES = 4096
 
@@ -20,11 +23,14 @@ MAX_IMAGE_BYTES = 4096
 @pytest_asyncio.fixture(scope="module")
 async def refusing_api(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ImageStack]:
+) -> AsyncIterator[GenerationStack]:
     """Default policy: no private, loopback or link-local targets."""
-    async with image_api(
+    base = tmp_path_factory.mktemp("inputs-api")
+    async with generation_stack(
         temporal_client,
-        tmp_path_factory.mktemp("inputs-api"),
+        base,
+        write_image_manifests(base),
+        control_worker=None,
         max_image_bytes=MAX_IMAGE_BYTES,
         allow_private_image_urls=False,
         allow_private_callback_urls=False,
@@ -33,7 +39,7 @@ async def refusing_api(
 
 
 @pytest_asyncio.fixture
-async def http(refusing_api: ImageStack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(refusing_api: GenerationStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=refusing_api.url, timeout=30) as client:
         yield client
 
@@ -113,7 +119,7 @@ async def test_stored_input_reference_cannot_come_from_a_client(http: httpx.Asyn
 
 
 async def test_base64_image_is_stored_apart_and_the_task_starts(
-    http: httpx.AsyncClient, refusing_api: ImageStack, temporal_client: Client
+    http: httpx.AsyncClient, refusing_api: GenerationStack, temporal_client: Client
 ):
     png = solid_png((1, 2, 3))
     response = await http.post(

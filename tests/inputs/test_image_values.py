@@ -10,7 +10,7 @@ import pytest
 from manifests.errors import ParamsInvalid
 from manifests.image_inputs import ImageFromStore, ImageFromUrl, upload_placeholder
 from manifests.render import render_prompt
-from tests.inputs.stack import write_image_manifests
+from tests.support.manifests import write_image_manifests
 
 
 @pytest.fixture

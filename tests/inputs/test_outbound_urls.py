@@ -14,8 +14,8 @@ from aiohttp import web
 
 from activities.generation.image_uploads import ImageInputError, decode_base64_image, fetch_image
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
-from tests.inputs.stack import solid_png
-from tests.loopback_http import serve_on_loopback
+from tests.support.images import solid_png
+from tests.support.loopback_http import serve_on_loopback
 
 
 @pytest_asyncio.fixture

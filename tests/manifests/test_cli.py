@@ -12,7 +12,7 @@ import pytest
 
 from api.cli.main import main
 from manifests.cli import parse_param
-from tests.manifests.conftest import ManifestDirs, fixture_dirs
+from tests.support.manifests import ManifestDirs, fixture_dirs
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "comfy-temporal"

@@ -10,7 +10,7 @@ import pytest
 
 from api.cli.main import main
 from manifests.loading import LoadResult, load_manifests
-from tests.manifests.conftest import ManifestDirs
+from tests.support.manifests import ManifestDirs
 
 MISSING_NODE = [{"node": "Latent Image", "input": "width"}]
 WIDTH = {"type": "integer", "default": 64, "targets": [{"node": "1", "input": "width"}]}

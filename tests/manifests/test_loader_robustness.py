@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from manifests.definitions import ParameterDef, WorkflowEntry
 from manifests.loading import load_manifests
-from tests.manifests.conftest import SMOKE_GRAPH
+from tests.support.graphs import SMOKE_GRAPH
 
 scalars = st.one_of(
     st.none(),

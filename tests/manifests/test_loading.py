@@ -10,7 +10,8 @@ import pytest
 
 from manifests.errors import ManifestError
 from manifests.loading import load_manifests
-from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, fixture_dirs
+from tests.support.graphs import SMOKE_GRAPH
+from tests.support.manifests import ManifestDirs, fixture_dirs
 
 WIDTH = {"type": "integer", "default": 64, "min": 1, "targets": [{"node": "1", "input": "width"}]}
 

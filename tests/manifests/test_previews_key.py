@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from manifests.loading import load_manifests
-from tests.manifests.conftest import ManifestDirs
+from tests.support.manifests import ManifestDirs
 
 BASE = {"width": {"type": "integer", "default": 8, "targets": [{"node": "1", "input": "width"}]}}
 

@@ -14,7 +14,8 @@ import yaml
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.registry import ManifestRegistry
-from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, write_file
+from tests.support.graphs import SMOKE_GRAPH
+from tests.support.manifests import ManifestDirs, write_file
 
 
 def edit_yaml(path: Path, change: Callable[[dict], None]) -> None:

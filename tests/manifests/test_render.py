@@ -14,7 +14,7 @@ from manifests.definitions import SEED_MAX, WorkflowManifest
 from manifests.errors import ParamsInvalid
 from manifests.registry import ManifestRegistry
 from manifests.render import is_link, render_prompt
-from tests.manifests.conftest import fixture_dirs
+from tests.support.manifests import fixture_dirs
 
 FLUX = ManifestRegistry().get("flux_wavespeed")
 SMOKE = ManifestRegistry().get("smoke_image")

@@ -12,7 +12,7 @@ import httpx
 from PIL import Image
 
 from manifests.registry import ManifestRegistry
-from tests.fixtures_emulator import EmulatorHandle
+from tests.support.emulator import EmulatorHandle
 
 
 async def run_on_comfyui(emulator: EmulatorHandle, graph: dict[str, Any]) -> list[dict[str, Any]]:

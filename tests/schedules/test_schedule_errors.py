@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.schedules.conftest import Schedules, quiet_spec
+from tests.support.schedules import Schedules, quiet_spec
 
 
 async def test_invalid_params_are_rejected_at_creation_naming_the_field(

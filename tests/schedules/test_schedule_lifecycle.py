@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributeKey
 
 from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.names import GENERATION_WORKFLOW, SA_POOL, SA_WORKFLOW
-from tests.schedules.conftest import (
+from tests.support.schedules import (
     Schedules,
     ScheduleStack,
     wait_for_runs,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.schedules.conftest import (
+from tests.support.manifests import EMULATOR_WORKFLOW_ID
+from tests.support.schedules import (
     Schedules,
     ScheduleStack,
     wait_for_runs,

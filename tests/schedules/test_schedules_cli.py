@@ -15,11 +15,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.app import create_app
-from api.cli.devstack.http_server import free_port, serve_in_background
+from api.cli.devstack.http_server import free_port
 from api.cli.main import main
-from api.settings import Settings
-from tests.schedules.conftest import Schedules, ScheduleStack, wait_for_runs, wait_for_task
+from tests.support.schedules import Schedules, ScheduleStack, wait_for_runs, wait_for_task
+from tests.support.stack import generation_stack
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("comfy-temporal")
 
@@ -179,10 +178,10 @@ async def test_console_script_reads_the_api_url_from_comfy_api_url(
 async def test_schedules_commands_send_the_api_key_an_api_requires(
     temporal_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = create_app(
-        Settings(data_dir=tmp_path, api_keys=("schedules-key",)), temporal_client=temporal_client
-    )
-    async with serve_in_background(app) as url:
+    async with generation_stack(
+        temporal_client, tmp_path, control_worker=None, api_keys=("schedules-key",)
+    ) as stack:
+        url = stack.url
         without = await cli("list", "--api", url)
         _, refused = capsys.readouterr()
         with_key = await cli("list", "--api", url, "--api-key", "schedules-key", "--json")

@@ -1,76 +1,31 @@
-"""One generation stack for the steering tests: API + control worker + GPU worker + emulator.
-
-Like tests/api/stack.py, plus `emulator_previews`: the emulator_sampler graph with
-`previews: true`. The emulator keeps ComfyUI's default `--preview-method none`, so its
-EmulatorSampler sends a preview per step only for prompts that ask for one in `extra_data`
-(comfyui-protocol.md §1.4, §3.3).
-"""
+"""One generation stack for the steering tests: API + control worker + GPU worker + emulator,
+serving `emulator_sampler` and `emulator_previews` (the same graph with `previews: true`)."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 from collections.abc import AsyncIterator
-from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client
 
-from manifests.registry import ManifestRegistry
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID, write_manifests_with_emulator_sampler
-from tests.api.stack import GenerationStack, api_with_gpu_worker
-
-PREVIEWS_WORKFLOW_ID = "emulator_previews"
-_widths = itertools.count(16)
-
-
-def next_width() -> int:
-    """An image width no other job of this session used: tells its prompt apart in ComfyUI."""
-    return next(_widths)
-
-
-_PREVIEWS_ENTRY = f"""
-{PREVIEWS_WORKFLOW_ID}:
-  workflow_file: {EMULATOR_WORKFLOW_ID}.json
-  description: Emulator only - the sampler workflow with sampler previews on.
-  parameters: [steps, seconds_per_step, width, height]
-  overrides:
-    steps: {{default: 10, targets: [{{node: Sampler, input: steps}}]}}
-    width: {{default: 32, targets: [{{node: Empty Image, input: width}}]}}
-    height: {{default: 32, targets: [{{node: Empty Image, input: height}}]}}
-  timeout: 120
-  previews: true
-"""
-
-
-@contextlib.asynccontextmanager
-async def steering_stack(client: Client, base_dir: Path) -> AsyncIterator[GenerationStack]:
-    manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(base_dir)
-    with (manifests_dir / "workflows.yaml").open("a") as f:
-        f.write(_PREVIEWS_ENTRY)
-    registry = ManifestRegistry(manifests_dir, workflows_dir)
-    assert not registry.snapshot().errors, registry.snapshot().errors
-    # A job left running at the end must not hold the teardown for the default 5 minutes.
-    async with api_with_gpu_worker(
-        client,
-        base_dir,
-        registry,
-        worker_prefix="steering-gpu",
-        emulator_name="emulator:steering",
-        shutdown_grace=timedelta(seconds=5),
-    ) as running:
-        yield running
+from tests.support.manifests import PREVIEWS_WORKFLOW, emulator_sampler_registry
+from tests.support.stack import GenerationStack, generation_stack, unique
+from tests.support.temporal import terminate_running
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def stack(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GenerationStack]:
-    async with steering_stack(temporal_client, tmp_path_factory.mktemp("steering")) as running:
+    base = tmp_path_factory.mktemp("steering")
+    async with generation_stack(
+        temporal_client,
+        base,
+        emulator_sampler_registry(base, PREVIEWS_WORKFLOW),
+        gpu_workers=[unique("steering-gpu")],
+    ) as running:
         yield running
 
 
@@ -102,13 +57,3 @@ async def started_by_cli(temporal_client: Client) -> AsyncIterator[list[str]]:
     started: list[str] = []
     yield started
     await terminate_running(temporal_client, started)
-
-
-async def terminate_running(client: Client, task_ids: list[str]) -> None:
-    """Terminates the tasks that still run; one may finish between the check and the call."""
-    for task_id in task_ids:
-        handle = client.get_workflow_handle(task_id)
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            continue
-        with contextlib.suppress(RPCError):  # "workflow execution already completed"
-            await handle.terminate(reason="test finished")

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import poll_task
+from tests.support.manifests import EMULATOR_WORKFLOW_ID
+from tests.support.waiting import poll_task
 
 Submit = Callable[..., Awaitable[str]]
 

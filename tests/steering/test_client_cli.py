@@ -21,9 +21,10 @@ from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
 from api.cli.main import main as cli_main
 from api.settings import Settings
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, poll_task
-from tests.steering.conftest import next_width
+from tests.support.graphs import next_width
+from tests.support.manifests import EMULATOR_WORKFLOW_ID
+from tests.support.stack import GenerationStack
+from tests.support.waiting import poll_task
 
 Submit = Callable[..., Awaitable[str]]
 

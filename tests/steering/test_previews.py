@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 import httpx
 from PIL import Image
 
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack, poll_task
-from tests.steering.conftest import PREVIEWS_WORKFLOW_ID, next_width
+from tests.support.graphs import next_width
+from tests.support.manifests import EMULATOR_WORKFLOW_ID, PREVIEWS_WORKFLOW_ID
+from tests.support.stack import GenerationStack
+from tests.support.waiting import poll_task
 
 Submit = Callable[..., Awaitable[str]]
 

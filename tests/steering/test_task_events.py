@@ -12,9 +12,9 @@ import pytest
 
 from api.cli.tasks import ServerEvent, follow_task
 from api.routes import task_events
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID
-from tests.api.stack import GenerationStack
-from tests.steering.sse import Event, read_events, status_of
+from tests.support.manifests import EMULATOR_WORKFLOW_ID
+from tests.support.sse import Event, read_events, status_of
+from tests.support.stack import GenerationStack
 
 Submit = Callable[..., Awaitable[str]]
 

@@ -4,25 +4,19 @@ in the webhooks it sends carry the API's signature, so they work without an API 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 
-from activities.workers.gpu import GpuWorker, GpuWorkerSettings
-from api.app import create_app
-from api.cli.devstack.http_server import serve_in_background
-from api.settings import Settings
 from manifests.registry import ManifestRegistry
-from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
-from tests.fixtures_emulator import emulator_process
-from tests.webhooks.conftest import ReceivedWebhook, WebhookReceiver
+from tests.support.manifests import append_workflows, write_manifests_with_emulator_sampler
+from tests.support.stack import generation_stack, unique
+from tests.support.webhooks import ReceivedWebhook, WebhookReceiver
+from tests.support.worker_processes import COMFY_TEMPORAL, clean_environment
 
-COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
 API_KEY = "standalone-control-worker-key"
 WORKFLOW_ID = "smoke_standalone"
 
@@ -48,14 +42,14 @@ async def test_webhook_urls_from_a_standalone_control_worker_download_without_a_
 ) -> None:
     pool = f"standalone-{uuid.uuid4().hex[:8]}"
     manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(tmp_path)
-    with (manifests_dir / "workflows.yaml").open("a") as f:
-        f.write(
-            f"\n{WORKFLOW_ID}:\n  workflow_file: smoke_image.json\n  parameters: [width]\n"
-            f"  pool: {pool}\n"
-            "  overrides:\n    width: {default: 16, targets: [{node: Empty Image, input: width}]}\n"
-        )
+    append_workflows(
+        manifests_dir,
+        f"\n{WORKFLOW_ID}:\n  workflow_file: smoke_image.json\n  parameters: [width]\n"
+        f"  pool: {pool}\n"
+        "  overrides:\n    width: {default: 16, targets: [{node: Empty Image, input: width}]}\n",
+    )
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY", "TEMPORAL_"))}
+    env = clean_environment()
     env["COMFY_ALLOW_PRIVATE_CALLBACK_URLS"] = "1"  # the receiver is on loopback
     log_path = tmp_path / "control-worker.log"
     with log_path.open("wb") as log:
@@ -67,29 +61,20 @@ async def test_webhook_urls_from_a_standalone_control_worker_download_without_a_
             "--temporal-address", temporal_address,
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
-    gpu = GpuWorker(
-        temporal_client,
-        emulator_process(tmp_path / "comfyui", name="emulator:standalone"),
-        GpuWorkerSettings(
-            name=f"standalone-gpu-{uuid.uuid4().hex[:6]}", pool=pool, data_dir=data_dir
-        ),
-    )
-    stop_gpu = asyncio.Event()
-    gpu_run = asyncio.create_task(gpu.run(stop_gpu))
-    app = create_app(
-        Settings(
-            data_dir=data_dir,
-            api_keys=(API_KEY,),
-            allow_private_callback_urls=True,
-            embedded_control_worker=False,
-        ),
-        temporal_client=temporal_client,
-        registry=ManifestRegistry(manifests_dir, workflows_dir),
-    )
     try:
         async with (
-            serve_in_background(app) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
+            # The API without a control worker: the one above serves the generations.
+            generation_stack(
+                temporal_client,
+                tmp_path,
+                ManifestRegistry(manifests_dir, workflows_dir),
+                control_worker=None,
+                pool=pool,
+                gpu_workers=[unique("standalone-gpu")],
+                api_keys=(API_KEY,),
+                allow_private_callback_urls=True,
+            ) as stack,
+            httpx.AsyncClient(base_url=stack.url, timeout=30) as http,
         ):
             accepted = await http.post(
                 "/generate",
@@ -104,8 +89,6 @@ async def test_webhook_urls_from_a_standalone_control_worker_download_without_a_
         if control.returncode is None:
             control.send_signal(signal.SIGTERM)
         await asyncio.wait_for(control.wait(), 30)
-        stop_gpu.set()
-        await gpu_run
 
     assert download.status_code == 200, download.text
     assert download.content.startswith(b"\x89PNG")

@@ -3,7 +3,6 @@ signed POST, and GET /tasks/{id} showing the delivery."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 
@@ -12,11 +11,12 @@ import pytest
 from temporalio.client import Client
 
 from activities.generation.webhooks import verify_signature
-from manifests.registry import ManifestRegistry
-from tests.api.emulator_workflow import write_manifests_with_emulator_sampler
-from tests.api.stack import api_with_gpu_worker
-from tests.inputs.stack import WORKFLOW_ID, image_generation_stack, solid_png
-from tests.webhooks.conftest import WebhookReceiver
+from tests.support.images import solid_png
+from tests.support.manifests import INVERT_WORKFLOW_ID as WORKFLOW_ID
+from tests.support.manifests import emulator_sampler_registry, write_image_manifests
+from tests.support.stack import generation_stack, unique
+from tests.support.waiting import poll_task
+from tests.support.webhooks import WebhookReceiver
 
 SECRET = "api-webhook-secret"
 API_KEY = "webhook-test-api-key"
@@ -31,8 +31,12 @@ async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
         patch.setenv("COMFY_WEBHOOK_SECRET", SECRET)
         patch.setenv("COMFY_ALLOW_PRIVATE_CALLBACK_URLS", "1")
         async with (
-            image_generation_stack(
-                temporal_client, tmp_path, allow_private_callback_urls=True
+            generation_stack(
+                temporal_client,
+                tmp_path,
+                write_image_manifests(tmp_path),
+                gpu_workers=[unique("inputs-gpu")],
+                allow_private_callback_urls=True,
             ) as stack,
             httpx.AsyncClient(base_url=stack.url, timeout=30) as http,
         ):
@@ -46,15 +50,9 @@ async def test_top_level_callback_url_is_delivered_and_shown_in_the_task(
             )
             assert response.status_code == 202, response.text
             task_id = response.json()["task_id"]
-
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while True:
-                task = (await http.get(f"/tasks/{task_id}")).json()
-                if (task.get("webhook") or {}).get("status") == "delivered":
-                    break
-                assert loop.time() < deadline, task
-                await asyncio.sleep(0.1)
+            task = await poll_task(
+                http, task_id, lambda task: (task.get("webhook") or {}).get("status") == "delivered"
+            )
 
     (hook,) = receiver.received
     assert verify_signature(SECRET, hook.body, hook.headers["X-Comfy-Signature"])
@@ -71,16 +69,15 @@ async def test_download_url_in_a_webhook_works_without_an_api_key(
     temporal_client: Client, tmp_path: Path, receiver: WebhookReceiver
 ):
     receiver.answers = [503]  # a retry too: it must carry the same (still valid) URL
-    registry = ManifestRegistry(*write_manifests_with_emulator_sampler(tmp_path))
+    registry = emulator_sampler_registry(tmp_path)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("COMFY_ALLOW_PRIVATE_CALLBACK_URLS", "1")
         async with (
-            api_with_gpu_worker(
+            generation_stack(
                 temporal_client,
                 tmp_path,
                 registry,
-                worker_prefix="hook-gpu",
-                emulator_name="emulator:hooks",
+                gpu_workers=[unique("hook-gpu")],
                 api_keys=(API_KEY,),
                 allow_private_callback_urls=True,
             ) as stack,

@@ -8,14 +8,10 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.generation.webhooks import verify_signature
 from temporal_workflows.names import CANCEL_SIGNAL
-from tests.api.stack import batch_cancel
-from tests.webhooks.conftest import (
-    PUBLIC_URL,
-    WEBHOOK_SECRET,
-    WebhookReceiver,
-    WebhookStack,
-)
-from tests.workflows.conftest import keep_history, wait_for
+from tests.support.stack import GenerationStack
+from tests.support.temporal import batch_cancel, keep_history
+from tests.support.waiting import wait_for
+from tests.support.webhooks import PUBLIC_URL, WEBHOOK_SECRET, WebhookReceiver
 
 # Refused by the manifest (width must be an integer): the generation fails in `prepare`, which
 # needs no GPU worker.
@@ -23,10 +19,10 @@ BAD_PARAMS = {"width": "wide"}
 
 
 async def test_success_posts_signed_result_as_the_task_shows_it(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     await webhook_stack.start_gpu_worker()
-    handle = await webhook_stack.submit_with_callback(receiver.url)
+    handle = await webhook_stack.submit(callback_url=receiver.url)
     await handle.result()
 
     (hook,) = await receiver.wait_for_requests(1)
@@ -47,9 +43,9 @@ async def test_success_posts_signed_result_as_the_task_shows_it(
 
 
 async def test_signature_does_not_verify_with_another_secret(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     (hook,) = await receiver.wait_for_requests(1)
     assert not verify_signature("another-secret", hook.body, hook.headers["X-Comfy-Signature"])
     tampered = hook.body.replace(b"FAILURE", b"SUCCESS")
@@ -59,9 +55,9 @@ async def test_signature_does_not_verify_with_another_secret(
 
 
 async def test_failure_posts_the_error_as_the_task_shows_it(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     with pytest.raises(WorkflowFailureError):
         await handle.result()
 
@@ -77,11 +73,11 @@ async def test_failure_posts_the_error_as_the_task_shows_it(
 
 
 async def test_cancel_posts_cancelled_and_the_workflow_still_closes_cancelled(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     gpu = await webhook_stack.start_gpu_worker()
-    handle = await webhook_stack.submit_with_callback(
-        receiver.url, {"steps": 200, "seconds_per_step": 0.05}
+    handle = await webhook_stack.submit(
+        {"steps": 200, "seconds_per_step": 0.05}, callback_url=receiver.url
     )
 
     async def running_in_comfyui() -> bool:
@@ -103,10 +99,10 @@ async def test_cancel_posts_cancelled_and_the_workflow_still_closes_cancelled(
 
 
 async def test_receiver_errors_are_retried_until_delivered(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.answers = [503, 503]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
 
     task = await webhook_stack.wait_for_webhook(handle.id, "delivered")
     assert task.webhook is not None
@@ -119,10 +115,10 @@ async def test_receiver_errors_are_retried_until_delivered(
 
 
 async def test_pending_delivery_shows_attempts_and_last_error(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(2)
 
     async def pending_with_error():
@@ -144,10 +140,10 @@ async def test_pending_delivery_shows_attempts_and_last_error(
 
 
 async def test_client_error_from_receiver_is_final(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.answers = [410]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     with pytest.raises(WorkflowFailureError):
         await handle.result()
 
@@ -159,18 +155,20 @@ async def test_client_error_from_receiver_is_final(
     assert len(receiver.received) == 1
 
 
-async def test_too_many_requests_is_retried(webhook_stack: WebhookStack, receiver: WebhookReceiver):
+async def test_too_many_requests_is_retried(
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
+):
     receiver.answers = [429]
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     task = await webhook_stack.wait_for_webhook(handle.id, "delivered")
     assert task.webhook is not None and task.webhook.attempts == 2
 
 
 async def test_delivery_survives_a_control_worker_restart(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(1)
 
     await webhook_stack.stop_control_worker()
@@ -187,10 +185,10 @@ async def test_delivery_survives_a_control_worker_restart(
 
 
 async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url, BAD_PARAMS)
+    handle = await webhook_stack.submit(BAD_PARAMS, callback_url=receiver.url)
     await receiver.wait_for_requests(1)
     await handle.signal(CANCEL_SIGNAL, "too late")
     receiver.down = False
@@ -202,12 +200,12 @@ async def test_cancel_signal_while_the_webhook_is_retried_changes_nothing(
 
 
 async def test_batch_cancel_reason_shows_while_the_webhook_is_retried(
-    webhook_stack: WebhookStack, receiver: WebhookReceiver
+    webhook_stack: GenerationStack, receiver: WebhookReceiver
 ):
     """The workflow only knows a reason its cancel event carries; a batch cancel's is on the
     batch job, and the task shows it already while the webhook is being delivered."""
     receiver.down = True
-    handle = await webhook_stack.submit_with_callback(receiver.url)  # no GPU worker: it waits
+    handle = await webhook_stack.submit(callback_url=receiver.url)  # no GPU worker: it waits
     query = f'WorkflowId="{handle.id}" AND ExecutionStatus="Running"'
     await batch_cancel(webhook_stack.client, webhook_stack.address, query, "bad model")
     await receiver.wait_for_requests(1)

@@ -10,7 +10,7 @@ import logging
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.workflows.conftest import GenerationStack
+from tests.support.stack import GenerationStack
 
 
 def capture_failure_logs(caplog: pytest.LogCaptureFixture) -> None:

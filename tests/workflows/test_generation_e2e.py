@@ -16,16 +16,12 @@ from temporalio.exceptions import ApplicationError
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import prompt_id_for
 from activities.io.output_store import OutputStore
+from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationError, Progress
-from tests.fixtures_temporal import temporal_cli
-from tests.workflows.conftest import (
-    GenerationStack,
-    RunningGpuWorker,
-    keep_history,
-    pending_progress,
-    wait_for,
-)
+from tests.support.stack import GenerationStack, RunningGpuWorker
+from tests.support.temporal import keep_history, pending_progress
+from tests.support.waiting import wait_for
 
 
 async def activity_attempts(handle: WorkflowHandle) -> list[int]:

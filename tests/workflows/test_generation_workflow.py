@@ -43,7 +43,8 @@ from temporal_workflows.payloads import (
     PrepareInput,
     Progress,
 )
-from tests.workflows.conftest import keep_history
+from tests.support.temporal import keep_history
+from tests.support.waiting import wait_for
 
 DEADLINE = 20.0
 # The SDK answers it for every workflow; the Web UI reads "Current Details" from it.
@@ -116,14 +117,6 @@ async def start(client: Client, queue: str, request: GenerationRequest):
     return await client.start_workflow(
         GenerationWorkflow.run, request, id=f"gen-{uuid.uuid4()}", task_queue=queue
     )
-
-
-async def wait_until(predicate, what: str, timeout: float = DEADLINE) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def failure_of(err: WorkflowFailureError) -> tuple[ApplicationError, GenerationError]:
@@ -379,7 +372,7 @@ async def test_cancel_signal_while_waiting_for_a_gpu_cancels_without_any_worker(
         async def scheduled() -> bool:
             return (await handle.query(GenerationWorkflow.status)).phase == "running"
 
-        await wait_until(scheduled, "execute_prompt to be scheduled")
+        await wait_for(scheduled, "execute_prompt to be scheduled", DEADLINE)
         await handle.signal(GenerationWorkflow.cancel, "no GPU today")
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -448,7 +441,7 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
             phases = [(await h.query(GenerationWorkflow.status)).phase for h in handles]
             return phases == ["running"] * 4
 
-        await wait_until(all_scheduled, "four jobs waiting for a GPU")
+        await wait_for(all_scheduled, "four jobs waiting for a GPU", DEADLINE)
         urgent = handles[-1]
         await urgent.signal(GenerationWorkflow.set_priority, 1)
 
@@ -464,7 +457,7 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
             return backlog.get(1) == 1
 
         # Task-queue stats refresh every few seconds: allow for that.
-        await wait_until(requeued, "the last job to wait at priority 1", timeout=30)
+        await wait_for(requeued, "the last job to wait at priority 1", timeout=30)
         status = await urgent.query(GenerationWorkflow.status)
         async with Worker(
             temporal_client, task_queue=gpu_queue, activities=[execute_prompt],
@@ -498,7 +491,7 @@ async def test_current_details_read_running_then_done_success(temporal_client: C
         async def running() -> bool:
             return (await current_details(handle)).startswith("**running**")
 
-        await wait_until(running, "the job to run")
+        await wait_for(running, "the job to run", DEADLINE)
         release.set()
         await handle.result()
         details = await current_details(handle)

@@ -17,14 +17,16 @@ from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
-from tests.worker_processes import (
+from tests.support.stack import GenerationStack
+from tests.support.temporal import pending_progress
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import (
     COMFY_TEMPORAL,
     clean_environment,
     gpu_worker_command,
     kill_processes_mentioning,
     processes_mentioning,
 )
-from tests.workflows.conftest import GenerationStack, pending_progress, wait_for
 
 
 async def start_worker_process(

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.support.emulator import EMULATOR_DIR
 
 COMFY_TEMPORAL = str(Path(sys.executable).parent / "comfy-temporal")
 
