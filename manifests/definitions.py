@@ -10,7 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ParamType = Literal["string", "integer", "float", "boolean", "image"]
+ParamType = Literal["string", "integer", "float", "boolean", "image", "file"]
+# Types whose value is an input file for ComfyUI's input directory (a name, a URL or base64):
+# `image` is ours, `file` the original format's (an image, mask, video or audio file).
+INPUT_FILE_TYPES = ("image", "file")
 
 # ComfyUI's seed inputs (KSampler.seed, ImageAddNoise.seed, ...) take 0..0xffffffffffffffff.
 SEED_MIN = 0
@@ -117,6 +120,11 @@ class ParameterDef(_Strict):
             data = {**data, "targets": [data["targets"]]}
         return data
 
+    @property
+    def takes_file(self) -> bool:
+        """The value is an input file (a name in ComfyUI's input directory, a URL or base64)."""
+        return self.type in INPUT_FILE_TYPES
+
     def random_token(self) -> Any:
         """The request value that asks for a random integer, or None when there is none."""
         if self.random:
@@ -183,6 +191,7 @@ def _json_type_of(defn: ParameterDef) -> dict[str, Any]:
     return {
         "string": {"type": "string"},
         "image": {"type": "string"},
+        "file": {"type": "string"},
         "integer": {"type": "integer"},
         "float": {"type": "number"},
         "boolean": {"type": "boolean"},
@@ -199,14 +208,14 @@ def parameter_json_schema(defn: ParameterDef) -> dict[str, Any]:
             base["minimum"] = defn.min
         if defn.max is not None:
             base["maximum"] = defn.max
-    if defn.type in ("string", "image"):
+    if defn.type == "string" or defn.takes_file:
         if defn.max_length is not None:
             base["maxLength"] = defn.max_length
         if defn.pattern is not None:
             # JSON Schema patterns match anywhere; the validator matches the whole value.
             base["pattern"] = f"^(?:{defn.pattern})$"
-    if defn.type == "image":
-        # Besides a file name in ComfyUI's input directory, an image the request brings
+    if defn.takes_file:
+        # Besides a file name in ComfyUI's input directory, a file the request brings
         # (manifests/image_inputs.py).
         filename = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
         base = {

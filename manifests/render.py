@@ -32,8 +32,9 @@ class RenderedPrompt:
     prompt: dict[str, Any]
     params: dict[str, Any]
     revision: str
-    # Images the request brings (url / stored base64): the GPU worker uploads each to its ComfyUI
-    # and writes the uploaded name into `targets` ("<node id>.<input>"), which hold a placeholder.
+    # Files (`image`, `file`) the request brings (url / stored base64): the GPU worker uploads each
+    # to its ComfyUI and writes the uploaded name into `targets` ("<node id>.<input>"), which hold
+    # a placeholder.
     image_inputs: list[ImageInput] = field(default_factory=list)
 
 
@@ -92,7 +93,7 @@ def render_prompt(
     graph = copy.deepcopy(manifest.template)
     for name, value in resolved.items():
         defn = manifest.parameters[name]
-        if defn.type == "image" and is_inline_image(value):
+        if defn.takes_file and is_inline_image(value):
             value = upload_placeholder(name)
         for ref in manifest.bindings.get(name, []):
             graph[ref.node_id]["inputs"][ref.input] = copy.deepcopy(value)
@@ -107,7 +108,7 @@ def render_prompt(
             targets=[ref.key() for ref in manifest.bindings.get(name, []) if ref.node_id in graph],
         )
         for name, value in resolved.items()
-        if manifest.parameters[name].type == "image" and is_inline_image(value)
+        if manifest.parameters[name].takes_file and is_inline_image(value)
     ]
     return RenderedPrompt(
         workflow_id=manifest.id,

@@ -21,7 +21,7 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
     """Consistency checks pydantic cannot express; returns (field, message) pairs."""
     problems: list[tuple[str, str]] = []
     numeric = defn.type in ("integer", "float")
-    textual = defn.type in ("string", "image")
+    textual = defn.type == "string" or defn.takes_file
     for bound in ("min", "max"):
         value = getattr(defn, bound)
         if value is None:
@@ -33,17 +33,17 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
     if defn.min is not None and defn.max is not None and defn.min > defn.max:
         problems.append(("min", f"min ({defn.min}) is greater than max ({defn.max})"))
     if defn.max_length is not None and not textual:
-        problems.append(("max_length", "only string and image parameters take max_length"))
+        problems.append(("max_length", "only string and file parameters take max_length"))
     if defn.pattern is not None:
         if not textual:
-            problems.append(("pattern", "only string and image parameters take pattern"))
+            problems.append(("pattern", "only string and file parameters take pattern"))
         try:
             re.compile(defn.pattern)
         except re.error as exc:
             problems.append(("pattern", f"not a valid regular expression: {exc}"))
             return problems
     if defn.choices is not None:
-        if defn.type in ("boolean", "image"):
+        if defn.type == "boolean" or defn.takes_file:
             problems.append(("choices", f"{defn.type} parameters do not take choices"))
         else:
             plain = defn.model_copy(update={"choices": None})
