@@ -171,6 +171,25 @@ class WorkflowEntry(_Strict):
         return value
 
 
+class LoraEntry(_Strict):
+    """One LoRA file of loras.yaml: what it does, and the trigger words a request that selects it
+    gets around its prompt (`prefix` before, `suffix` after, joined with ", ")."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    examples: list[str] = Field(default_factory=list)
+
+
+class LoraPrompt(_Strict):
+    """Which parameters of a workflow select a LoRA and which one is the prompt they modify."""
+
+    prompt_param: str
+    lora_params: list[str]
+    catalogue: dict[str, LoraEntry]
+
+
 class InputRef(_Strict):
     """A resolved binding: node id and input name in the workflow's graph."""
 
@@ -272,6 +291,10 @@ class WorkflowManifest(BaseModel):
     bypasses: dict[str, ResolvedBypass] = Field(default_factory=dict)
     # Registry revision this version of the workflow was loaded at.
     revision: str = ""
+    # A workflows/exp_*.json graph run without a workflows.yaml entry (every base parameter).
+    experimental: bool = False
+    # Set when the prompt takes the trigger words of the LoRA a request selects (loras.yaml).
+    lora_prompt: LoraPrompt | None = None
 
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of the `params` object a request sends for this workflow."""
