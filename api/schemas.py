@@ -124,6 +124,11 @@ class WorkflowPublic(BaseModel):
     )
     parameters: dict[str, dict[str, Any]] = Field(description="Parameter definitions, in order.")
     params_schema: dict[str, Any] = Field(description="JSON Schema of the `params` object.")
+    experimental: bool = Field(
+        default=False,
+        description="A workflows/exp_*.json graph served without a manifest entry, taking every "
+        "base.yaml parameter (off with COMFY_EXPERIMENTAL_WORKFLOWS=0).",
+    )
 
 
 class WorkflowList(BaseModel):

@@ -10,7 +10,11 @@ from typing import Any
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.loading import LoadResult, load_manifests
-from manifests.registry import default_manifests_dir, default_workflows_dir
+from manifests.registry import (
+    default_manifests_dir,
+    default_workflows_dir,
+    experimental_workflows_enabled,
+)
 from manifests.render import render_prompt
 
 _DIR_HELP = "{what} directory (default: ${env}, else the repository's {name}/)"
@@ -23,7 +27,9 @@ def _add_dir_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help=_DIR_HELP.format(
-            what="manifests (base.yaml, workflows.yaml)", env="MANIFESTS_DIR", name="manifests"
+            what="manifests (base.yaml, workflows.yaml, loras.yaml)",
+            env="MANIFESTS_DIR",
+            name="manifests",
         ),
     )
     parser.add_argument(
@@ -99,7 +105,9 @@ def _load(args: argparse.Namespace) -> LoadResult:
     # registry's log lines would repeat every error printed here.
     manifests_dir = args.manifests if args.manifests is not None else default_manifests_dir()
     workflows_dir = args.workflows if args.workflows is not None else default_workflows_dir()
-    return load_manifests(manifests_dir, workflows_dir)
+    return load_manifests(
+        manifests_dir, workflows_dir, experimental=experimental_workflows_enabled()
+    )
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -110,8 +118,11 @@ def run_check(args: argparse.Namespace) -> int:
     if result.errors:
         print(f"{len(result.errors)} error(s); {count} workflow(s) loaded", file=sys.stderr)
         return 1
-    names = ", ".join(result.workflows)
-    print(f"ok: {count} workflow(s) ({names}), revision {result.revision}")
+    names = ", ".join(
+        f"{m.id} (experimental)" if m.experimental else m.id for m in result.workflows.values()
+    )
+    loras = f", {len(result.loras)} LoRA(s) described" if result.loras else ""
+    print(f"ok: {count} workflow(s) ({names}){loras}, revision {result.revision}")
     return 0
 
 

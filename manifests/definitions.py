@@ -10,7 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ParamType = Literal["string", "integer", "float", "boolean", "image"]
+ParamType = Literal["string", "integer", "float", "boolean", "image", "file"]
+# Types whose value is an input file for ComfyUI's input directory (a name, a URL or base64):
+# `image` is ours, `file` the original format's (an image, mask, video or audio file).
+INPUT_FILE_TYPES = ("image", "file")
 
 # ComfyUI's seed inputs (KSampler.seed, ImageAddNoise.seed, ...) take 0..0xffffffffffffffff.
 SEED_MIN = 0
@@ -117,6 +120,11 @@ class ParameterDef(_Strict):
             data = {**data, "targets": [data["targets"]]}
         return data
 
+    @property
+    def takes_file(self) -> bool:
+        """The value is an input file (a name in ComfyUI's input directory, a URL or base64)."""
+        return self.type in INPUT_FILE_TYPES
+
     def random_token(self) -> Any:
         """The request value that asks for a random integer, or None when there is none."""
         if self.random:
@@ -163,6 +171,25 @@ class WorkflowEntry(_Strict):
         return value
 
 
+class LoraEntry(_Strict):
+    """One LoRA file of loras.yaml: what it does, and the trigger words a request that selects it
+    gets around its prompt (`prefix` before, `suffix` after, joined with ", ")."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    examples: list[str] = Field(default_factory=list)
+
+
+class LoraPrompt(_Strict):
+    """Which parameters of a workflow select a LoRA and which one is the prompt they modify."""
+
+    prompt_param: str
+    lora_params: list[str]
+    catalogue: dict[str, LoraEntry]
+
+
 class InputRef(_Strict):
     """A resolved binding: node id and input name in the workflow's graph."""
 
@@ -183,6 +210,7 @@ def _json_type_of(defn: ParameterDef) -> dict[str, Any]:
     return {
         "string": {"type": "string"},
         "image": {"type": "string"},
+        "file": {"type": "string"},
         "integer": {"type": "integer"},
         "float": {"type": "number"},
         "boolean": {"type": "boolean"},
@@ -199,14 +227,14 @@ def parameter_json_schema(defn: ParameterDef) -> dict[str, Any]:
             base["minimum"] = defn.min
         if defn.max is not None:
             base["maximum"] = defn.max
-    if defn.type in ("string", "image"):
+    if defn.type == "string" or defn.takes_file:
         if defn.max_length is not None:
             base["maxLength"] = defn.max_length
         if defn.pattern is not None:
             # JSON Schema patterns match anywhere; the validator matches the whole value.
             base["pattern"] = f"^(?:{defn.pattern})$"
-    if defn.type == "image":
-        # Besides a file name in ComfyUI's input directory, an image the request brings
+    if defn.takes_file:
+        # Besides a file name in ComfyUI's input directory, a file the request brings
         # (manifests/image_inputs.py).
         filename = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
         base = {
@@ -263,6 +291,10 @@ class WorkflowManifest(BaseModel):
     bypasses: dict[str, ResolvedBypass] = Field(default_factory=dict)
     # Registry revision this version of the workflow was loaded at.
     revision: str = ""
+    # A workflows/exp_*.json graph run without a workflows.yaml entry (every base parameter).
+    experimental: bool = False
+    # Set when the prompt takes the trigger words of the LoRA a request selects (loras.yaml).
+    lora_prompt: LoraPrompt | None = None
 
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of the `params` object a request sends for this workflow."""

@@ -1,5 +1,5 @@
-"""Values of `image` parameters: a file already in ComfyUI's input directory, or an image the
-request brings along.
+"""Values of `image` and `file` parameters (an image, mask, video or audio file): a file already in
+ComfyUI's input directory, or one the request brings along.
 
 Accepted request values (docs/image-inputs.md):
 - `"photo.png"` (or `"sub/photo.png"`): a file already in the GPU worker's ComfyUI input directory;
@@ -102,4 +102,4 @@ def image_value_problem(value: Any) -> str | None:
 def upload_placeholder(param: str) -> str:
     """What a rendered graph holds where an image from the request goes, until the GPU worker
     uploads it to its ComfyUI and writes the uploaded name in its place."""
-    return f"<image input '{param}', uploaded by the GPU worker>"
+    return f"<input file '{param}', uploaded by the GPU worker>"

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from manifests.definitions import WorkflowManifest
+from manifests.definitions import LoraEntry, WorkflowManifest
 from manifests.errors import ManifestError, UnknownWorkflow
 from manifests.loading import load_manifests
 from manifests.render import RenderedPrompt, render_prompt
@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFESTS_DIR = REPO_ROOT / "manifests"
 DEFAULT_WORKFLOWS_DIR = REPO_ROOT / "workflows"
+# "0", "false", "no" or "off": do not serve workflows/exp_*.json graphs without an entry.
+EXPERIMENTAL_ENV = "COMFY_EXPERIMENTAL_WORKFLOWS"
 
 _Fingerprint = tuple[tuple[str, int, int, int], ...]
 
@@ -41,6 +43,8 @@ class RegistrySnapshot:
     workflows: Mapping[str, WorkflowManifest]
     errors: list[ManifestError]
     stale: frozenset[str] = field(default_factory=frozenset)
+    # loras.yaml's catalogue by LoRA file name (the last one that loaded, like the workflows).
+    loras: Mapping[str, LoraEntry] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def default_manifests_dir() -> Path:
@@ -59,6 +63,12 @@ def default_workflows_dir() -> Path:
     )
 
 
+def experimental_workflows_enabled() -> bool:
+    """Whether exp_*.json graphs are served, from $COMFY_EXPERIMENTAL_WORKFLOWS (default on)."""
+    value = os.environ.get(EXPERIMENTAL_ENV, "").strip().lower()
+    return value not in {"0", "false", "no", "off"}
+
+
 def _stat_entry(path: Path) -> tuple[str, int, int, int]:
     try:
         st = path.stat()
@@ -75,13 +85,21 @@ class ManifestRegistry:
     """
 
     def __init__(
-        self, manifests_dir: Path | None = None, workflows_dir: Path | None = None
+        self,
+        manifests_dir: Path | None = None,
+        workflows_dir: Path | None = None,
+        *,
+        experimental: bool | None = None,
     ) -> None:
         self.manifests_dir = (
             Path(manifests_dir) if manifests_dir is not None else default_manifests_dir()
         )
         self.workflows_dir = (
             Path(workflows_dir) if workflows_dir is not None else default_workflows_dir()
+        )
+        # Serve exp_*.json graphs without an entry; None: as $COMFY_EXPERIMENTAL_WORKFLOWS says.
+        self.experimental = (
+            experimental if experimental is not None else experimental_workflows_enabled()
         )
         self._lock = threading.Lock()
         self._fingerprint: _Fingerprint | None = None
@@ -129,7 +147,9 @@ class ManifestRegistry:
 
     def _reload(self) -> None:
         try:
-            result = load_manifests(self.manifests_dir, self.workflows_dir)
+            result = load_manifests(
+                self.manifests_dir, self.workflows_dir, experimental=self.experimental
+            )
         except Exception:  # a loader bug must not take the service down either
             logger.exception("loading manifests failed; keeping the previous workflows")
             last = self._snapshot
@@ -137,15 +157,17 @@ class ManifestRegistry:
                 str(self.manifests_dir), None, None, "internal error while loading"
             )
             self._snapshot = RegistrySnapshot(
-                last.revision, last.workflows, [error], frozenset(last.workflows)
+                last.revision, last.workflows, [error], frozenset(last.workflows), last.loras
             )
             return
         previous = dict(self._snapshot.workflows)
         if result.unreadable:
             workflows = previous
             stale = set(previous)
+            loras = self._snapshot.loras
         else:
             workflows = dict(result.workflows)
+            loras = MappingProxyType(dict(result.loras))
             stale = set()
             for workflow_id in sorted(result.failed):
                 if workflow_id in previous:
@@ -167,6 +189,7 @@ class ManifestRegistry:
             workflows=MappingProxyType(workflows),
             errors=list(result.errors),
             stale=frozenset(stale),
+            loras=loras,
         )
         logger.info("manifests revision %s: %d workflow(s)", result.revision, len(workflows))
 

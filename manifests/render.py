@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from manifests.definitions import WorkflowManifest
+from manifests.definitions import LoraPrompt, WorkflowManifest
 from manifests.image_inputs import (
     ImageSource,
     is_inline_image,
@@ -32,8 +32,9 @@ class RenderedPrompt:
     prompt: dict[str, Any]
     params: dict[str, Any]
     revision: str
-    # Images the request brings (url / stored base64): the GPU worker uploads each to its ComfyUI
-    # and writes the uploaded name into `targets` ("<node id>.<input>"), which hold a placeholder.
+    # Files (`image`, `file`) the request brings (url / stored base64): the GPU worker uploads each
+    # to its ComfyUI and writes the uploaded name into `targets` ("<node id>.<input>"), which hold
+    # a placeholder.
     image_inputs: list[ImageInput] = field(default_factory=list)
 
 
@@ -64,6 +65,31 @@ def resolve_random(manifest: WorkflowManifest, params: dict[str, Any], rng: rand
             params[name] = rng.randint(low, high)
 
 
+def apply_lora_prompt(lora_prompt: LoraPrompt, params: dict[str, Any]) -> None:
+    """Put the trigger words of each selected LoRA around the prompt, in place.
+
+    As the original service does it: nothing for no LoRA, "None" (any case), a LoRA loras.yaml
+    does not describe, or an empty prompt; otherwise the stripped prefix, prompt and suffix,
+    those that are not empty, joined with ", ".
+    """
+    prompt = params.get(lora_prompt.prompt_param)
+    for name in lora_prompt.lora_params:
+        selected = params.get(name)
+        if not isinstance(selected, str) or not selected or selected.lower() == "none":
+            continue
+        entry = lora_prompt.catalogue.get(selected)
+        if entry is None or not isinstance(prompt, str) or not prompt:
+            continue
+        parts = [prompt.strip()]
+        if entry.prefix:
+            parts.insert(0, entry.prefix.strip())
+        if entry.suffix:
+            parts.append(entry.suffix.strip())
+        prompt = ", ".join(part for part in parts if part)
+    if prompt is not None:
+        params[lora_prompt.prompt_param] = prompt
+
+
 def bypass_node(graph: dict[str, Any], node_id: str, outputs: Mapping[int, str]) -> None:
     """Remove `node_id`; consumers of its output N get what fed its input `outputs[N]`."""
     removed = graph.pop(node_id)
@@ -89,10 +115,12 @@ def render_prompt(
     """
     resolved = validate_params(manifest, params)
     resolve_random(manifest, resolved, rng or _system_random)
+    if manifest.lora_prompt is not None:
+        apply_lora_prompt(manifest.lora_prompt, resolved)
     graph = copy.deepcopy(manifest.template)
     for name, value in resolved.items():
         defn = manifest.parameters[name]
-        if defn.type == "image" and is_inline_image(value):
+        if defn.takes_file and is_inline_image(value):
             value = upload_placeholder(name)
         for ref in manifest.bindings.get(name, []):
             graph[ref.node_id]["inputs"][ref.input] = copy.deepcopy(value)
@@ -107,7 +135,7 @@ def render_prompt(
             targets=[ref.key() for ref in manifest.bindings.get(name, []) if ref.node_id in graph],
         )
         for name, value in resolved.items()
-        if manifest.parameters[name].type == "image" and is_inline_image(value)
+        if manifest.parameters[name].takes_file and is_inline_image(value)
     ]
     return RenderedPrompt(
         workflow_id=manifest.id,

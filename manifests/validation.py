@@ -50,12 +50,12 @@ def check_value(defn: ParameterDef, value: Any) -> str | None:
     kind = defn.type
     if value is None:
         return "must not be null (omit the parameter to use its default)"
-    if kind == "image" and is_inline_image(value):
-        # An image the request brings (url / base64): its shape here, its content at the API.
+    if defn.takes_file and is_inline_image(value):
+        # A file the request brings (url / base64): its shape here, its content at the API.
         return image_value_problem(value)
-    if kind in ("string", "image"):
+    if kind == "string" or defn.takes_file:
         if not isinstance(value, str):
-            if kind == "image":
+            if defn.takes_file:
                 return (
                     'expected a file name, {"url": ...} or {"base64": ...}, '
                     f"got {_describe(value)}"
@@ -65,9 +65,9 @@ def check_value(defn: ParameterDef, value: Any) -> str | None:
             return f"must be at most {defn.max_length} characters long (got {len(value)})"
         if defn.pattern is not None and re.fullmatch(defn.pattern, value) is None:
             return f"must match the pattern {defn.pattern}"
-        if kind == "image":
+        if defn.takes_file:
             if value == "":
-                return "must name an image file"
+                return f"must name {'an image' if kind == 'image' else 'a'} file"
             if value.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", value):
                 return "must be a file name inside ComfyUI's input directory"
     elif kind == "integer":

@@ -35,14 +35,21 @@ DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
 UPLOAD_SUBFOLDER = "comfy-temporal"
+# Images first; `file` parameters also take video and audio (any bytes reach ComfyUI the same way).
+ACCEPT = "image/*, video/*, audio/*, */*;q=0.5"
 
-# Magic numbers of the formats ComfyUI's LoadImage reads, to name a file that came without one.
+# Magic numbers of the formats ComfyUI's loaders read (LoadImage, and for `file` parameters the
+# video and audio loaders), to name a file that came without one.
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpg"),
     (b"GIF87a", "gif"),
     (b"GIF89a", "gif"),
     (b"BM", "bmp"),
+    (b"\x1aE\xdf\xa3", "webm"),
+    (b"fLaC", "flac"),
+    (b"OggS", "ogg"),
+    (b"ID3", "mp3"),
 )
 _DATA_URI = re.compile(r"data:([A-Za-z0-9.+/-]*)(;[^,]*)?,", re.ASCII)
 
@@ -76,6 +83,10 @@ def image_extension(data: bytes, filename: str | None = None) -> str:
             return extension
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[4:8] == b"ftyp":
+        return "mp4"
     for magic, extension in _SIGNATURES:
         if data.startswith(magic):
             return extension
@@ -131,7 +142,7 @@ async def fetch_image(url: str, *, allow_private: bool, limit: int) -> bytes:
                 target = await check_url(current, allow_private=allow_private)
             except UrlRefused as err:
                 raise ImageInputError(f"url {err}", type=ErrorType.IMAGE_INPUT_REFUSED) from None
-            request = pinned_request(http, "GET", target, headers={"Accept": "image/*"})
+            request = pinned_request(http, "GET", target, headers={"Accept": ACCEPT})
             try:
                 response = await http.send(request, stream=True)
                 try:

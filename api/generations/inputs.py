@@ -102,7 +102,7 @@ async def stage_image_inputs(
     store = OutputStore(settings.data_dir)
     for name, value in params.items():
         defn = manifest.parameters.get(name)
-        if defn is None or defn.type != "image" or not is_inline_image(value):
+        if defn is None or not defn.takes_file or not is_inline_image(value):
             continue
         loc: list[str | int] = ["body", "params", name]
         source = parse_image_source(value)  # the manifest check already accepted the shape

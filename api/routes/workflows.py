@@ -27,6 +27,7 @@ def workflow_public(manifest: WorkflowManifest) -> WorkflowPublic:
         stall_timeout=manifest.stall_timeout,
         parameters={name: _definition(p) for name, p in manifest.parameters.items()},
         params_schema=manifest.json_schema(),
+        experimental=manifest.experimental,
     )
 
 

@@ -37,7 +37,13 @@ def bind(
                 ]
                 if len(titled) != 1:
                     how = "no node is" if not titled else f"{len(titled)} nodes are"
-                    problems.add(key, f"{how} titled '{node_ref}' in {graph_name}")
+                    fix = (
+                        f"title the node that takes '{name}' so in ComfyUI, or remove '{name}' "
+                        "from this workflow's parameters"
+                        if not titled
+                        else "give each node its own title"
+                    )
+                    problems.add(key, f"{how} titled '{node_ref}' in {graph_name} ({fix})")
                     continue
                 node_id = titled[0]
             else:
@@ -50,10 +56,16 @@ def bind(
             class_type = graph[node_id]["class_type"]
             if input_name not in inputs:
                 have = ", ".join(inputs) or "none"
+                fix = (
+                    "; map_to sets the `value` input of a primitive node: to set another input, "
+                    f"use targets: [{{node: '{node_ref}', input: <one of the inputs>}}]"
+                    if by_title
+                    else ""
+                )
                 problems.add(
                     key,
                     f"node {node_id} ({class_type}) has no input '{input_name}' "
-                    f"in {graph_name} (inputs: {have})",
+                    f"in {graph_name} (inputs: {have}){fix}",
                 )
                 continue
             if is_link(inputs[input_name]):

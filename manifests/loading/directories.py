@@ -1,4 +1,5 @@
-"""Loads a manifests directory (base.yaml, workflows.yaml) and its workflows directory (graphs).
+"""Loads a manifests directory (base.yaml, workflows.yaml, loras.yaml) and its workflows directory
+(graphs, including experimental `exp_*.json` graphs that need no workflows.yaml entry).
 
 Loading never raises for bad content: every problem becomes a `ManifestError` naming the file, the
 workflow and the key, and a broken workflow does not stop the others from loading.
@@ -12,12 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests.definitions import WorkflowManifest
+from manifests.definitions import LoraEntry, WorkflowManifest
 from manifests.errors import ManifestError
-from manifests.loading.entries import load_entry
+from manifests.loading.entries import load_entry, load_experimental
 from manifests.loading.graphs import graph_path
+from manifests.loading.loras import load_loras
 from manifests.loading.parameters import load_base
-from manifests.loading.yaml_files import BASE_FILE, WORKFLOWS_FILE, display_path, read_yaml
+from manifests.loading.yaml_files import (
+    BASE_FILE,
+    LORAS_FILE,
+    WORKFLOWS_FILE,
+    display_path,
+    read_yaml,
+)
+
+# The original service runs workflows/exp_<name>.json as workflow `exp_<name>` without an entry.
+EXPERIMENTAL_PREFIX = "exp_"
 
 
 @dataclass
@@ -33,6 +44,8 @@ class LoadResult:
     unreadable: bool = False
     # Files outside the watched directories' top level that this load read (to watch them too).
     extra_files: list[Path] = field(default_factory=list)
+    # loras.yaml's LoRA catalogue, by file name.
+    loras: dict[str, LoraEntry] = field(default_factory=dict)
 
 
 def content_revision(files: Iterable[tuple[str, Path]]) -> str:
@@ -51,16 +64,24 @@ def content_revision(files: Iterable[tuple[str, Path]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_manifests(manifests_dir: Path, workflows_dir: Path) -> LoadResult:
-    """Load every workflow; problems are returned as errors, never raised."""
+def load_manifests(
+    manifests_dir: Path, workflows_dir: Path, *, experimental: bool = True
+) -> LoadResult:
+    """Load every workflow; problems are returned as errors, never raised.
+
+    `experimental`: also serve each `exp_*.json` graph that no workflows.yaml entry names.
+    """
     base_path = manifests_dir / BASE_FILE
     workflows_path = manifests_dir / WORKFLOWS_FILE
+    loras_path = manifests_dir / LORAS_FILE
     errors: list[ManifestError] = []
     for directory in (manifests_dir, workflows_dir):
         if not directory.is_dir():
             errors.append(ManifestError(display_path(directory), None, None, "directory not found"))
     base = load_base(base_path)
     errors.extend(base.errors)
+    loras = load_loras(loras_path)
+    errors.extend(loras.errors)
     shown = display_path(workflows_path)
     data, problem = read_yaml(workflows_path)
     if problem is None and data is not None and not isinstance(data, dict):
@@ -80,11 +101,14 @@ def load_manifests(manifests_dir: Path, workflows_dir: Path) -> LoadResult:
         [
             (f"manifests/{BASE_FILE}", base_path),
             (f"manifests/{WORKFLOWS_FILE}", workflows_path),
+            (f"manifests/{LORAS_FILE}", loras_path),
             *((f"workflows/{p.relative_to(workflows_dir)}", p) for p in [*graph_files, *extra]),
         ]
     )
-    result = LoadResult(revision=revision, workflows={}, errors=errors, extra_files=extra)
-    if problem is not None or base.unreadable:
+    result = LoadResult(
+        revision=revision, workflows={}, errors=errors, extra_files=extra, loras=loras.entries
+    )
+    if problem is not None or base.unreadable or loras.unreadable:
         result.unreadable = True
         return result
     for workflow_id, raw in entries.items():
@@ -94,6 +118,7 @@ def load_manifests(manifests_dir: Path, workflows_dir: Path) -> LoadResult:
             file=shown,
             workflows_dir=workflows_dir,
             base=base,
+            loras=loras.entries,
             revision=revision,
         )
         errors.extend(entry_errors)
@@ -101,4 +126,25 @@ def load_manifests(manifests_dir: Path, workflows_dir: Path) -> LoadResult:
             result.failed.add(str(workflow_id))
         else:
             result.workflows[manifest.id] = manifest
+    if experimental:
+        # A graph that an entry names, or whose id an entry takes, has its manifest entry.
+        listed = {str(workflow_id) for workflow_id in entries}
+        used = {
+            graph_path(raw["workflow_file"], workflows_dir)
+            for raw in entries.values()
+            if isinstance(raw, dict) and isinstance(raw.get("workflow_file"), str)
+        }
+        for path in graph_files:
+            if not path.stem.startswith(EXPERIMENTAL_PREFIX) or path.stem in listed:
+                continue
+            if path in used:
+                continue
+            manifest, entry_errors = load_experimental(
+                path, base=base, loras=loras.entries, revision=revision
+            )
+            errors.extend(entry_errors)
+            if manifest is None:
+                result.failed.add(path.stem)
+            else:
+                result.workflows[manifest.id] = manifest
     return result

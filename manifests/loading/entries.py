@@ -11,6 +11,7 @@ from manifests.definitions import (
     DEFAULT_POOL,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
+    LoraEntry,
     ParameterDef,
     WorkflowEntry,
     WorkflowManifest,
@@ -18,6 +19,7 @@ from manifests.definitions import (
 from manifests.errors import ManifestError
 from manifests.loading.bindings import bind, resolve_outputs
 from manifests.loading.graphs import graph_path, read_graph
+from manifests.loading.loras import lora_prompt
 from manifests.loading.parameters import BaseDefinitions, merge_parameters
 from manifests.loading.problems import WorkflowProblems, key_of, validate_what_is_valid
 from manifests.loading.yaml_files import display_path
@@ -32,6 +34,7 @@ def load_entry(
     file: str,
     workflows_dir: Path,
     base: BaseDefinitions,
+    loras: dict[str, LoraEntry],
     revision: str,
 ) -> tuple[WorkflowManifest | None, list[ManifestError]]:
     """The resolved workflow, or None; and every problem found in the entry, `file` naming it."""
@@ -84,5 +87,62 @@ def load_entry(
         bindings=bindings,
         bypasses=bypasses,
         revision=revision,
+        lora_prompt=lora_prompt(parameters, bindings, graph, loras),
+    )
+    return manifest, []
+
+
+def load_experimental(
+    path: Path,
+    *,
+    base: BaseDefinitions,
+    loras: dict[str, LoraEntry],
+    revision: str,
+) -> tuple[WorkflowManifest | None, list[ManifestError]]:
+    """A `workflows/exp_<name>.json` graph that workflows.yaml does not list, as the original
+    service runs it: workflow id `exp_<name>`, every base.yaml parameter accepted.
+
+    A parameter is written where its binding finds its node in this graph; one that finds none
+    is accepted and ignored (the original does the same), so it has no default here. None is
+    required: what a request leaves out keeps the graph's own value.
+    """
+    workflow_id = path.stem
+    shown = display_path(path)
+    problems = WorkflowProblems(shown, workflow_id)
+    if not WORKFLOW_ID_PATTERN.match(workflow_id):
+        problems.add(
+            None,
+            "an experimental graph's file name is its workflow id: letters, digits, '_', '-' "
+            "and '.' only",
+        )
+        return None, problems.errors
+    graph = read_graph(path, problems)
+    if graph is None:
+        return None, problems.errors
+    parameters: dict[str, ParameterDef] = {}
+    for name, raw in base.raw.items():
+        if name not in base.invalid:
+            parameters[name] = ParameterDef.model_validate({**raw, "required": False})
+    # Bindings that do not resolve are not errors here: the parameter is then simply unused.
+    bindings, bypasses = bind(parameters, graph, shown, WorkflowProblems(shown, workflow_id))
+    for name, defn in parameters.items():
+        if not bindings.get(name) and name not in bypasses:
+            parameters[name] = defn.model_copy(
+                update={
+                    "default": None,
+                    "description": "Not used by this graph: accepted and ignored.",
+                }
+            )
+    manifest = WorkflowManifest(
+        id=workflow_id,
+        description=f"Experimental: {path.name} run with the base.yaml parameters.",
+        workflow_file=path.name,
+        parameters=parameters,
+        template=graph,
+        bindings=bindings,
+        bypasses=bypasses,
+        revision=revision,
+        experimental=True,
+        lora_prompt=lora_prompt(parameters, bindings, graph, loras),
     )
     return manifest, []

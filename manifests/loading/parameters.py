@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests.definitions import ParameterDef, WorkflowEntry
+import yaml
+
+from manifests.definitions import RANDOM_TOKEN, SEED_MAX, SEED_MIN, ParameterDef, WorkflowEntry
 from manifests.errors import ManifestError
 from manifests.loading.problems import WorkflowProblems, key_of, validate_what_is_valid
 from manifests.loading.yaml_files import BASE_FILE, display_path, read_yaml
@@ -21,7 +23,7 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
     """Consistency checks pydantic cannot express; returns (field, message) pairs."""
     problems: list[tuple[str, str]] = []
     numeric = defn.type in ("integer", "float")
-    textual = defn.type in ("string", "image")
+    textual = defn.type == "string" or defn.takes_file
     for bound in ("min", "max"):
         value = getattr(defn, bound)
         if value is None:
@@ -33,17 +35,17 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
     if defn.min is not None and defn.max is not None and defn.min > defn.max:
         problems.append(("min", f"min ({defn.min}) is greater than max ({defn.max})"))
     if defn.max_length is not None and not textual:
-        problems.append(("max_length", "only string and image parameters take max_length"))
+        problems.append(("max_length", "only string and file parameters take max_length"))
     if defn.pattern is not None:
         if not textual:
-            problems.append(("pattern", "only string and image parameters take pattern"))
+            problems.append(("pattern", "only string and file parameters take pattern"))
         try:
             re.compile(defn.pattern)
         except re.error as exc:
             problems.append(("pattern", f"not a valid regular expression: {exc}"))
             return problems
     if defn.choices is not None:
-        if defn.type in ("boolean", "image"):
+        if defn.type == "boolean" or defn.takes_file:
             problems.append(("choices", f"{defn.type} parameters do not take choices"))
         else:
             plain = defn.model_copy(update={"choices": None})
@@ -78,7 +80,7 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
     elif defn.default is not None:
         reason = check_value(defn, defn.default)
         if reason is not None:
-            problems.append(("default", f"default {reason}"))
+            problems.append(("default", f"default {reason}{_default_fix(defn)}"))
     if defn.bypass is not None:
         for i, value in enumerate(defn.bypass.when):
             reason = check_value(defn.model_copy(update={"choices": None}), value)
@@ -89,6 +91,32 @@ def check_definition(defn: ParameterDef, *, need_binding: bool) -> list[tuple[st
             ("targets", "the parameter is bound to nothing: give map_to, targets or bypass")
         )
     return problems
+
+
+def _default_fix(defn: ParameterDef) -> str:
+    """How to fix a default the original format accepted and we refuse, or ""."""
+    default = defn.default
+    if not isinstance(default, str):
+        return ""
+    if defn.type == "integer" and default.strip().lower() == RANDOM_TOKEN:
+        # The original draws a random seed for the literal "random" without declaring it.
+        return (
+            f"; to draw a random integer per request, add `random: true` to the parameter "
+            f"(e.g. `{{type: integer, default: {default}, random: true}}`), or the original "
+            f"format's `special_handlers: [{{value: {default}, action: generate_random_int, "
+            f"args: {{min: {SEED_MIN}, max: {SEED_MAX}}}}}]`"
+        )
+    # The original converts "20" to 20; we take YAML's types as written.
+    try:
+        unquoted: Any = yaml.safe_load(default)
+    except yaml.YAMLError:
+        return ""
+    if unquoted is None:
+        return ""
+    fixed = defn.model_copy(update={"default": unquoted})
+    if not isinstance(unquoted, str) and check_value(fixed, unquoted) is None:
+        return f"; write it without quotes: `default: {default.strip()}`"
+    return ""
 
 
 @dataclass
@@ -160,7 +188,9 @@ def merge_parameters(
     for name in entry.overrides:
         if name not in entry.parameters:
             problems.add(
-                f"overrides.{name}", "overrides a parameter that is not listed in parameters"
+                f"overrides.{name}",
+                f"overrides a parameter that is not listed in parameters (add `- {name}` to the "
+                "workflow's parameters, or remove the override)",
             )
     for i, name in enumerate(entry.parameters):
         key = f"parameters[{i}]"

@@ -10,6 +10,7 @@ import yaml
 
 BASE_FILE = "base.yaml"
 WORKFLOWS_FILE = "workflows.yaml"
+LORAS_FILE = "loras.yaml"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

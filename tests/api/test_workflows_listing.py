@@ -129,3 +129,20 @@ async def test_every_run_option_of_the_manifest_is_shown(
     assert listed["smoke_image"]["previews"] is False
     assert listed["smoke_image"]["stall_timeout"] is None
     assert listed["smoke_image"]["outputs"] is None
+
+
+async def test_an_exp_graph_without_an_entry_is_listed_as_experimental(
+    broken_manifests_api: tuple[str, Path],
+) -> None:
+    url, manifests = broken_manifests_api
+    workflows = manifests.parent / "workflows"
+    shutil.copy(workflows / "sd15_txt2img.json", workflows / "exp_sd15_variant.json")
+    async with httpx.AsyncClient(base_url=url) as http:
+        listing = (await http.get("/workflows")).json()
+        one = (await http.get("/workflows/exp_sd15_variant")).json()
+    listed = {w["id"]: w for w in listing["workflows"]}
+    assert listed["exp_sd15_variant"] == one, listing["errors"]
+    assert one["experimental"] is True
+    assert "prompt" in one["params_schema"]["properties"]
+    assert "required" not in one["params_schema"]
+    assert listed["sd15_txt2img"]["experimental"] is False

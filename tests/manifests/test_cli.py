@@ -121,3 +121,38 @@ def test_console_script_check_honours_the_environment_variables() -> None:
     assert completed.returncode == 1
     assert "Export (API)" in completed.stdout
     assert "Traceback" not in completed.stderr
+
+
+def test_console_script_loads_the_original_format_and_renders_the_lora_prompt() -> None:
+    original = dir_args(fixture_dirs("original_format"))
+    env = {k: v for k, v in os.environ.items() if k != "COMFY_EXPERIMENTAL_WORKFLOWS"}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CONSOLE_SCRIPT), *argv],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    check = run("manifests", "check", *original)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "3 workflow(s)" in check.stdout
+    assert "exp_sketch_wide (experimental)" in check.stdout
+    assert "5 LoRA(s) described" in check.stdout
+    rendered = run(
+        "render",
+        "sketch_default",
+        "-p",
+        "prompt=a lighthouse at dusk",
+        "-p",
+        "lora=Pastel-Dream.safetensors",
+        *original,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    document = json.loads(rendered.stdout)
+    expected = "pastel dream, a lighthouse at dusk, soft morning light"
+    assert document["params"]["prompt"] == expected
+    assert document["prompt"]["43"]["inputs"]["value"] == expected
