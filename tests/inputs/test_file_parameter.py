@@ -14,8 +14,11 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from activities.generation.image_uploads import image_extension
-from tests.api.stack import api_with_gpu_worker
-from tests.inputs.stack import BASE_YAML, WORKFLOW_ID, first_pixel, solid_png, write_image_manifests
+from tests.support.images import first_pixel, solid_png
+from tests.support.manifests import INVERT_BASE_YAML as BASE_YAML
+from tests.support.manifests import INVERT_WORKFLOW_ID as WORKFLOW_ID
+from tests.support.manifests import write_image_manifests
+from tests.support.stack import generation_stack, unique
 
 DEADLINE = 60.0
 
@@ -29,12 +32,8 @@ async def url(
         base_dir, base_yaml=BASE_YAML.replace("type: image", "type: file")
     )
     assert registry.get(WORKFLOW_ID).parameters["image"].type == "file"
-    async with api_with_gpu_worker(
-        temporal_client,
-        base_dir,
-        registry,
-        worker_prefix="file-gpu",
-        emulator_name="emulator:file-param",
+    async with generation_stack(
+        temporal_client, base_dir, registry, gpu_workers=[unique("file-gpu")]
     ) as running:
         yield running.url
 

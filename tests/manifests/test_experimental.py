@@ -13,7 +13,7 @@ from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.loading import load_manifests
 from manifests.registry import EXPERIMENTAL_ENV, ManifestRegistry
 from manifests.render import render_prompt
-from tests.manifests.conftest import ManifestDirs, fixture_dirs, write_file
+from tests.support.manifests import ManifestDirs, fixture_dirs, write_file
 
 ORIGINAL = fixture_dirs("original_format")
 

@@ -13,7 +13,8 @@ import pytest
 from manifests.loading import load_manifests
 from manifests.registry import ManifestRegistry
 from manifests.render import render_prompt
-from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, fixture_dirs, write_file
+from tests.support.graphs import SMOKE_GRAPH
+from tests.support.manifests import ManifestDirs, fixture_dirs, write_file
 
 ORIGINAL = fixture_dirs("original_format")
 

@@ -16,7 +16,8 @@ from manifests.image_inputs import ImageFromUrl, upload_placeholder
 from manifests.loading import load_manifests
 from manifests.registry import ManifestRegistry
 from manifests.render import render_prompt
-from tests.manifests.conftest import SMOKE_GRAPH, ManifestDirs, fixture_dirs
+from tests.support.graphs import SMOKE_GRAPH
+from tests.support.manifests import ManifestDirs, fixture_dirs
 
 ORIGINAL = fixture_dirs("original_format")
 
