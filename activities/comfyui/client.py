@@ -14,7 +14,6 @@ import errno
 import itertools
 import json
 import logging
-import mimetypes
 import os
 import time
 import uuid
@@ -54,31 +53,11 @@ from activities.comfyui.events import (
     PromptSucceeded,
     decode_binary,
 )
+from activities.io.media_types import content_type_for
 
 log = logging.getLogger(__name__)
 
-# Types the stdlib table may lack; ComfyUI outputs use all of these.
-_EXTRA_TYPES = {
-    ".webp": "image/webp",
-    ".webm": "video/webm",
-    ".mp4": "video/mp4",
-    ".mkv": "video/x-matroska",
-    ".flac": "audio/flac",
-    ".opus": "audio/ogg",
-    ".ogg": "audio/ogg",
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".glb": "model/gltf-binary",
-    ".gltf": "model/gltf+json",
-    ".safetensors": "application/octet-stream",
-}
-
 _DOWNLOAD_CHUNK = 1 << 20
-
-
-def content_type_for(filename: str) -> str:
-    ext = os.path.splitext(filename)[1].lower()
-    return _EXTRA_TYPES.get(ext) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 @dataclass
