@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,26 +23,18 @@ from pathlib import Path
 import httpx
 
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
+from activities.io.ports import free_port
 
 log = logging.getLogger(__name__)
 
 LAST_LINES = 200
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def resolve_python(install_dir: Path, python: str | None) -> str:
-    """Explicit argument, else $COMFYUI_PYTHON, else the install's venv, else python3 on PATH.
+    """The given interpreter (COMFYUI_PYTHON), else the install's venv, else python3 on PATH.
     ComfyUI's dependencies (torch included) never enter our environment."""
     if python:
         return python
-    from_env = os.environ.get("COMFYUI_PYTHON")
-    if from_env:
-        return from_env
     for candidate in (
         install_dir / "venv" / "bin" / "python",
         install_dir / ".venv" / "bin" / "python",
@@ -154,6 +145,8 @@ class ComfyUIProcess:
         self._watcher: asyncio.Task | None = None
         self._exited = asyncio.Event()
         self._stopping = False
+        # Set once this run answered; an exit before that is reported by start() alone.
+        self._was_ready = False
 
     # -------------------------------------------------------------- properties
     @property
@@ -209,6 +202,7 @@ class ComfyUIProcess:
             # --user-directory must exist, and a custom input dir is not created (§1.3).
             directory.mkdir(parents=True, exist_ok=True)
         self._stopping = False
+        self._was_ready = False
         self._exited.clear()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         command = self.command()
@@ -254,6 +248,7 @@ class ComfyUIProcess:
                 await asyncio.sleep(delay)  # readiness poll interval
                 delay = min(delay * 2, 0.25)
         log.info("[%s] ready at %s (pid %s)", self.name, self.url, proc.pid)
+        self._was_ready = True
         self._health.set(True)
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
@@ -279,7 +274,7 @@ class ComfyUIProcess:
         self.last_exit_code = code
         self._health.set(False)
         self._exited.set()
-        if not self._stopping:
+        if not self._stopping and self._was_ready:
             tail = "\n".join(self.last_lines[-20:])
             log.error("[%s] exited with code %s; last lines:\n%s", self.name, code, tail)
 

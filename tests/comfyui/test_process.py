@@ -15,6 +15,7 @@ import pytest
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
+from activities.workers.settings import GpuWorkerProcessSettings
 from tests.fixtures_emulator import EMULATOR_DIR
 
 
@@ -124,9 +125,10 @@ async def test_python_defaults_to_the_install_venv(tmp_path: Path, monkeypatch) 
     venv_python = tmp_path / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text("")
-    assert resolve_python(tmp_path, None) == str(venv_python)
+    assert resolve_python(tmp_path, GpuWorkerProcessSettings().comfyui_python) == str(venv_python)
     monkeypatch.setenv("COMFYUI_PYTHON", "/opt/comfy/python")
-    assert resolve_python(tmp_path, None) == "/opt/comfy/python"
+    chosen = GpuWorkerProcessSettings().comfyui_python
+    assert resolve_python(tmp_path, chosen) == "/opt/comfy/python"
     assert resolve_python(tmp_path, "/explicit/python") == "/explicit/python"
 
 
