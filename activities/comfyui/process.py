@@ -89,6 +89,10 @@ class _Health:
             raise ComfyUIUnavailable(f"{what} not healthy within {timeout} s") from None
 
 
+def _address_in_use(lines: list[str]) -> bool:
+    return any("address already in use" in line.lower() for line in lines[-5:])
+
+
 async def _answers(client: httpx.AsyncClient, url: str) -> bool:
     try:
         response = await client.get(f"{url}/queue", timeout=2.0)
@@ -123,6 +127,7 @@ class ComfyUIProcess:
         self.cuda_device = cuda_device
         self.extra_args = list(extra_args)
         self.port = port or free_port()
+        self._own_port = port is None
         self.start_timeout = start_timeout
         self.name = name
         self.restart_backoff = restart_backoff
@@ -198,6 +203,20 @@ class ComfyUIProcess:
         node, §1.5). Raises ComfyUIStartError with the last log lines."""
         if self.running:
             return
+        try:
+            await self._start()
+        except ComfyUIStartError as err:
+            # Another process may take the free port between our probe and ComfyUI's bind: that
+            # says nothing about this ComfyUI, so it gets another port once.
+            if not (self._own_port and _address_in_use(err.last_lines)):
+                raise
+            self.port = free_port()
+            log.warning(
+                "[%s] its port was taken meanwhile; starting again on %s", self.name, self.port
+            )
+            await self._start()
+
+    async def _start(self) -> None:
         for directory in (self.output_dir, self.input_dir, self.user_dir):
             # --user-directory must exist, and a custom input dir is not created (§1.3).
             directory.mkdir(parents=True, exist_ok=True)

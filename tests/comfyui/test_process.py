@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
 from activities.workers.settings import GpuWorkerProcessSettings
-from tests.fixtures_emulator import EMULATOR_DIR
+from tests.fixtures_emulator import EMULATOR_DIR, emulator_process
 
 
 def _group_alive(pgid: int) -> bool:
@@ -118,6 +119,21 @@ async def test_supervise_restarts_comfyui_after_it_dies(start_emulator) -> None:
         with pytest.raises(asyncio.CancelledError):
             await supervisor
     assert not process.running
+
+
+async def test_a_port_another_process_took_after_the_probe_is_replaced_once(
+    tmp_path: Path,
+) -> None:
+    process = emulator_process(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        process.port = taken.getsockname()[1]  # as if taken between free_port() and the bind
+        try:
+            await process.start()
+            assert process.healthy and process.port != taken.getsockname()[1]
+        finally:
+            await process.stop()
 
 
 async def test_python_defaults_to_the_install_venv(tmp_path: Path, monkeypatch) -> None:
