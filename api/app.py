@@ -55,7 +55,7 @@ async def connect(settings: Settings) -> Client:
 
 @contextlib.asynccontextmanager
 async def embedded_control_worker(
-    client: Client, registry: ManifestRegistry, url_signer: UrlSigner
+    client: Client, registry: ManifestRegistry, url_signer: UrlSigner, settings: Settings
 ) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
     webhooks carry download URLs signed with this API's key."""
@@ -69,7 +69,11 @@ async def embedded_control_worker(
             registry,
             stop=stop,
             identity=f"api-{os.getpid()}@{_host()}",
-            webhooks=WebhookActivities(url_signer=url_signer),
+            webhooks=WebhookActivities(
+                settings.webhook_secret,
+                allow_private=settings.allow_private_callback_urls,
+                url_signer=url_signer,
+            ),
         ),
         name="control-worker",
     )
@@ -106,7 +110,9 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             if settings.embedded_control_worker:
                 await stack.enter_async_context(
-                    embedded_control_worker(client, manifests.registry, app.state.url_signer)
+                    embedded_control_worker(
+                        client, manifests.registry, app.state.url_signer, settings
+                    )
                 )
             yield
 

@@ -1,82 +1,101 @@
-"""Settings of the HTTP API: where Temporal, the manifests and the output store are.
+"""Settings of the HTTP API process (`Settings`) and of `comfy-temporal dev` (`DevSettings`), read
+from the environment once, with the command's flags over them (activities/workers/settings.py).
 
-One object, built by the CLI from its flags (each has an environment variable). Temporal's own
-connection settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key) are read by
-`temporalio.envconfig` when the client connects; `temporal_address` here only overrides them.
+Temporal's connection settings besides address and namespace (TLS, API key, profile) are read by
+`temporalio.envconfig` when the client connects.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from activities.workers.settings import (
+    ComfyUISettings,
+    DownloadUrlSettings,
+    ImageInputSettings,
+    TemporalSettings,
+    WebhookSettings,
+)
+from api.api_keys import parse_api_keys
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Settings(DownloadUrlSettings, TemporalSettings, WebhookSettings, ImageInputSettings):
+    """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 
-    data_dir: Path = Field(
-        default=Path("data"), description="Holds outputs/<task_id>/ (and temporal.db for `dev`)."
+    host: str = Field(default="127.0.0.1", alias="COMFY_API_HOST", description="Bind address.")
+    port: int = Field(default=8000, ge=0, le=65535, alias="COMFY_API_PORT", description="Port.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", alias="COMFY_LOG_LEVEL", description="Log level."
     )
-    manifests_dir: Path | None = Field(
-        default=None, description="Directory of base.yaml and workflows.yaml; None = the default."
-    )
-    workflows_dir: Path | None = Field(
-        default=None, description="Directory of the ComfyUI API-format graphs; None = the default."
-    )
-    temporal_address: str | None = Field(
-        default=None, description="host:port of the Temporal frontend; None = envconfig/defaults."
-    )
-    temporal_namespace: str | None = None
     public_url: str | None = Field(
         default=None,
+        alias="COMFY_PUBLIC_URL",
         description="Base URL clients reach the API at, for download links; None = per request.",
     )
     embedded_control_worker: bool = Field(
-        default=False, description="Run the control worker (GenerationWorkflow) inside the API."
+        default=False,
+        alias="COMFY_EMBEDDED_CONTROL_WORKER",
+        description="Run the control worker (GenerationWorkflow) inside the API.",
     )
-    ready_pools: tuple[str, ...] | None = Field(
+    ready_pools: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         default=None,
-        description="GPU pools /ready checks for pollers; None = every pool the manifests use.",
+        alias="COMFY_READY_POOLS",
+        description="GPU pools /ready checks for pollers (comma-separated); None = every pool"
+        " the manifests use.",
     )
 
-    api_keys: tuple[str, ...] = Field(
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="Keys accepted as `Authorization: Bearer` or `X-API-Key`; empty = no auth.",
+        alias="COMFY_API_KEYS",
+        description="Keys accepted as `Authorization: Bearer` or `X-API-Key` (comma-separated);"
+        " empty = no auth.",
     )
-    url_signing_key: str | None = Field(
+    api_keys_file: Path | None = Field(
         default=None,
-        description="HMAC secret of download URLs; None = <data-dir>/url-signing.key (created).",
+        alias="COMFY_API_KEYS_FILE",
+        description="More API keys, one per line; the CLI adds them to `api_keys`.",
     )
-    download_url_ttl_seconds: int = Field(
-        default=24 * 3600, ge=1, description="How long a signed download URL stays valid."
+    insecure_no_auth: bool = Field(
+        default=False,
+        alias="COMFY_INSECURE_NO_AUTH",
+        description="Serve without API keys on a non-loopback host (a proxy does access control).",
     )
     max_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+        default=1024 * 1024,
+        ge=1024,
+        alias="COMFY_MAX_BODY_BYTES",
+        description="Largest request body accepted (413 above).",
     )
 
-    allow_private_callback_urls: bool = Field(
-        default_factory=lambda: _env_flag("COMFY_ALLOW_PRIVATE_CALLBACK_URLS"),
-        description="Accept callback_url hosts on private, loopback or link-local addresses"
-        " (env COMFY_ALLOW_PRIVATE_CALLBACK_URLS=1; the control worker reads the same variable).",
-    )
-    allow_private_image_urls: bool = Field(
-        default_factory=lambda: _env_flag("COMFY_ALLOW_PRIVATE_IMAGE_URLS"),
-        description="Accept image input URLs on private, loopback or link-local addresses"
-        " (env COMFY_ALLOW_PRIVATE_IMAGE_URLS=1; GPU workers read the same variable).",
-    )
-    max_image_bytes: int = Field(
-        default_factory=lambda: int(os.environ.get("COMFY_MAX_IMAGE_BYTES") or 10 * 1024 * 1024),
-        ge=1,
-        description="Largest decoded base64 image input (env COMFY_MAX_IMAGE_BYTES; GPU workers"
-        " apply the same variable to downloads).",
-    )
+    @field_validator("api_keys", "ready_pools", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
 
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+class DevSettings(Settings, ComfyUISettings):
+    """`comfy-temporal dev`: the API's settings, its GPU worker's ComfyUI, and the dev server."""
+
+    temporal_port: int = Field(
+        default=7233, alias="COMFY_TEMPORAL_PORT", description="Temporal frontend port."
+    )
+    ui_port: int = Field(
+        default=8233, alias="COMFY_TEMPORAL_UI_PORT", description="Temporal Web UI port."
+    )
+    headless: bool = Field(
+        default=False, alias="COMFY_TEMPORAL_HEADLESS", description="No Temporal Web UI."
+    )
+    shutdown_grace: float = Field(
+        default=20.0,
+        gt=0,
+        alias="COMFY_SHUTDOWN_GRACE",
+        description="Seconds each process gets to stop before it is killed.",
+    )

@@ -14,7 +14,7 @@ import httpx
 
 from activities.comfyui.errors import ComfyUIError, ComfyUIUnavailable, ComfyUIValidationError
 from activities.comfyui.events import ComfyEvent
-from activities.comfyui.outputs import PromptResult, content_type_for
+from activities.comfyui.outputs import PromptResult
 from activities.comfyui.prompt_run import cancel_prompt, run_prompt
 from activities.comfyui.protocol import (
     Graph,
@@ -27,6 +27,7 @@ from activities.comfyui.protocol import (
     SystemStats,
     Uploaded,
 )
+from activities.io.media_types import content_type_for
 
 _DOWNLOAD_CHUNK = 1 << 20
 

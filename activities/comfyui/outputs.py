@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import errno
 import itertools
-import mimetypes
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,27 +15,7 @@ from pathlib import Path
 
 from activities.comfyui.errors import ComfyUIError
 from activities.comfyui.protocol import UIOutput
-
-# Types the stdlib table may lack; ComfyUI outputs use all of these.
-_EXTRA_TYPES = {
-    ".webp": "image/webp",
-    ".webm": "video/webm",
-    ".mp4": "video/mp4",
-    ".mkv": "video/x-matroska",
-    ".flac": "audio/flac",
-    ".opus": "audio/ogg",
-    ".ogg": "audio/ogg",
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".glb": "model/gltf-binary",
-    ".gltf": "model/gltf+json",
-    ".safetensors": "application/octet-stream",
-}
-
-
-def content_type_for(filename: str) -> str:
-    ext = os.path.splitext(filename)[1].lower()
-    return _EXTRA_TYPES.get(ext) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+from activities.io.media_types import content_type_for
 
 
 @dataclass

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,26 +23,18 @@ from pathlib import Path
 import httpx
 
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
+from activities.io.ports import free_port
 
 log = logging.getLogger(__name__)
 
 LAST_LINES = 200
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def resolve_python(install_dir: Path, python: str | None) -> str:
-    """Explicit argument, else $COMFYUI_PYTHON, else the install's venv, else python3 on PATH.
+    """The given interpreter (COMFYUI_PYTHON), else the install's venv, else python3 on PATH.
     ComfyUI's dependencies (torch included) never enter our environment."""
     if python:
         return python
-    from_env = os.environ.get("COMFYUI_PYTHON")
-    if from_env:
-        return from_env
     for candidate in (
         install_dir / "venv" / "bin" / "python",
         install_dir / ".venv" / "bin" / "python",
@@ -98,6 +89,10 @@ class _Health:
             raise ComfyUIUnavailable(f"{what} not healthy within {timeout} s") from None
 
 
+def _address_in_use(lines: list[str]) -> bool:
+    return any("address already in use" in line.lower() for line in lines[-5:])
+
+
 async def _answers(client: httpx.AsyncClient, url: str) -> bool:
     try:
         response = await client.get(f"{url}/queue", timeout=2.0)
@@ -132,6 +127,7 @@ class ComfyUIProcess:
         self.cuda_device = cuda_device
         self.extra_args = list(extra_args)
         self.port = port or free_port()
+        self._own_port = port is None
         self.start_timeout = start_timeout
         self.name = name
         self.restart_backoff = restart_backoff
@@ -154,6 +150,8 @@ class ComfyUIProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()
         self._stopping = False
+        # Set once this run answered; an exit before that is reported by start() alone.
+        self._was_ready = False
 
     # -------------------------------------------------------------- properties
     @property
@@ -205,10 +203,25 @@ class ComfyUIProcess:
         node, §1.5). Raises ComfyUIStartError with the last log lines."""
         if self.running:
             return
+        try:
+            await self._start()
+        except ComfyUIStartError as err:
+            # Another process may take the free port between our probe and ComfyUI's bind: that
+            # says nothing about this ComfyUI, so it gets another port once.
+            if not (self._own_port and _address_in_use(err.last_lines)):
+                raise
+            self.port = free_port()
+            log.warning(
+                "[%s] its port was taken meanwhile; starting again on %s", self.name, self.port
+            )
+            await self._start()
+
+    async def _start(self) -> None:
         for directory in (self.output_dir, self.input_dir, self.user_dir):
             # --user-directory must exist, and a custom input dir is not created (§1.3).
             directory.mkdir(parents=True, exist_ok=True)
         self._stopping = False
+        self._was_ready = False
         self._exited.clear()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         command = self.command()
@@ -254,6 +267,7 @@ class ComfyUIProcess:
                 await asyncio.sleep(delay)  # readiness poll interval
                 delay = min(delay * 2, 0.25)
         log.info("[%s] ready at %s (pid %s)", self.name, self.url, proc.pid)
+        self._was_ready = True
         self._health.set(True)
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
@@ -279,7 +293,7 @@ class ComfyUIProcess:
         self.last_exit_code = code
         self._health.set(False)
         self._exited.set()
-        if not self._stopping:
+        if not self._stopping and self._was_ready:
             tail = "\n".join(self.last_lines[-20:])
             log.error("[%s] exited with code %s; last lines:\n%s", self.name, code, tail)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import os
 import re
 from collections.abc import Sequence
 from urllib.parse import urljoin
@@ -24,14 +23,12 @@ from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIError
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from activities.io.output_store import OutputStore, OutputStoreError
+from activities.workers.settings import ImageInputSettings
 from manifests.image_inputs import ImageFromBase64, ImageFromStore, ImageFromUrl
 from manifests.render import RenderedPrompt
 from temporal_workflows.failures import ErrorType, activity_failure
 from temporal_workflows.payloads import GenerationError, ImageInputRef
 
-ALLOW_PRIVATE_ENV = "COMFY_ALLOW_PRIVATE_IMAGE_URLS"
-MAX_BYTES_ENV = "COMFY_MAX_IMAGE_BYTES"
-DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 30.0
 MAX_REDIRECTS = 3
 UPLOAD_SUBFOLDER = "comfy-temporal"
@@ -52,17 +49,6 @@ _SIGNATURES = (
     (b"ID3", "mp3"),
 )
 _DATA_URI = re.compile(r"data:([A-Za-z0-9.+/-]*)(;[^,]*)?,", re.ASCII)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def max_image_bytes() -> int:
-    try:
-        return int(os.environ.get(MAX_BYTES_ENV, "")) or DEFAULT_MAX_IMAGE_BYTES
-    except ValueError:
-        return DEFAULT_MAX_IMAGE_BYTES
 
 
 class ImageInputError(Exception):
@@ -218,8 +204,10 @@ async def upload_image_inputs(
     Raises ApplicationError(GenerationError naming the parameter): retryable when a download
     failed for a reason that may pass (5xx, network), otherwise not.
     """
-    allow = env_flag(ALLOW_PRIVATE_ENV) if allow_private is None else allow_private
-    limit = limit or max_image_bytes()
+    # What the caller leaves open: COMFY_ALLOW_PRIVATE_IMAGE_URLS and COMFY_MAX_IMAGE_BYTES.
+    configured = ImageInputSettings()
+    allow = configured.allow_private_image_urls if allow_private is None else allow_private
+    limit = limit or configured.max_image_bytes
     graph = copy.deepcopy(graph)
     for item in inputs:
         try:

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.generation.failures import reported
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
+from activities.workers.settings import WebhookSettings
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_view import finished_view, status_url
 from temporal_workflows.failures import ErrorType, failure_kind
@@ -41,15 +41,9 @@ SIGNATURE_HEADER = "X-Comfy-Signature"
 DELIVERY_HEADER = "X-Comfy-Delivery"
 EVENT_HEADER = "X-Comfy-Event"
 EVENT_NAME = "generation.finished"
-SECRET_ENV = "COMFY_WEBHOOK_SECRET"
-ALLOW_PRIVATE_ENV = "COMFY_ALLOW_PRIVATE_CALLBACK_URLS"
 
 # Receivers' answers worth another try; any other 4xx is final.
 _RETRYABLE_CLIENT_ERRORS = {408, 429}
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def sign_body(secret: str, body: bytes) -> str:
@@ -112,13 +106,16 @@ class WebhookActivities:
         url_signer: UrlSigner | None = None,
     ) -> None:
         self._url_signer = url_signer
-        self._secret = secret if secret is not None else os.environ.get(SECRET_ENV) or None
+        # What the caller leaves open comes from COMFY_WEBHOOK_SECRET and
+        # COMFY_ALLOW_PRIVATE_CALLBACK_URLS, as the control worker reads them.
+        configured = WebhookSettings()
+        self._secret = secret if secret is not None else configured.webhook_secret
         self._allow_private = (
-            allow_private if allow_private is not None else env_flag(ALLOW_PRIVATE_ENV)
+            allow_private if allow_private is not None else configured.allow_private_callback_urls
         )
         self._timeout = timeout
         if self._secret is None:
-            logger.warning("%s is not set: webhooks are sent without a signature", SECRET_ENV)
+            logger.warning("COMFY_WEBHOOK_SECRET is not set: webhooks are sent without a signature")
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def notify(self, request: NotifyInput) -> NotifyResult:

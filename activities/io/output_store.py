@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import mimetypes
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from activities.io.media_types import content_type_for
 
 # Longest name most filesystems accept for one path component.
 _MAX_NAME_BYTES = 255
@@ -130,7 +131,7 @@ class OutputStore:
             size = source.stat().st_size
             # Same filesystem: an atomic rename, so readers never see half a file.
             source.replace(destination)
-            content_type = mimetypes.guess_type(destination.name)[0] or "application/octet-stream"
+            content_type = content_type_for(destination.name)
             stored.append(StoredFile(destination.name, destination, size, digest, content_type))
         return stored
 

@@ -1,7 +1,8 @@
-"""The `control-worker` and `gpu-worker` commands of `comfy-temporal`.
+"""The `control-worker` and `gpu-worker` commands of `comfy-temporal`, and the flags `dev` shares
+with them.
 
-Every flag can also come from an environment variable (named in its help). Temporal is reached
-through `temporalio.envconfig` (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key).
+Every flag overrides an environment variable (named in its help) of the process's settings class
+(activities/workers/settings.py). Temporal is reached through `temporalio.envconfig`.
 """
 
 from __future__ import annotations
@@ -9,72 +10,170 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import shlex
 import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+from activities.comfyui.errors import ComfyUIStartError
+from activities.comfyui.process import ComfyUIProcess, resolve_python
 from activities.workers.logs import configure_logging
-from manifests.definitions import DEFAULT_POOL
+from activities.workers.settings import (
+    ComfyUISettings,
+    ControlWorkerSettings,
+    GpuWorkerProcessSettings,
+    SharedSettings,
+    TemporalSettings,
+    add_setting_flag,
+    settings_from_args,
+)
+from activities.workers.temporal_client import exit_now
 
 logger = logging.getLogger("comfy_temporal.worker")
 
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{name}={value!r}: must be a whole number") from None
-
-
-def _seconds_at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+# `gpu-worker`'s exit code when the ComfyUI it was given cannot run at all (wrong path, wrong
+# interpreter): `dev` then stops the whole stack instead of serving without a GPU worker.
+EXIT_COMFYUI_UNUSABLE = 3
 
 
 def add_temporal_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--temporal-address",
-        default=None,
-        help="Temporal frontend host:port (env TEMPORAL_ADDRESS; default localhost:7233)",
-    )
-    parser.add_argument(
-        "--namespace", default=None, help="Temporal namespace (env TEMPORAL_NAMESPACE)"
-    )
+    add_setting_flag(
+        parser, TemporalSettings, "temporal_address", "--temporal-address",
+        metavar="HOST:PORT", help="Temporal frontend",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, TemporalSettings, "temporal_namespace", "--namespace",
+        metavar="NAME", help="Temporal namespace",
+    )  # fmt: skip
 
 
 def add_manifest_dir_flags(
     parser: argparse.ArgumentParser,
     *,
-    manifests_help: str = "directory of base.yaml and workflows.yaml (env MANIFESTS_DIR)",
-    workflows_help: str = "directory of ComfyUI API-format graphs (env WORKFLOWS_DIR)",
+    manifests_help: str = "directory of base.yaml and workflows.yaml",
+    workflows_help: str = "directory of ComfyUI API-format graphs",
 ) -> None:
-    """--manifests and --workflows, defaulting to env MANIFESTS_DIR / WORKFLOWS_DIR."""
-    parser.add_argument(
+    """--manifests and --workflows (env MANIFESTS_DIR / WORKFLOWS_DIR)."""
+    add_setting_flag(
+        parser,
+        SharedSettings,
+        "manifests_dir",
         "--manifests",
         type=Path,
-        default=os.environ.get("MANIFESTS_DIR") or None,
+        metavar="DIR",
         help=manifests_help,
     )
-    parser.add_argument(
+    add_setting_flag(
+        parser,
+        SharedSettings,
+        "workflows_dir",
         "--workflows",
         type=Path,
-        default=os.environ.get("WORKFLOWS_DIR") or None,
+        metavar="DIR",
         help=workflows_help,
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_data_dir_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    add_setting_flag(
+        parser, SharedSettings, "data_dir", "--data-dir", type=Path, metavar="DIR", help=help
+    )
+
+
+def add_comfyui_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the GPU worker's ComfyUI and name: one definition for `gpu-worker` and `dev`
+    (which passes them on to the GPU worker it starts, see `comfyui_flags`)."""
+    source = parser.add_mutually_exclusive_group()
+    add_setting_flag(
+        source, ComfyUISettings, "comfyui_path", "--comfyui",
+        type=Path, metavar="PATH", help="ComfyUI install directory to launch",
+    )  # fmt: skip
+    add_setting_flag(
+        source, ComfyUISettings, "comfyui_url", "--comfyui-url",
+        metavar="URL", help="attach to an already running ComfyUI instead",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, ComfyUISettings, "comfyui_python", "--comfyui-python",
+        metavar="PY", help="ComfyUI's own interpreter (default: its venv, else python3)",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, ComfyUISettings, "comfyui_args", "--comfyui-arg",
+        action="append", metavar="ARG",
+        help="extra ComfyUI argument, repeatable, e.g. --comfyui-arg=--cpu; flags given replace "
+        "the variable, which is split like a shell would",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, ComfyUISettings, "gpu", "--gpu",
+        type=int, metavar="N", help="CUDA device for the worker's ComfyUI",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, ComfyUISettings, "pool", "--pool", help="pool whose queue the GPU worker polls"
+    )
+    # `--name` was gpu-worker's spelling; it stays valid.
+    add_setting_flag(
+        parser, ComfyUISettings, "worker_name", "--worker-name", "--name", metavar="NAME",
+        help="GPU worker name, unique in the pool; names its own queue (default <host>-gpu<N>)",
+    )  # fmt: skip
+
+
+def comfyui_flags(settings: ComfyUISettings) -> list[str]:
+    """The `gpu-worker` flags that give it exactly these ComfyUI settings (for `dev`)."""
+    flags: list[str] = []
+    if settings.comfyui_url:
+        flags += ["--comfyui-url", settings.comfyui_url]
+    elif settings.comfyui_path is not None:
+        flags += ["--comfyui", str(settings.comfyui_path.expanduser().resolve())]
+    if settings.comfyui_python:
+        flags += ["--comfyui-python", settings.comfyui_python]
+    flags += [f"--comfyui-arg={arg}" for arg in settings.comfyui_args]
+    if settings.gpu is not None:
+        flags += ["--gpu", str(settings.gpu)]
+    flags += ["--pool", settings.pool]
+    if settings.worker_name:
+        flags += ["--worker-name", settings.worker_name]
+    return flags
+
+
+def comfyui_problem(settings: ComfyUISettings) -> str | None:
+    """What is wrong with the ComfyUI to launch, found before anything starts; None when the
+    install looks usable (whether its interpreter can run it shows at its first start)."""
+    path = settings.comfyui_path
+    if path is None or settings.comfyui_url:
+        return None
+    named = f"COMFYUI_PATH / --comfyui {path}"
+    if not path.expanduser().is_dir():
+        return f"{named}: no such directory. Set it to your ComfyUI checkout (holding main.py)."
+    if not (path.expanduser() / "main.py").is_file():
+        return (
+            f"{named}: no main.py there, so it is not a ComfyUI install. Set it to the "
+            "directory of your ComfyUI checkout (the one holding main.py)."
+        )
+    return None
+
+
+def comfyui_start_failure(settings: ComfyUISettings, error: ComfyUIStartError) -> str:
+    """One message for a ComfyUI that did not come up on its first start: what ran, the last line
+    it printed (its whole output is in the log above), and what to set."""
+    assert settings.comfyui_path is not None
+    path = settings.comfyui_path.expanduser().resolve()
+    python = resolve_python(path, settings.comfyui_python)
+    if settings.comfyui_python:
+        chosen = "COMFYUI_PYTHON / --comfyui-python"
+    elif Path(python).is_relative_to(path):
+        chosen = "the install's venv"
+    else:
+        chosen = "python3 on PATH: COMFYUI_PYTHON is not set and the install has no venv"
+    last = next((line.strip() for line in reversed(error.last_lines) if line.strip()), "")
+    what = str(error).split("\n", 1)[0]
+    return (
+        f"ComfyUI at {path} could not start ({what}), run by {python} ({chosen})."
+        + (f" Its last line: {last}" if last else "")
+        + "\nSet COMFYUI_PYTHON (or --comfyui-python) to the Python that has ComfyUI's "
+        "requirements installed, or COMFYUI_PATH (--comfyui) to a working ComfyUI install."
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     control = subparsers.add_parser(
         "control-worker",
         help="run GenerationWorkflow and its local activities (the comfy-control queue)",
@@ -82,27 +181,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_manifest_dir_flags(
         control,
-        manifests_help="manifests directory (env MANIFESTS_DIR; default: the bundled manifests/)",
-        workflows_help="ComfyUI workflow JSON directory (env WORKFLOWS_DIR; default: the bundled "
-        "workflows/)",
+        manifests_help="manifests directory (default: the bundled manifests/)",
+        workflows_help="ComfyUI workflow JSON directory (default: the bundled workflows/)",
     )
-    control.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("DATA_DIR") or "data"),
-        help="the API's data dir: without env COMFY_URL_SIGNING_KEY, download URLs in webhooks "
-        "are signed with its url-signing.key, so the API accepts them (env DATA_DIR; "
-        "default ./data)",
+    add_data_dir_flag(
+        control,
+        "the API's data dir: without env COMFY_URL_SIGNING_KEY, download URLs in webhooks "
+        "are signed with its url-signing.key, so the API accepts them",
     )
-    control.add_argument(
-        "--download-url-ttl",
-        type=_seconds_at_least_one,
-        # A string default goes through `type` too, so a bad env value is a usage error.
-        default=os.environ.get("COMFY_DOWNLOAD_URL_TTL") or "86400",
-        metavar="SECONDS",
-        help="how long download URLs in webhooks stay valid; give the API's value "
-        "(env COMFY_DOWNLOAD_URL_TTL; default 86400)",
-    )
+    add_setting_flag(
+        control, ControlWorkerSettings, "download_url_ttl_seconds", "--download-url-ttl",
+        type=int, metavar="SECONDS",
+        help="how long download URLs in webhooks stay valid; give the API's value",
+    )  # fmt: skip
     add_temporal_flags(control)
     control.set_defaults(func=control_worker_command)
 
@@ -114,81 +205,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "while ComfyUI is healthy. SIGTERM: stop polling, finish running jobs, stop ComfyUI."
         ),
     )
-    source = gpu.add_mutually_exclusive_group()
-    source.add_argument(
-        "--comfyui",
-        type=Path,
-        default=os.environ.get("COMFYUI_PATH") or None,
-        metavar="PATH",
-        help="ComfyUI install directory to launch (env COMFYUI_PATH)",
-    )
-    source.add_argument(
-        "--comfyui-url",
-        default=os.environ.get("COMFYUI_URL") or None,
-        metavar="URL",
-        help="attach to an already running ComfyUI instead (env COMFYUI_URL)",
-    )
-    gpu.add_argument(
-        "--comfyui-python",
-        default=os.environ.get("COMFYUI_PYTHON") or None,
-        metavar="PY",
-        help="ComfyUI's own interpreter (env COMFYUI_PYTHON; default: its venv, else python3)",
-    )
-    gpu.add_argument(
-        "--comfyui-arg",
-        action="append",
-        default=None,
-        metavar="ARG",
-        dest="comfyui_args",
-        help="extra ComfyUI argument, repeatable, e.g. --comfyui-arg=--cpu "
-        "(env COMFYUI_ARGS, shell-split)",
-    )
-    gpu.add_argument(
-        "--gpu",
-        type=int,
-        default=_env_int("GPU"),
-        metavar="N",
-        help="CUDA device for this worker's ComfyUI (env GPU)",
-    )
-    gpu.add_argument(
-        "--pool",
-        default=os.environ.get("COMFY_POOL") or DEFAULT_POOL,
-        help=f"pool whose queue this worker polls (env COMFY_POOL; default {DEFAULT_POOL!r})",
-    )
-    gpu.add_argument(
-        "--name",
-        default=os.environ.get("COMFY_WORKER_NAME") or None,
-        help="worker name, unique in the pool; names its own queue (env COMFY_WORKER_NAME; "
-        "default <host>-gpu<N>)",
-    )
-    gpu.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("DATA_DIR") or "data"),
-        help="outputs go to <data-dir>/outputs/<task_id>/ (env DATA_DIR; default ./data)",
-    )
+    add_comfyui_flags(gpu)
+    add_data_dir_flag(gpu, "outputs go to <data-dir>/outputs/<task_id>/")
     unused = "accepted for symmetry with the other commands; the GPU worker renders nothing"
     add_manifest_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
-    gpu.add_argument(
-        "--shutdown-grace",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="on SIGTERM, how long running jobs may take to finish (default 300)",
-    )
-    gpu.add_argument(
-        "--no-prefetch",
-        action="store_true",
-        help="take a job only when idle (default: queue one more in ComfyUI while busy)",
-    )
+    add_setting_flag(
+        gpu, GpuWorkerProcessSettings, "shutdown_grace", "--shutdown-grace",
+        type=float, metavar="SECONDS", help="on SIGTERM, how long running jobs may take to finish",
+    )  # fmt: skip
+    add_setting_flag(
+        gpu, GpuWorkerProcessSettings, "prefetch", "--no-prefetch",
+        action="store_const", const=False,
+        help="take a job only when idle; with prefetch on, a busy worker queues one more job in "
+        "its ComfyUI",
+    )  # fmt: skip
     add_temporal_flags(gpu)
     gpu.set_defaults(func=gpu_worker_command)
-
-
-def _comfyui_args(args: argparse.Namespace) -> list[str]:
-    if args.comfyui_args is not None:
-        return list(args.comfyui_args)
-    return shlex.split(os.environ.get("COMFYUI_ARGS", ""))
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -197,89 +229,99 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-def _finish(code: int) -> int:
-    """Exit now: a finished Temporal client can abort the interpreter at shutdown
-    (sdk-python#300, temporal-notes §2), which would turn a clean exit into exit 134."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
-
-
 def control_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
+    settings = settings_from_args(ControlWorkerSettings, args)
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
     from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
     try:
-        url_signer = load_url_signer(args.data_dir.resolve(), args.download_url_ttl)
+        url_signer = load_url_signer(settings)
     except (OSError, ValueError) as err:  # e.g. an unwritable data dir, an empty key file
         print(f"error: URL signing key: {err}", file=sys.stderr)
-        return 2
+        exit_now(2)
 
     async def main() -> int:
-        registry = ManifestRegistry(args.manifests, args.workflows)
+        registry = ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
         snapshot = registry.snapshot()
         for error in snapshot.errors:
             logger.warning("manifest problem: %s", error)
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace)
+            client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
         except Exception as err:  # connection problems are the user's to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        webhooks = WebhookActivities(url_signer=url_signer)
+        webhooks = WebhookActivities(
+            settings.webhook_secret,
+            allow_private=settings.allow_private_callback_urls,
+            url_signer=url_signer,
+        )
         await run_control_worker(client, registry, stop=stop, webhooks=webhooks)
         return 0
 
-    return _finish(asyncio.run(main()))
+    exit_now(asyncio.run(main()))
 
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
-    from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess
+    settings = settings_from_args(GpuWorkerProcessSettings, args)
+    from activities.comfyui.process import ComfyUIAttached
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.workers.temporal_client import connect_temporal
 
-    if args.comfyui is None and args.comfyui_url is None:
+    if not settings.configured:
         print(
             "error: gpu-worker needs ComfyUI: --comfyui PATH (env COMFYUI_PATH) to launch one, "
             "or --comfyui-url URL (env COMFYUI_URL) to attach",
             file=sys.stderr,
         )
-        return 2
-    if args.comfyui is not None and not (args.comfyui / "main.py").is_file():
-        print(f"error: --comfyui {args.comfyui}: no main.py there", file=sys.stderr)
-        return 2
-    name = args.name or default_worker_name(args.gpu)
-    data_dir = args.data_dir.resolve()
-    settings = GpuWorkerSettings(
+        exit_now(2)
+    problem = comfyui_problem(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        exit_now(2)
+    name = settings.worker_name or default_worker_name(settings.gpu)
+    data_dir = settings.data_dir.resolve()
+    worker_settings = GpuWorkerSettings(
         name=name,
-        pool=args.pool,
+        pool=settings.pool,
         data_dir=data_dir,
-        prefetch=not args.no_prefetch,
-        shutdown_grace=timedelta(seconds=args.shutdown_grace),
+        prefetch=settings.prefetch,
+        shutdown_grace=timedelta(seconds=settings.shutdown_grace),
     )
 
     async def main() -> int:
         comfyui: ComfyUIProcess | ComfyUIAttached
-        if args.comfyui_url:
-            comfyui = ComfyUIAttached(args.comfyui_url, name=f"comfyui:{name}")
+        if settings.comfyui_url:
+            comfyui = ComfyUIAttached(settings.comfyui_url, name=f"comfyui:{name}")
         else:
+            assert settings.comfyui_path is not None
             comfyui = ComfyUIProcess(
-                args.comfyui,
+                settings.comfyui_path.expanduser(),
                 work_dir=data_dir / "comfyui" / name,
-                python=args.comfyui_python,
-                cuda_device=args.gpu,
-                extra_args=_comfyui_args(args),
+                python=settings.comfyui_python,
+                cuda_device=settings.gpu,
+                extra_args=settings.comfyui_args,
                 name=f"comfyui:{name}",
             )
+            # The first start shows whether this ComfyUI can run at all (a wrong interpreter
+            # fails here): say so once and exit, rather than restart it in a loop.
+            try:
+                await comfyui.start()
+            except ComfyUIStartError as err:
+                await comfyui.stop()
+                print(f"error: {comfyui_start_failure(settings, err)}", file=sys.stderr)
+                return EXIT_COMFYUI_UNUSABLE
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace, identity=name)
+            client = await connect_temporal(
+                settings.temporal_address, settings.temporal_namespace, identity=name
+            )
         except Exception as err:
+            await comfyui.stop()
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
         stop = asyncio.Event()
@@ -287,15 +329,15 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         logger.info(
             "gpu worker %s: pool queue %s, own queue %s",
             name,
-            settings.pool_queue,
-            settings.own_queue,
+            worker_settings.pool_queue,
+            worker_settings.own_queue,
         )
         try:
-            await GpuWorker(client, comfyui, settings).run(stop)
+            await GpuWorker(client, comfyui, worker_settings).run(stop)
         except Exception as err:  # e.g. Temporal refused the Workers: say why, exit non-zero
             logger.error("gpu worker %s failed: %s", name, err)
             return 1
         logger.info("gpu worker %s stopped", name)
         return 0
 
-    return _finish(asyncio.run(main()))
+    exit_now(asyncio.run(main()))

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
+from activities.workers.settings import DownloadUrlSettings
 from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.contract.signed_urls import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
@@ -26,10 +25,6 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
-
-URL_SIGNING_KEY_ENV = "COMFY_URL_SIGNING_KEY"
-# The API's default (`--download-url-ttl`); a control worker alone should be given the same.
-DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
 
 # Modules the workflow sandbox takes from outside instead of importing them again for every
 # workflow run: the payload models, the queue names and pydantic under them (temporal-notes.md
@@ -44,13 +39,13 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 )
 
 
-def load_url_signer(data_dir: Path, ttl_seconds: int = DEFAULT_DOWNLOAD_URL_TTL) -> UrlSigner:
-    """The API's signer of download URLs, for a control worker running alone: the key is env
+def load_url_signer(settings: DownloadUrlSettings) -> UrlSigner:
+    """The API's signer of download URLs, for a control worker running alone: the key is
     COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key (created if missing), exactly as the
     API loads it, so the URLs in webhooks verify at the API. Raises OSError / ValueError for a
     data dir it cannot use or a key file without a key."""
-    key = load_signing_key(data_dir, os.environ.get(URL_SIGNING_KEY_ENV) or None)
-    return UrlSigner(key, ttl_seconds)
+    key = load_signing_key(settings.data_dir.resolve(), settings.url_signing_key)
+    return UrlSigner(key, settings.download_url_ttl_seconds)
 
 
 def build_control_worker(

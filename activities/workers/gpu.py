@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,20 +26,12 @@ from pathlib import Path
 from typing import Protocol
 
 from temporalio.client import Client
-from temporalio.worker import (
-    CustomSlotSupplier,
-    FixedSizeSlotSupplier,
-    SlotMarkUsedContext,
-    SlotPermit,
-    SlotReleaseContext,
-    SlotReserveContext,
-    Worker,
-    WorkerTuner,
-)
+from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
 from activities.io.output_store import OutputStore
+from activities.workers.prefetch_slots import PrefetchSlotSupplier
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import pool_task_queue, worker_task_queue
 
@@ -68,93 +59,6 @@ class ComfyUISupervisor(Protocol):
     async def supervise(self) -> None: ...
     async def restart(self, reason: str) -> None: ...
     async def stop(self, grace: float = 10.0) -> None: ...
-
-
-class _PrefetchPermit(SlotPermit):
-    def __init__(self) -> None:
-        self.used = False
-
-
-class PrefetchSlotSupplier(CustomSlotSupplier):
-    """Activity slots of the pool Worker: one while idle, a second only while every reserved
-    slot is busy (the prefetch). Never share one instance between Workers (temporal-notes §3a:
-    a reserved slot sits in a long poll and would starve the other Worker).
-
-    `mark_slot_used` / `release_slot` may be called from the SDK core's threads, so counters are
-    guarded by a lock and waiters are woken through their own event loop.
-    """
-
-    def __init__(self, max_slots: int = 2) -> None:
-        self.max_slots = max_slots
-        self._lock = threading.Lock()
-        self._reserved = 0
-        self._used = 0
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    @property
-    def reserved(self) -> int:
-        return self._reserved
-
-    @property
-    def used(self) -> int:
-        return self._used
-
-    def _may_reserve(self) -> bool:
-        if self._reserved == 0:
-            return True
-        return self._reserved < self.max_slots and self._used >= self._reserved
-
-    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
-        loop = asyncio.get_running_loop()
-        while True:
-            with self._lock:
-                if self._may_reserve():
-                    self._reserved += 1
-                    return _PrefetchPermit()
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((loop, waiter))
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                with self._lock:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove((loop, waiter))
-                raise
-
-    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
-        with self._lock:
-            if self._may_reserve():
-                self._reserved += 1
-                return _PrefetchPermit()
-        return None
-
-    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
-        with self._lock:
-            permit = ctx.permit
-            if isinstance(permit, _PrefetchPermit) and not permit.used:
-                permit.used = True
-                self._used += 1
-            self._wake()
-
-    def release_slot(self, ctx: SlotReleaseContext) -> None:
-        with self._lock:
-            self._reserved = max(0, self._reserved - 1)
-            permit = ctx.permit
-            if isinstance(permit, _PrefetchPermit) and permit.used:
-                permit.used = False
-                self._used = max(0, self._used - 1)
-            self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for loop, waiter in waiters:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(_resolve, waiter)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 @dataclass

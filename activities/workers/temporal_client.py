@@ -1,4 +1,5 @@
-"""Connecting to Temporal the standard way, for the API, the workers and the CLI.
+"""Connecting to Temporal the standard way, for the API, the workers and the CLI; and leaving a
+process that had a client (`exit_now`).
 
 Settings come from `temporalio.envconfig`: the environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_PROFILE) and the optional TOML profile file; explicit
@@ -7,7 +8,10 @@ arguments win. Every client uses the Pydantic data converter, because our payloa
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -26,7 +30,8 @@ async def connect_temporal(
     runtime: Runtime | None = None,
 ) -> Client:
     """A Temporal client configured from the environment, with explicit overrides."""
-    config = ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE"))
+    # envconfig picks the profile itself (TEMPORAL_PROFILE, else "default").
+    config = ClientConfig.load_client_connect_config()
     if address:
         config["target_host"] = address
     if namespace:
@@ -39,3 +44,12 @@ async def connect_temporal(
     if runtime is not None:
         extra["runtime"] = runtime
     return await Client.connect(**config, data_converter=pydantic_data_converter, **extra)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the command with `code` without the interpreter's shutdown: a finished Temporal client
+    can abort it (sdk-python#300, temporal-notes.md §2), which would turn a clean exit into 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

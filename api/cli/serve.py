@@ -11,117 +11,77 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
-import shlex
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
-from activities.workers.cli import add_manifest_dir_flags, add_temporal_flags
+from activities.workers.cli import (
+    EXIT_COMFYUI_UNUSABLE,
+    add_comfyui_flags,
+    add_data_dir_flag,
+    add_manifest_dir_flags,
+    add_temporal_flags,
+    comfyui_flags,
+    comfyui_problem,
+)
 from activities.workers.logs import configure_logging
-from api.api_keys import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
+from activities.workers.settings import add_setting_flag, settings_from_args
+from activities.workers.temporal_client import exit_now
+from api.api_keys import InsecureBind, check_bind_access, read_api_keys_file
 from api.app import create_app
 from api.cli.devstack.child_process import ChildProcess
 from api.cli.devstack.http_server import ApiServer
-from api.cli.devstack.temporal_server import DevServerConfig, DevServerError, TemporalDevServer
-from api.settings import Settings
+from api.cli.devstack.temporal_server import (
+    DevServerConfig,
+    DevServerError,
+    TemporalDevServer,
+    temporal_cli,
+)
+from api.settings import DevSettings, Settings
 
-log = logging.getLogger("comfy_temporal.dev")
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
+ApiOrDev = TypeVar("ApiOrDev", Settings, DevSettings)
 
 
 def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
-    env = os.environ
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(env.get("DATA_DIR") or "data"),
-        help="outputs, Temporal's database and logs (env DATA_DIR; default ./data)",
-    )
-    p.add_argument(
-        "--host",
-        default=env.get("COMFY_API_HOST", "127.0.0.1"),
-        help="API bind address (env COMFY_API_HOST; default 127.0.0.1)",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=_env_int("COMFY_API_PORT", 8000),
-        help="API port (env COMFY_API_PORT; default 8000)",
-    )
+    add_data_dir_flag(p, "outputs, Temporal's database and logs")
+    add_setting_flag(p, Settings, "host", "--host", help="API bind address")
+    add_setting_flag(p, Settings, "port", "--port", type=int, help="API port")
     add_manifest_dir_flags(p)
-    p.add_argument(
-        "--public-url",
-        default=env.get("COMFY_PUBLIC_URL"),
-        help="base URL clients use, for download links (env COMFY_PUBLIC_URL)",
-    )
-    p.add_argument(
-        "--api-keys-file",
-        type=Path,
-        default=Path(env["COMFY_API_KEYS_FILE"]) if env.get("COMFY_API_KEYS_FILE") else None,
-        metavar="FILE",
+    add_setting_flag(
+        p, Settings, "public_url", "--public-url",
+        help="base URL clients use, for download links",
+    )  # fmt: skip
+    add_setting_flag(
+        p, Settings, "api_keys_file", "--api-keys-file", type=Path, metavar="FILE",
         help="API keys, one per line, besides those in env COMFY_API_KEYS (comma-separated);"
-        " with none the API is open (env COMFY_API_KEYS_FILE)",
-    )
-    p.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        default=_env_flag("COMFY_INSECURE_NO_AUTH"),
-        help="serve without API keys on a non-loopback --host (env COMFY_INSECURE_NO_AUTH)",
-    )
-    p.add_argument(
-        "--download-url-ttl",
-        type=_int_at_least(1),
-        # A string default goes through `type` too, so a bad env value is a usage error.
-        default=env.get("COMFY_DOWNLOAD_URL_TTL") or str(24 * 3600),
-        metavar="SECONDS",
-        help="how long signed download URLs stay valid (env COMFY_DOWNLOAD_URL_TTL; default 86400;"
-        " the secret is env COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key)",
-    )
-    p.add_argument(
-        "--max-body-bytes",
-        type=_int_at_least(1024),
-        default=env.get("COMFY_MAX_BODY_BYTES") or str(1024 * 1024),
-        metavar="BYTES",
-        help="largest request body accepted, 413 above (env COMFY_MAX_BODY_BYTES; default 1 MiB)",
-    )
-    p.add_argument(
-        "--log-level",
-        default=env.get("COMFY_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="log level (env COMFY_LOG_LEVEL; default info)",
-    )
+        " with none the API is open",
+    )  # fmt: skip
+    add_setting_flag(
+        p, Settings, "insecure_no_auth", "--insecure-no-auth", action="store_true",
+        help="serve without API keys on a non-loopback --host",
+    )  # fmt: skip
+    add_setting_flag(
+        p, Settings, "download_url_ttl_seconds", "--download-url-ttl", type=int, metavar="SECONDS",
+        help="how long signed download URLs stay valid (the secret is env COMFY_URL_SIGNING_KEY,"
+        " else <data-dir>/url-signing.key)",
+    )  # fmt: skip
+    add_setting_flag(
+        p, Settings, "max_body_bytes", "--max-body-bytes", type=int, metavar="BYTES",
+        help="largest request body accepted, 413 above",
+    )  # fmt: skip
+    add_setting_flag(
+        p, Settings, "log_level", "--log-level",
+        choices=["debug", "info", "warning", "error"], help="log level",
+    )  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
-    env = os.environ
     dev = subparsers.add_parser(
         "dev",
         help="run everything on this machine: Temporal dev server, API, control and GPU worker",
@@ -129,68 +89,22 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common_api_flags(dev)
-    dev.add_argument(
-        "--comfyui",
-        type=Path,
-        default=Path(env["COMFYUI_PATH"]) if env.get("COMFYUI_PATH") else None,
-        metavar="PATH",
-        help="ComfyUI install directory to launch (env COMFYUI_PATH)",
+    # The same flags as `gpu-worker`: dev passes them on to the GPU worker it starts.
+    add_comfyui_flags(dev)
+    add_setting_flag(
+        dev, DevSettings, "temporal_port", "--temporal-port", type=int,
+        help="Temporal frontend port",
+    )  # fmt: skip
+    add_setting_flag(
+        dev, DevSettings, "ui_port", "--ui-port", type=int, help="Temporal Web UI port"
     )
-    dev.add_argument(
-        "--comfyui-python",
-        default=env.get("COMFYUI_PYTHON"),
-        metavar="PY",
-        help="ComfyUI's own Python interpreter (env COMFYUI_PYTHON; default: its venv or python3)",
+    add_setting_flag(
+        dev, DevSettings, "headless", "--headless", action="store_true", help="no Temporal Web UI"
     )
-    dev.add_argument(
-        "--comfyui-url",
-        default=env.get("COMFYUI_URL"),
-        metavar="URL",
-        help="attach to a running ComfyUI instead of launching one (env COMFYUI_URL)",
-    )
-    dev.add_argument(
-        "--comfyui-arg",
-        action="append",
-        default=shlex.split(env.get("COMFYUI_ARGS", "")),
-        metavar="ARG",
-        help="extra ComfyUI flag, repeatable, e.g. --comfyui-arg=--cpu (env COMFYUI_ARGS)",
-    )
-    dev.add_argument(
-        "--gpu",
-        type=int,
-        default=_env_int("GPU", None),
-        metavar="N",
-        help="CUDA device of the GPU worker's ComfyUI (env GPU)",
-    )
-    dev.add_argument(
-        "--worker-name",
-        default=env.get("COMFY_WORKER_NAME"),
-        help="name of the GPU worker (env COMFY_WORKER_NAME; default <host>-gpu<N>)",
-    )
-    dev.add_argument(
-        "--temporal-port",
-        type=int,
-        default=_env_int("COMFY_TEMPORAL_PORT", 7233),
-        help="Temporal frontend port (env COMFY_TEMPORAL_PORT)",
-    )
-    dev.add_argument(
-        "--ui-port",
-        type=int,
-        default=_env_int("COMFY_TEMPORAL_UI_PORT", 8233),
-        help="Temporal Web UI port (env COMFY_TEMPORAL_UI_PORT)",
-    )
-    dev.add_argument(
-        "--headless",
-        action="store_true",
-        default=_env_flag("COMFY_TEMPORAL_HEADLESS"),
-        help="no Temporal Web UI (env COMFY_TEMPORAL_HEADLESS)",
-    )
-    dev.add_argument(
-        "--shutdown-grace",
-        type=float,
-        default=float(env.get("COMFY_SHUTDOWN_GRACE", "20")),
-        help="seconds each process gets to stop before it is killed (env COMFY_SHUTDOWN_GRACE)",
-    )
+    add_setting_flag(
+        dev, DevSettings, "shutdown_grace", "--shutdown-grace", type=float, metavar="SECONDS",
+        help="seconds each process gets to stop before it is killed",
+    )  # fmt: skip
     dev.set_defaults(func=run_dev_command)
 
     api = subparsers.add_parser(
@@ -202,76 +116,58 @@ def register(subparsers: Any) -> None:
     )
     _add_common_api_flags(api)
     add_temporal_flags(api)
-    api.add_argument(
-        "--with-control-worker",
-        action="store_true",
-        default=_env_flag("COMFY_EMBEDDED_CONTROL_WORKER"),
-        help="also run the control worker in this process (env COMFY_EMBEDDED_CONTROL_WORKER)",
-    )
+    add_setting_flag(
+        api, Settings, "embedded_control_worker", "--with-control-worker", action="store_true",
+        help="also run the control worker in this process",
+    )  # fmt: skip
     api.set_defaults(func=run_api_command)
 
 
-class AccessConfigError(Exception):
-    """API keys or the bind address are configured in a way the API must not start with."""
-
-
-def api_keys_from(args: argparse.Namespace) -> tuple[str, ...]:
-    """Keys from env COMFY_API_KEYS and --api-keys-file; refuses an insecure bind address."""
-    keys = parse_api_keys(os.environ.get("COMFY_API_KEYS"))
-    if args.api_keys_file is not None:
+def api_settings(kind: type[ApiOrDev], args: argparse.Namespace, **fixed: Any) -> ApiOrDev:
+    """The command's settings, with the keys of --api-keys-file added; ends the command (exit 2)
+    with the reason when they are invalid or the access configuration is refused, before
+    Temporal or ComfyUI start."""
+    settings = settings_from_args(kind, args, **fixed)
+    keys = settings.api_keys
+    problem = None
+    if settings.api_keys_file is not None:
         try:
-            keys += read_api_keys_file(args.api_keys_file)
+            keys += read_api_keys_file(settings.api_keys_file)
         except OSError as err:
-            raise AccessConfigError(
-                f"cannot read --api-keys-file {args.api_keys_file}: {err.strerror}"
-            ) from err
-    try:
-        check_bind_access(args.host, keys, insecure_no_auth=args.insecure_no_auth)
-    except InsecureBind as err:
-        raise AccessConfigError(str(err)) from err
-    return keys
+            problem = f"cannot read --api-keys-file {settings.api_keys_file}: {err.strerror}"
+    if problem is None:
+        try:
+            check_bind_access(settings.host, keys, insecure_no_auth=settings.insecure_no_auth)
+        except InsecureBind as err:
+            problem = str(err)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        exit_now(2)
+    return settings.model_copy(update={"api_keys": keys, "data_dir": settings.data_dir.resolve()})
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return Settings(
-        data_dir=args.data_dir.resolve(),
-        manifests_dir=args.manifests,
-        workflows_dir=args.workflows,
-        public_url=args.public_url,
-        api_keys=api_keys_from(args),
-        url_signing_key=os.environ.get("COMFY_URL_SIGNING_KEY") or None,
-        download_url_ttl_seconds=args.download_url_ttl,
-        max_body_bytes=args.max_body_bytes,
-        **extra,
-    )
-
-
-def _check_access(args: argparse.Namespace) -> int | None:
-    """Exit code 2 with the reason when the access configuration is refused, else None."""
-    try:
-        api_keys_from(args)
-    except AccessConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return None
-
-
-def _uvicorn_server(app: Any, args: argparse.Namespace) -> ApiServer:
+def _uvicorn_server(app: Any, settings: Settings) -> ApiServer:
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, lifespan="on"
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
     )
     return ApiServer(config)
 
 
 async def _serve_until_signal(
-    server: ApiServer, before_stop: Callable[[], Awaitable[None]] | None = None
+    server: ApiServer,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or until uvicorn stops by itself, e.g. port taken).
+    """Serve until SIGINT/SIGTERM or `stop` is set (or uvicorn stops by itself, e.g. port taken).
 
     `before_stop` runs while the API still serves (the GPU worker finishes its job first).
     """
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     serving = asyncio.create_task(server.serve(), name="uvicorn")
@@ -290,50 +186,39 @@ async def _serve_until_signal(
 
 
 def run_api_command(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
-    refused = _check_access(args)
-    if refused is not None:
-        return _finish(refused)
-    settings = _settings(args, embedded_control_worker=args.with_control_worker)
+    settings = api_settings(Settings, args)
+    configure_logging(settings.log_level)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
         from activities.workers.temporal_client import connect_temporal
 
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace)
+            client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
-        server = _uvicorn_server(create_app(settings, temporal_client=client), args)
+        server = _uvicorn_server(create_app(settings, temporal_client=client), settings)
         await _serve_until_signal(server)
         return 0 if server.started else 1
 
-    return _finish(asyncio.run(main()))
+    exit_now(asyncio.run(main()))
 
 
 # ---- dev ----
 
 
-def gpu_worker_command(args: argparse.Namespace, data_dir: Path) -> list[str] | None:
+def gpu_worker_command(settings: DevSettings) -> list[str] | None:
     """`comfy-temporal gpu-worker ...` for the configured ComfyUI, or None when there is none."""
-    if not args.comfyui and not args.comfyui_url:
+    if not settings.configured:
         return None
-    argv = [sys.executable, "-m", "api.cli.main", "gpu-worker", "--data-dir", str(data_dir)]
-    if args.comfyui_url:
-        argv += ["--comfyui-url", args.comfyui_url]
-    else:
-        argv += ["--comfyui", str(Path(args.comfyui).expanduser().resolve())]
-        if args.comfyui_python:
-            argv += ["--comfyui-python", args.comfyui_python]
-        for extra in args.comfyui_arg:
-            argv.append(f"--comfyui-arg={extra}")
-        if args.gpu is not None:
-            argv += ["--gpu", str(args.gpu)]
-    argv += ["--shutdown-grace", str(max(args.shutdown_grace - 5, 1))]
-    if args.worker_name:
-        argv += ["--name", args.worker_name]
-    return argv
+    return [
+        sys.executable, "-m", "api.cli.main", "gpu-worker",
+        "--data-dir", str(settings.data_dir),
+        *comfyui_flags(settings),
+        # Its jobs get a little less than the whole grace, so it exits before dev kills it.
+        "--shutdown-grace", str(max(settings.shutdown_grace - 5, 1)),
+    ]  # fmt: skip
 
 
 def _child_env(temporal_address: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -347,20 +232,35 @@ def _child_env(temporal_address: str, extra: Mapping[str, str] | None = None) ->
     return env
 
 
-def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> str:
-    api_url = f"http://{args.host}:{args.port}"
+def as_typed(program: str) -> str:
+    """`program` as a user types it in this directory: relative when it lies below (so
+    `.venv/bin/temporal` runs as written from the checkout), else the absolute path."""
+    path = Path(program).absolute()
+    try:
+        relative = path.relative_to(Path.cwd())
+    except ValueError:
+        return str(path)
+    return str(relative) if relative.parent != Path(".") else f"./{relative}"
+
+
+def _banner(settings: DevSettings, server: TemporalDevServer, gpu: bool) -> str:
+    api_url = f"http://{settings.host}:{settings.port}"
+    try:
+        temporal = as_typed(temporal_cli())
+    except DevServerError:  # the server runs, so the binary is there; only paranoia
+        temporal = "temporal"
     lines = [
         "",
         "comfy-temporal is running",
         f"  API docs:         {api_url}/docs",
         f"  API:              {api_url}  (POST /generate, GET /tasks/<task_id>)",
         f"  Temporal Web UI:  {server.ui_url or '(headless)'}",
-        f"  Temporal address: {server.address}   e.g. temporal workflow list"
+        f"  Temporal address: {server.address}   e.g. {temporal} workflow list"
         f" --address {server.address}",
-        f"  Data:             {args.data_dir.resolve()}",
+        f"  Data:             {settings.data_dir}",
     ]
     if gpu:
-        source = args.comfyui_url or args.comfyui
+        source = settings.comfyui_url or settings.comfyui_path
         lines.append(f"  GPU worker:       ComfyUI at {source}")
     else:
         lines.append(
@@ -381,10 +281,14 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
-async def run_dev(args: argparse.Namespace) -> int:
+async def run_dev(settings: DevSettings) -> int:
     # Say so before anything starts, rather than after Temporal and ComfyUI came up.
-    for what, port in (("API", args.port), ("Temporal", args.temporal_port)):
-        if _port_taken(args.host if what == "API" else "127.0.0.1", port):
+    problem = comfyui_problem(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    for what, port in (("API", settings.port), ("Temporal", settings.temporal_port)):
+        if _port_taken(settings.host if what == "API" else "127.0.0.1", port):
             print(f"error: the {what} port {port} is already in use", file=sys.stderr)
             return 1
     # A signal while things start cancels the startup; the `finally` below still stops every
@@ -393,26 +297,28 @@ async def run_dev(args: argparse.Namespace) -> int:
     assert main_task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
-    data_dir: Path = args.data_dir.resolve()
+    data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "outputs").mkdir(exist_ok=True)
+    settings.outputs_dir.mkdir(exist_ok=True)
     server = TemporalDevServer(
         DevServerConfig(
             db_file=data_dir / "temporal.db",
-            port=args.temporal_port,
-            ui_port=None if args.headless else args.ui_port,
+            port=settings.temporal_port,
+            ui_port=None if settings.headless else settings.ui_port,
             log_file=data_dir / "logs" / "temporal.log",
         )
     )
     gpu_worker: ChildProcess | None = None
     waits: list[asyncio.Task[Any]] = []
+    stop = asyncio.Event()  # set by SIGINT/SIGTERM, or when the GPU worker cannot run ComfyUI
+    unusable = asyncio.Event()  # the latter: the stack then stops with the GPU worker's code
 
     async def stop_gpu_worker() -> None:
         for task in waits:  # the exit we cause now is not worth a warning
             task.cancel()
         if gpu_worker is not None and gpu_worker.running:
             print("stopping the GPU worker (it finishes its current job)...", flush=True)
-            await gpu_worker.stop(grace=args.shutdown_grace)
+            await gpu_worker.stop(grace=settings.shutdown_grace)
 
     async def before_api_stops() -> None:
         await stop_gpu_worker()
@@ -429,26 +335,33 @@ async def run_dev(args: argparse.Namespace) -> int:
         from activities.workers.temporal_client import connect_temporal
 
         client = await connect_temporal(server.address, "default")
-        argv = gpu_worker_command(args, data_dir)
+        argv = gpu_worker_command(settings)
         if argv is not None:
             gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
             await gpu_worker.start()
-            # The GPU worker's exit is reported, not fatal: the API keeps serving, jobs wait.
-            waits.append(asyncio.create_task(_report_exit(gpu_worker)))
-        settings = _settings(args, embedded_control_worker=True, temporal_address=server.address)
-        app = create_app(settings, temporal_client=client)
-        uv = _uvicorn_server(app, args)
-        waits.append(
-            asyncio.create_task(_print_when_started(uv, _banner(args, server, bool(argv))))
+            # The GPU worker's exit is reported, not fatal (the API keeps serving, jobs wait),
+            # unless its ComfyUI cannot run at all.
+            waits.append(asyncio.create_task(_report_exit(gpu_worker, unusable, stop)))
+        app = create_app(
+            settings.model_copy(
+                update={"embedded_control_worker": True, "temporal_address": server.address}
+            ),
+            temporal_client=client,
         )
-        await _serve_until_signal(uv, before_stop=before_api_stops)
+        uv = _uvicorn_server(app, settings)
+        waits.append(
+            asyncio.create_task(_print_when_started(uv, _banner(settings, server, bool(argv))))
+        )
+        await _serve_until_signal(uv, before_stop=before_api_stops, stop=stop)
+        if unusable.is_set():
+            return EXIT_COMFYUI_UNUSABLE
         return 0 if uv.started else 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # nothing may interrupt the cleanup
             asyncio.get_running_loop().add_signal_handler(sig, lambda: None)
         await stop_gpu_worker()
         print("stopping the Temporal dev server...", flush=True)
-        await server.stop(grace=args.shutdown_grace)
+        await server.stop(grace=settings.shutdown_grace)
         print("stopped", flush=True)
 
 
@@ -458,8 +371,13 @@ async def _print_when_started(server: ApiServer, banner: str) -> None:
     print(banner, flush=True)
 
 
-async def _report_exit(child: ChildProcess) -> None:
+async def _report_exit(child: ChildProcess, unusable: asyncio.Event, stop: asyncio.Event) -> None:
     code = await child.wait()
+    if code == EXIT_COMFYUI_UNUSABLE:  # it said why; nothing will run jobs, so stop the stack
+        print("error: the GPU worker cannot run ComfyUI (see above); stopping", file=sys.stderr)
+        unusable.set()
+        stop.set()
+        return
     print(
         f"warning: the {child.name} (pid {child.pid}) exited with code {code};"
         " jobs wait until a GPU worker runs again",
@@ -468,22 +386,11 @@ async def _report_exit(child: ChildProcess) -> None:
     )
 
 
-def _finish(code: int) -> int:
-    """Exit now: a finished Temporal client can abort the interpreter at shutdown
-    (sdk-python#300, temporal-notes.md §2), which would turn a clean exit into exit 134."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
-
-
 def run_dev_command(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
-    refused = _check_access(args)  # before Temporal or ComfyUI start
-    if refused is not None:
-        return _finish(refused)
+    settings = api_settings(DevSettings, args)  # before Temporal or ComfyUI start
+    configure_logging(settings.log_level)
     try:
-        code = asyncio.run(run_dev(args))
+        code = asyncio.run(run_dev(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped while starting up
         code = 130
-    return _finish(code)
+    exit_now(code)

@@ -20,6 +20,9 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.workers.cli import add_temporal_flags
+from activities.workers.settings import TemporalSettings, settings_from_args
+from activities.workers.temporal_client import connect_temporal, exit_now
 from temporal_workflows.names import SEARCH_ATTRIBUTES
 
 _KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
@@ -75,11 +78,9 @@ async def register_search_attributes(client: Client) -> SetupReport:
     return report
 
 
-async def _setup(args: argparse.Namespace) -> int:
-    from activities.workers.temporal_client import connect_temporal
-
+async def _setup(settings: TemporalSettings) -> int:
     try:
-        client = await connect_temporal(args.temporal_address, args.namespace)
+        client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
     except RuntimeError as err:  # the SDK raises RuntimeError when it cannot connect
         print(f"error: cannot connect to Temporal: {err}", file=sys.stderr)
         return 1
@@ -104,9 +105,7 @@ async def _setup(args: argparse.Namespace) -> int:
 
 
 def setup_command(args: argparse.Namespace) -> int:
-    from activities.workers.cli import _finish  # exits at once: sdk-python#300, see there
-
-    return _finish(asyncio.run(_setup(args)))
+    exit_now(asyncio.run(_setup(settings_from_args(TemporalSettings, args))))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -120,15 +119,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, "
         "TEMPORAL_PROFILE). Safe to run again.",
     )
-    setup.add_argument(
-        "--temporal-address",
-        default=None,
-        metavar="HOST:PORT",
-        help="Temporal frontend (env TEMPORAL_ADDRESS; default localhost:7233)",
-    )
-    setup.add_argument(
-        "--namespace",
-        default=None,
-        help="namespace to prepare (env TEMPORAL_NAMESPACE; default 'default')",
-    )
+    add_temporal_flags(setup)
     setup.set_defaults(func=setup_command)

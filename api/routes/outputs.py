@@ -4,11 +4,11 @@ URL."""
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
+from activities.io.media_types import content_type_for
 from api.deps import SettingsDep, require_download_access
 from api.responses import error_responses
 from api.tasks.output_files import resolve_output
@@ -41,8 +41,7 @@ _OUTPUT_PATH = "/{task_id}/outputs/{filename:path}"
 )
 async def get_output(task_id: str, filename: str, settings: SettingsDep) -> FileResponse:
     path = await asyncio.to_thread(resolve_output, settings.data_dir, task_id, filename)
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=content_type, filename=path.name)
+    return FileResponse(path, media_type=content_type_for(path.name), filename=path.name)
 
 
 # HEAD answers as GET without the body (RFC 9110 §9.3.2): clients and proxies ask it for the size

@@ -17,6 +17,7 @@ import pytest
 from api.cli.devstack.child_process import alive, descendants
 from api.cli.devstack.http_server import free_port
 from tests.support.emulator import EMULATOR_DIR
+from tests.support.environment import python3_without_comfyui_requirements
 from tests.support.waiting import poll_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -205,3 +206,57 @@ async def test_sigterm_while_dev_starts_leaves_no_process_behind(
     assert seen, "the dev server should have been running"
     assert [pid for pid in seen if alive(pid)] == [], log.read_text()
     assert "stopped" in log.read_text()
+
+
+def headless_dev_argv(data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "api.cli.main", "dev", "--data-dir", str(data_dir),
+            "--port", str(free_port()), "--temporal-port", str(free_port()),
+            "--headless"]  # fmt: skip
+
+
+async def test_dev_with_a_comfyui_path_that_is_no_comfyui_refuses_to_start(tmp_path: Path) -> None:
+    not_comfyui = tmp_path / "ComfyUI"
+    not_comfyui.mkdir()
+    env = dict(os.environ, COMFYUI_PATH=str(not_comfyui))
+    env.pop("COMFYUI_URL", None)
+    argv = headless_dev_argv(tmp_path / "data")
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 2, (out + err).decode()
+    assert f"COMFYUI_PATH / --comfyui {not_comfyui}: no main.py there" in err.decode()
+    assert not (tmp_path / "data" / "temporal.db").exists()  # nothing was started
+
+
+async def test_dev_stops_with_one_error_when_comfyui_cannot_run_on_python3_from_path(
+    tmp_path: Path, dev_runs: list[DevRun]
+) -> None:
+    log = tmp_path / "dev.log"
+    env = dict(os.environ, COMFYUI_PATH=str(EMULATOR_DIR))
+    env["PATH"] = python3_without_comfyui_requirements(tmp_path)
+    for name in ("COMFYUI_PYTHON", "COMFYUI_URL", "COMFYUI_ARGS", "TEMPORAL_ADDRESS"):
+        env.pop(name, None)
+    argv = headless_dev_argv(tmp_path / "data")
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    dev_runs.append(DevRun(process, "", log))
+    seen: set[int] = set()
+    async with asyncio.timeout(90):
+        while process.returncode is None:
+            seen |= descendants(process.pid)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=0.1)
+            except TimeoutError:
+                pass
+    output = log.read_text()
+    assert process.returncode == 3, output
+    assert "COMFYUI_PYTHON is not set and the install has no venv" in output
+    assert "Set COMFYUI_PYTHON (or --comfyui-python)" in output
+    assert output.count("Traceback (most recent call last)") == 1, output  # ComfyUI's own, once
+    assert "restarting" not in output
+    assert [pid for pid in seen if alive(pid)] == [], output

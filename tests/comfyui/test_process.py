@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess, resolve_python
-from tests.support.emulator import EMULATOR_DIR
+from activities.workers.settings import GpuWorkerProcessSettings
+from tests.support.emulator import EMULATOR_DIR, emulator_process
 from tests.support.graphs import empty_image
 
 
@@ -120,14 +122,30 @@ async def test_supervise_restarts_comfyui_after_it_dies(start_emulator) -> None:
     assert not process.running
 
 
+async def test_a_port_another_process_took_after_the_probe_is_replaced_once(
+    tmp_path: Path,
+) -> None:
+    process = emulator_process(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        process.port = taken.getsockname()[1]  # as if taken between free_port() and the bind
+        try:
+            await process.start()
+            assert process.healthy and process.port != taken.getsockname()[1]
+        finally:
+            await process.stop()
+
+
 async def test_python_defaults_to_the_install_venv(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("COMFYUI_PYTHON", raising=False)
     venv_python = tmp_path / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text("")
-    assert resolve_python(tmp_path, None) == str(venv_python)
+    assert resolve_python(tmp_path, GpuWorkerProcessSettings().comfyui_python) == str(venv_python)
     monkeypatch.setenv("COMFYUI_PYTHON", "/opt/comfy/python")
-    assert resolve_python(tmp_path, None) == "/opt/comfy/python"
+    chosen = GpuWorkerProcessSettings().comfyui_python
+    assert resolve_python(tmp_path, chosen) == "/opt/comfy/python"
     assert resolve_python(tmp_path, "/explicit/python") == "/explicit/python"
 
 

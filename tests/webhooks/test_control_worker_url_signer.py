@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from activities.workers.control import load_url_signer
+from activities.workers.settings import ControlWorkerSettings
 from api.app import create_app
 from api.contract.signed_urls import DownloadForbidden, UrlSigner
 from api.settings import Settings
@@ -27,7 +28,9 @@ def test_signer_from_the_data_dir_makes_urls_the_api_accepts(
 ) -> None:
     monkeypatch.delenv("COMFY_URL_SIGNING_KEY", raising=False)
     api = create_app(Settings(data_dir=tmp_path))  # creates <data-dir>/url-signing.key
-    signed = load_url_signer(tmp_path, ttl_seconds=60).sign(TASK_ID, FILENAME)
+    signed = load_url_signer(
+        ControlWorkerSettings(data_dir=tmp_path, download_url_ttl_seconds=60)
+    ).sign(TASK_ID, FILENAME)
     _api_signer(api).verify(TASK_ID, FILENAME, str(signed.expires), signed.sig)
 
 
@@ -36,7 +39,9 @@ def test_signer_from_another_data_dir_is_refused_by_the_api(
 ) -> None:
     monkeypatch.delenv("COMFY_URL_SIGNING_KEY", raising=False)
     api = create_app(Settings(data_dir=tmp_path / "api"))
-    signed = load_url_signer(tmp_path / "elsewhere").sign(TASK_ID, FILENAME)
+    signed = load_url_signer(ControlWorkerSettings(data_dir=tmp_path / "elsewhere")).sign(
+        TASK_ID, FILENAME
+    )
     with pytest.raises(DownloadForbidden):
         _api_signer(api).verify(TASK_ID, FILENAME, str(signed.expires), signed.sig)
 
@@ -47,6 +52,8 @@ def test_signing_key_from_the_environment_wins_over_the_data_dir(
     key = "k" * 40
     monkeypatch.setenv("COMFY_URL_SIGNING_KEY", key)
     api = create_app(Settings(data_dir=tmp_path / "api", url_signing_key=key))
-    signed = load_url_signer(tmp_path / "worker").sign(TASK_ID, FILENAME)
+    signed = load_url_signer(ControlWorkerSettings(data_dir=tmp_path / "worker")).sign(
+        TASK_ID, FILENAME
+    )
     _api_signer(api).verify(TASK_ID, FILENAME, str(signed.expires), signed.sig)
     assert not (tmp_path / "worker" / "url-signing.key").exists()

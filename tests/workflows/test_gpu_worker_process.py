@@ -17,6 +17,8 @@ from activities.io.output_store import OutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
+from tests.support.emulator import EMULATOR_DIR
+from tests.support.environment import python3_without_comfyui_requirements
 from tests.support.stack import GenerationStack
 from tests.support.temporal import pending_progress
 from tests.support.waiting import wait_for
@@ -149,3 +151,38 @@ async def test_control_worker_command_serves_generations_from_the_environment_co
     assert isinstance(cause, ApplicationError) and cause.type == "UnknownWorkflow"
     assert "no_such_workflow" in cause.message
     assert exit_code == 0
+
+
+async def _gpu_worker_alone(env: dict[str, str], *argv: str) -> tuple[int, str]:
+    """Runs `gpu-worker` with Temporal unreachable: what it says before it ever connects."""
+    process = await asyncio.create_subprocess_exec(
+        COMFY_TEMPORAL, "gpu-worker", "--temporal-address", "127.0.0.1:1", *argv,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_gpu_worker_with_a_comfyui_path_that_is_no_comfyui_exits_saying_so(
+    tmp_path: Path,
+) -> None:
+    code, output = await _gpu_worker_alone(
+        clean_environment(), "--comfyui", str(tmp_path), "--data-dir", str(tmp_path / "data")
+    )
+    assert code == 2, output
+    assert f"COMFYUI_PATH / --comfyui {tmp_path}: no main.py there" in output
+
+
+async def test_gpu_worker_whose_python_cannot_run_comfyui_exits_once_saying_what_to_set(
+    tmp_path: Path,
+) -> None:
+    env = clean_environment()
+    env.update(COMFYUI_PATH=str(EMULATOR_DIR), PATH=python3_without_comfyui_requirements(tmp_path))
+    code, output = await _gpu_worker_alone(env, "--data-dir", str(tmp_path / "data"))
+    assert code == 3, output
+    assert "could not start" in output and "Set COMFYUI_PYTHON (or --comfyui-python)" in output
+    assert "ModuleNotFoundError" in output
+    assert output.count("Traceback (most recent call last)") == 1, output
+    assert "restarting" not in output

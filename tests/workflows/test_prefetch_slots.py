@@ -6,7 +6,7 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from activities.workers.gpu import PrefetchSlotSupplier
+from activities.workers.prefetch_slots import PrefetchSlotSupplier
 
 CTX = SimpleNamespace(slot_type="activity", task_queue="comfy-gpu-x", is_sticky=False)
 
