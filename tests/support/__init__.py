@@ -1,0 +1,1 @@
+"""Helpers shared by tests (fixtures stay in conftest.py files)."""
