@@ -21,6 +21,7 @@ from temporalio.client import Client
 from api.api_keys import ApiKeys
 from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
+from api.body_text import BodyTextCheck
 from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
 from api.docs_assets import install_docs
@@ -133,6 +134,8 @@ def create_app(
     app.state.url_signer = UrlSigner(signing_key, settings.download_url_ttl_seconds)
     app.state.page_tokens = PageTokens(signing_key)
     install_error_handlers(app)
+    # The last added runs first: the size limit, then the text of what is left.
+    app.add_middleware(BodyTextCheck)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Liveness/readiness probes and the docs stay open; outputs check a key or a signature.
     app.include_router(health.router)

@@ -99,7 +99,9 @@ async def require_api_key(request: Request, bearer: BearerDep, x_api_key: XApiKe
             "this API needs an API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
         )
     if not keys.matches_any(presented):
-        raise Unauthorized("the API key is not valid")
+        raise Unauthorized(
+            "the API key is not valid (sent as 'Authorization: Bearer' or 'X-API-Key')"
+        )
 
 
 async def require_download_access(

@@ -9,11 +9,14 @@ Anything unexpected becomes a 500 with an error id and no stack trace; the trace
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,6 +24,20 @@ from api.contract.signed_urls import DownloadForbidden
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 
 log = logging.getLogger("api")
+
+# A refused value is echoed back (`input`) up to this many characters: a 100 000-character
+# string is named and measured, not returned whole.
+MAX_ECHOED_CHARS = 200
+
+
+class ErrorResponse(JSONResponse):
+    """JSON with everything beyond ASCII escaped, so any text renders (even text that UTF-8
+    cannot carry, which would otherwise turn a 4xx into a dropped connection)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
 
 
 class ApiError(Exception):
@@ -91,7 +108,7 @@ def _params_invalid(exc: ParamsInvalid) -> JSONResponse:
         {"loc": ["body", "params", e.param], "msg": e.reason, "type": "param_invalid"}
         for e in exc.errors
     ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return ErrorResponse(status_code=422, content={"detail": detail})
 
 
 def _unknown_workflow(exc: UnknownWorkflow) -> JSONResponse:
@@ -103,12 +120,22 @@ def _unknown_workflow(exc: UnknownWorkflow) -> JSONResponse:
             "ctx": {"known": exc.known},
         }
     ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return ErrorResponse(status_code=422, content={"detail": detail})
 
 
 def _download_forbidden(exc: DownloadForbidden) -> JSONResponse:
     detail = [{"loc": ["query", exc.param], "msg": exc.message, "type": "download_forbidden"}]
-    return JSONResponse(status_code=403, content={"detail": detail})
+    return ErrorResponse(status_code=403, content={"detail": detail})
+
+
+def _shortened(error: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's entry for one refused field, its echoed input cut to MAX_ECHOED_CHARS."""
+    value = error.get("input")
+    if isinstance(value, str) and len(value) > MAX_ECHOED_CHARS:
+        return {**error, "input": f"{value[:MAX_ECHOED_CHARS]}… ({len(value)} characters)"}
+    if isinstance(value, dict | list) and len(json.dumps(value)) > MAX_ECHOED_CHARS:
+        return {key: item for key, item in error.items() if key != "input"}
+    return error
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -116,7 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return JSONResponse(
+        return ErrorResponse(
             status_code=exc.status_code, content={"detail": exc.detail()}, headers=exc.headers()
         )
 
@@ -132,11 +159,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DownloadForbidden)
         return _download_forbidden(exc)
 
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = [_shortened(error) for error in jsonable_encoder(exc.errors())]
+        return ErrorResponse(status_code=422, content={"detail": detail})
+
     async def on_rpc_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RPCError)
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             log.warning("Temporal unreachable on %s %s: %s", request.method, request.url.path, exc)
-            return JSONResponse(
+            return ErrorResponse(
                 status_code=503,
                 content={"detail": f"Temporal is not reachable ({exc.message}); try again later"},
             )
@@ -145,11 +177,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
         log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
-        return JSONResponse(
+        return ErrorResponse(
             status_code=500,
             content={"detail": f"internal error (id {error_id}); the server log has the details"},
         )
 
+    app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(ParamsInvalid, on_params_invalid)
     app.add_exception_handler(UnknownWorkflow, on_unknown_workflow)

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.body_text import TEXT_PATTERN
 from api.responses import document_common_errors
 from manifests.registry import RegistrySnapshot
 
@@ -68,6 +69,7 @@ def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
     components: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     variants: list[dict[str, str]] = []
     mapping: dict[str, str] = {}
+    generate_fields = components.get("GenerateCreate", {}).get("properties", {})
     for workflow_id, manifest in snapshot.workflows.items():
         params_name = _params_component(workflow_id, manifest.json_schema(), components)
         variant_name = f"Generate_{workflow_id}"
@@ -78,7 +80,12 @@ def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
             "properties": {
                 "workflow_id": {"type": "string", "const": workflow_id, "enum": [workflow_id]},
                 "params": {"$ref": _REF_PREFIX + params_name},
-                "options": {"$ref": _REF_PREFIX + "GenerateOptions"},
+                # The rest as GenerateCreate declares it (options, callback_url): one source.
+                **{
+                    name: schema
+                    for name, schema in generate_fields.items()
+                    if name not in ("workflow_id", "params")
+                },
             },
             # A workflow with required parameters needs `params` (else 422 naming them).
             "required": ["workflow_id", "params"]
@@ -98,7 +105,38 @@ def build_openapi(app: FastAPI, snapshot: RegistrySnapshot) -> dict[str, Any]:
         }
     document_common_errors(document, no_temporal=NO_TEMPORAL_PATHS)
     _document_output_names(document)
+    _document_text_rule(document)
     return document
+
+
+def _document_text_rule(document: dict[str, Any]) -> None:
+    """Gives each free-text field of a request body (no pattern, enum or format of its own) the
+    pattern of what api.body_text lets through, so the document states what is refused."""
+    components = document.get("components", {}).get("schemas", {})
+    seen: set[int] = set()
+    stack: list[Any] = [
+        operation["requestBody"].get("content", {}).get("application/json", {}).get("schema")
+        for operations in document.get("paths", {}).values()
+        for operation in operations.values()
+        if isinstance(operation, dict) and "requestBody" in operation
+    ]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
+            stack.append(components.get(ref[len(_REF_PREFIX) :]))
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(node):
+            node["pattern"] = TEXT_PATTERN
+        for key in ("properties", "$defs"):
+            stack.extend((node.get(key) or {}).values())
+        for key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf"):
+            stack.append(node.get(key))
 
 
 # What OutputStore accepts as a task id or file name (one plain path component); the route

@@ -13,6 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.contract.task_schemas import TaskStatusName
 
+# Temporal refuses ids and task queue names over 1000 bytes (dynamic config limit.maxIDLength):
+# a task id is "<workflow id>-<time>-<hex>" and a pinned job's queue "comfy-gpu-<pool>.<worker>",
+# so both names stay well below it. Manifest workflow ids are ASCII (manifests.loading.entries).
+MAX_WORKFLOW_ID_LENGTH = 255
+MAX_WORKER_NAME_LENGTH = 200
+# A worker name is part of a task queue name: no spaces, no control characters.
+WORKER_NAME_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+
 
 class GenerateOptions(BaseModel):
     """Options beside the workflow's parameters."""
@@ -20,10 +28,19 @@ class GenerateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     worker: str | None = Field(
-        default=None, description="Pin the job to this GPU worker (its own task queue)."
+        default=None,
+        min_length=1,
+        max_length=MAX_WORKER_NAME_LENGTH,
+        pattern=WORKER_NAME_PATTERN,
+        description="Pin the job to this GPU worker (its own task queue).",
     )
+    # Strict, like the workflow's parameters: "1", 1.0 and true are not priorities.
     priority: int | None = Field(
-        default=None, ge=1, le=5, description="Temporal task priority: 1 (highest) to 5; default 3."
+        default=None,
+        ge=1,
+        le=5,
+        strict=True,
+        description="Temporal task priority: 1 (highest) to 5; default 3.",
     )
 
 
@@ -53,7 +70,11 @@ class GenerateCreate(BaseModel):
         },
     )
 
-    workflow_id: str = Field(min_length=1, description="A workflow listed by GET /workflows.")
+    workflow_id: str = Field(
+        min_length=1,
+        max_length=MAX_WORKFLOW_ID_LENGTH,
+        description="A workflow listed by GET /workflows.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict, description="The workflow's parameters (see GET /workflows/{id})."
     )

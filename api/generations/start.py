@@ -67,6 +67,17 @@ class UnknownWorker(ApiError):
     error_type = "unknown_worker"
 
 
+def check_params_size(params: Mapping[str, Any]) -> None:
+    """ParamsTooLarge when `params` take more than MAX_PARAMS_BYTES as JSON."""
+    size = len(json.dumps(params, separators=(",", ":")))
+    if size > MAX_PARAMS_BYTES:
+        raise ParamsTooLarge(
+            f"params take {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}"
+            " (pass large inputs such as images by file name, not inline)",
+            loc=["body", "params"],
+        )
+
+
 def new_task_id(workflow_id: str, now: datetime | None = None) -> str:
     """Readable and unique: "<workflow_id>-<yyyymmdd-hhmmss>-<6 hex>" (UTC)."""
     moment = now or datetime.now(UTC)
@@ -200,13 +211,7 @@ async def start_generation(
     else:
         task_id = new_task_id(body.workflow_id)
     # Inline (base64) images are stored apart, under their own limit (api/generations/inputs.py).
-    size = len(json.dumps(inline_images_removed(body.params), separators=(",", ":")))
-    if size > MAX_PARAMS_BYTES:
-        raise ParamsTooLarge(
-            f"params take {size} bytes as JSON; the limit is {MAX_PARAMS_BYTES}"
-            " (pass large inputs such as images by file name, not inline)",
-            loc=["body", "params"],
-        )
+    check_params_size(inline_images_removed(body.params))
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
     callback_url = await checked_callback_url(body, settings)

@@ -18,6 +18,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from api.deps import BaseUrlDep, ManifestsDep, PageTokensDep, TemporalDep
+from api.generations.start import check_params_size
 from api.page_tokens import fetch_page
 from api.schedules.schemas import (
     ScheduleChange,
@@ -88,8 +89,10 @@ async def create_schedule(
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
 ) -> SchedulePublic:
-    # The same check as POST /generate (raises UnknownWorkflow / ParamsInvalid); each run checks
-    # again against the manifest of its own time.
+    # The same checks as POST /generate (raise ParamsTooLarge, UnknownWorkflow, ParamsInvalid);
+    # each run checks again against the manifest of its own time. A schedule keeps its params
+    # whole (inline images too), in its action and in each run's input and memo.
+    check_params_size(body.params)
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
     schedule_id = body.schedule_id or new_schedule_id(body.workflow_id)
     schedule = new_schedule(
@@ -189,6 +192,7 @@ async def change_schedule(
     action: ScheduleActionStartWorkflow | None = None
     if body.params is not None or body.options is not None:
         params = body.params if body.params is not None else request.params
+        check_params_size(params)
         manifest, _ = await manifests.checked(request.workflow_id, params)
         options = body.options
         if options is None:

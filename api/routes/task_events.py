@@ -77,10 +77,19 @@ class EventId:
         if not text:
             return None
         parts = text.strip().split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses; and no id of ours
+        # is longer than _MAX_PART_DIGITS a part, while int() refuses over 4300 digits.
+        if len(parts) != 3 or not all(_is_id_part(p) for p in parts):
             return None
         attempt, stage, tick = (int(p) for p in parts)
         return cls(attempt, stage, tick)
+
+
+_MAX_PART_DIGITS = 20
+
+
+def _is_id_part(text: str) -> bool:
+    return 0 < len(text) <= _MAX_PART_DIGITS and text.isascii() and text.isdigit()
 
 
 def event_id_for(task: TaskPublic, attempt: int) -> EventId:

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from api.contract.task_schemas import TaskStatusName
-from api.schemas import GenerateOptions
+from api.schemas import MAX_WORKFLOW_ID_LENGTH, GenerateOptions
 
 _COMPACT_DURATION = re.compile(
     r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
@@ -89,6 +89,17 @@ def format_duration(value: timedelta) -> str:
     return text
 
 
+def _datetime_text(value: Any) -> Any:
+    """Times are ISO 8601 text: a bare number would be read as a Unix time, silently."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("a time is ISO 8601 text with a time zone, e.g. '2026-12-01T08:00:00Z'")
+
+
+# Pydantic would also take a number (Unix time) for a datetime; the API takes text only.
+AwareTime = Annotated[AwareDatetime, BeforeValidator(_datetime_text)]
+CronText = Annotated[str, Field(min_length=1, max_length=255)]
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
@@ -136,16 +147,16 @@ class ScheduleSpecIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cron: list[str] = Field(
+    cron: list[CronText] = Field(
         default_factory=list,
         description="Cron expressions, e.g. '0 3 * * *' (03:00 every day in time_zone).",
     )
     intervals: list[ScheduleInterval] = Field(default_factory=list)
     time_zone: str | None = Field(
-        default=None, description="IANA name, e.g. 'Europe/Berlin'; default UTC."
+        default=None, max_length=255, description="IANA name, e.g. 'Europe/Berlin'; default UTC."
     )
-    start_at: AwareDatetime | None = Field(default=None, description="No run before this time.")
-    end_at: AwareDatetime | None = Field(default=None, description="No run after this time.")
+    start_at: AwareTime | None = Field(default=None, description="No run before this time.")
+    end_at: AwareTime | None = Field(default=None, description="No run after this time.")
     jitter: Duration | None = Field(
         default=None, description="Each run starts up to this much later, at random."
     )
@@ -224,7 +235,7 @@ class SchedulePolicyIn(BaseModel):
         "Temporal's default is 1 year.",
     )
     pause_on_failure: bool = Field(
-        default=False, description="Pause the schedule when a run fails."
+        default=False, strict=True, description="Pause the schedule when a run fails."
     )
 
     @field_validator("catchup_window")
@@ -264,7 +275,11 @@ class ScheduleCreate(BaseModel):
         pattern=SCHEDULE_ID_PATTERN,
         description="Letters, digits, '_', '.', '-'; default: generated from the workflow id.",
     )
-    workflow_id: str = Field(min_length=1, description="A workflow listed by GET /workflows.")
+    workflow_id: str = Field(
+        min_length=1,
+        max_length=MAX_WORKFLOW_ID_LENGTH,
+        description="A workflow listed by GET /workflows.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="The workflow's parameters, checked now and again when each run starts.",
@@ -272,7 +287,7 @@ class ScheduleCreate(BaseModel):
     options: GenerateOptions | None = None
     spec: ScheduleSpecIn
     policy: SchedulePolicyIn | None = None
-    paused: bool = Field(default=False, description="Create the schedule paused.")
+    paused: bool = Field(default=False, strict=True, description="Create the schedule paused.")
     note: str | None = Field(default=None, max_length=1000)
 
 

@@ -33,6 +33,11 @@ def resolve_output(data_dir: Path, task_id: str, filename: str) -> Path:
     except OutputStoreError as err:
         raise InvalidOutputName(str(err), loc=["path", "filename"]) from err
     if not path.is_file():
+        if not path.parent.is_dir():  # the task id is the wrong part: it has no files at all
+            raise OutputNotFound(
+                f"task '{task_id}' has no output files (no such task, or none saved yet)",
+                loc=["path", "task_id"],
+            )
         raise OutputNotFound(
             f"task '{task_id}' has no output file named {filename!r}", loc=["path", "filename"]
         )

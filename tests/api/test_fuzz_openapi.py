@@ -9,7 +9,6 @@ no answer may be a 5xx. Hypothesis runs derandomized, so the same cases run ever
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +19,16 @@ import hypothesis.errors
 import pytest
 import pytest_asyncio
 import schemathesis
-from google.protobuf.duration_pb2 import Duration
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from schemathesis.generation import GenerationMode
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
-from api.cli.setup import register_search_attributes
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
+from tests.support.temporal_namespaces import fresh_namespace
 
 API_KEY = "fuzz-key-0123456789"
 # Per operation and mode: 19 operations x 2 modes x 8 cases (plus auth probes) take about 25 s.
@@ -48,31 +44,11 @@ class FuzzTarget:
     client: Client
 
 
-async def _fresh_namespace(client: Client) -> Client:
-    namespace = f"fuzz-{uuid.uuid4().hex[:8]}"
-    await client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
-        )
-    )
-    target = client.service_client.config.target_host
-    async with asyncio.timeout(30):  # the frontend learns of a new namespace after a moment
-        while True:
-            try:
-                fuzz_client = await Client.connect(
-                    target, namespace=namespace, data_converter=pydantic_data_converter
-                )
-                await register_search_attributes(fuzz_client)
-                return fuzz_client
-            except Exception:
-                await asyncio.sleep(0.2)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def fuzz_target(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[FuzzTarget]:
-    client = await _fresh_namespace(temporal_client)
+    client = await fresh_namespace(temporal_client, "fuzz")
     data_dir: Path = tmp_path_factory.mktemp("fuzz-data")
     app = create_app(Settings(data_dir=data_dir, api_keys=(API_KEY,)), temporal_client=client)
     try:
