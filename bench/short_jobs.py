@@ -672,6 +672,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.comfyui_url and (args.workflow == EMULATOR_WORKFLOW_ID or not args.params):
+        sys.exit("with --comfyui-url, name a workflow of yours: --workflow ID --params JSON")
     pinning = None if args.no_pin else CpuPinning(args.service_cpus, args.comfyui_cpus)
     if pinning is not None:
         pinning.check()
