@@ -37,11 +37,14 @@ import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +72,7 @@ from bench.overhead import (  # noqa: E402
     submit,
 )
 from bench.processes import CpuMeter, CpuPinning, command_prefix  # noqa: E402
-from bench.temporal_floor import floor_process  # noqa: E402
+from bench.temporal_floor import FloorProcess, floor_process  # noqa: E402
 from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID  # noqa: E402
 
 FINAL = {"SUCCESS", "FAILURE", "CANCELLED"}
@@ -80,6 +83,7 @@ ROLE_LABELS = {
     "gpu-worker": "GPU worker",
     "sdk": "floor SDK process (client + 2 Workers)",
     "comfyui": "ComfyUI (not in the total)",
+    "total": "total",
 }
 WARM_UP_JOBS = 3
 
@@ -162,9 +166,13 @@ class Sequential:
 
 
 @dataclass
-class Floor:
-    latencies: list[float]
-    burst: Burst
+class Round:
+    """One round: each comparison's two sides measured back to back, under the same load."""
+
+    direct_backlog: Backlog
+    service_backlog: Backlog
+    floor_burst: Burst
+    service_burst: Burst
 
 
 # ---------------------------------------------------------------- ComfyUI's history
@@ -188,7 +196,25 @@ async def spans_since(comfy_http: httpx.AsyncClient, since: float, limit: int) -
 # ---------------------------------------------------------------- the raw Temporal floor
 
 
-async def measure_floor(args: argparse.Namespace, work: Path, pinning: CpuPinning | None) -> Floor:
+@dataclass
+class FloorStack:
+    server_pid: int
+    process: FloorProcess
+
+    async def sequential(self, count: int) -> list[float]:
+        latencies: list[float] = (await self.process.command("sequential", count))["latencies"]
+        return latencies
+
+    async def burst(self, count: int) -> Burst:
+        meter = CpuMeter({"temporal": self.server_pid, "sdk": self.process.pid})
+        meter.start()
+        answer = await self.process.command("burst", count)
+        return Burst(count, answer["started_s"], answer["completed_s"], meter.stop())
+
+
+@asynccontextmanager
+async def floor_stack(work: Path, pinning: CpuPinning | None) -> AsyncIterator[FloorStack]:
+    """A dev server with the service's flags and the floor process, both on the service's CPUs."""
     prefix = command_prefix(pinning, "service")
     server = TemporalDevServer(
         DevServerConfig(
@@ -201,17 +227,12 @@ async def measure_floor(args: argparse.Namespace, work: Path, pinning: CpuPinnin
     server.child.argv[:0] = prefix
     await server.start()
     try:
-        async with floor_process(server.address, prefix, work / "logs" / "floor.log") as floor:
-            await floor.command("sequential", WARM_UP_JOBS + 2)
-            latencies = (await floor.command("sequential", args.sequential))["latencies"]
+        async with floor_process(server.address, prefix, work / "logs" / "floor.log") as process:
+            await process.command("sequential", WARM_UP_JOBS)
             assert server.pid is not None
-            meter = CpuMeter({"temporal": server.pid, "sdk": floor.pid})
-            meter.start()
-            burst = await floor.command("burst", args.burst)
-            cpu = meter.stop()
+            yield FloorStack(server.pid, process)
     finally:
         await server.stop()
-    return Floor(latencies, Burst(args.burst, burst["started_s"], burst["completed_s"], cpu))
 
 
 # ---------------------------------------------------------------- the service
@@ -317,16 +338,16 @@ class Bench:
             seq.polled.append(ended_at - posted - execution)
             seq.poll_tail.append(ended_at - end)
 
-    async def sequential(self, jobs: DistinctParams, count: int) -> Sequential:
-        seq = Sequential()
-        for _ in range(count):  # direct and service alternate, so both see the same load
+    async def sequential(self, jobs: DistinctParams, count: int, seq: Sequential) -> None:
+        """`count` jobs polled, each after a direct one (so both see the same load), then
+        `count` on the long poll while the API answers one."""
+        for _ in range(count):
             seq.direct.append(await self.direct_once(jobs.next()))
             await self.service_once(jobs.next(), seq, long=False)
         for _ in range(count):
-            await self.service_once(jobs.next(), seq, long=True)
-            if seq.long_poll != "measured":
+            if seq.long_poll.startswith("not supported"):
                 break
-        return seq
+            await self.service_once(jobs.next(), seq, long=True)
 
     async def direct_backlog(self, params: list[dict[str, Any]]) -> Backlog:
         prompt_ids = [str(uuid.uuid4()) for _ in params]
@@ -376,10 +397,18 @@ def job_params(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     return {"steps": steps, "seconds_per_step": round(seconds / steps, 6)}
 
 
-async def measure_service(
-    args: argparse.Namespace, work: Path, pinning: CpuPinning | None
-) -> dict[str, Any]:
+@dataclass
+class Measured:
+    jobs: dict[str, Any]
+    burst_jobs: dict[str, Any]
+    sequential: Sequential  # pooled over the rounds
+    floor_latencies: list[float]
+    rounds: list[Round]
+
+
+async def measure(args: argparse.Namespace, work: Path, pinning: CpuPinning | None) -> Measured:
     async with (
+        floor_stack(work, pinning) as floor,
         own_stack(args, work, pinning) as stack,
         httpx.AsyncClient(base_url=stack.api_url, timeout=120) as http,
     ):
@@ -395,23 +424,24 @@ async def measure_service(
             info = (await http.get(f"/workflows/{args.workflow}")).json()
             jobs = DistinctParams(job_params(args, args.job_seconds), set(info["parameters"]))
             short = DistinctParams(job_params(args, args.burst_job_seconds), jobs.parameters)
+            pids = {r: p for r, p in stack.pids.items() if r in (*SERVICE_ROLES, "comfyui")}
 
             # First-run costs (imports, sandbox, connections) are not per-job costs.
-            await bench.sequential(jobs, WARM_UP_JOBS)
-            seq = await bench.sequential(jobs, args.sequential)
-            direct = await bench.direct_backlog(jobs.take(args.backlog))
-            service = await bench.service_backlog(jobs.take(args.backlog))
-            pids = {r: p for r, p in stack.pids.items() if r in (*SERVICE_ROLES, "comfyui")}
-            short.count = jobs.count  # images of sizes ComfyUI has not seen yet
-            burst = await bench.burst(short.take(args.burst), pids)
-            return {
-                "jobs": jobs.base,
-                "burst_jobs": short.base,
-                "sequential": seq,
-                "direct_backlog": direct,
-                "service_backlog": service,
-                "burst": burst,
-            }
+            await bench.sequential(jobs, WARM_UP_JOBS, Sequential())
+            seq = Sequential()
+            floor_latencies: list[float] = []
+            rounds: list[Round] = []
+            for _ in range(args.rounds):
+                floor_latencies += await floor.sequential(args.sequential)
+                await bench.sequential(jobs, args.sequential, seq)
+                direct = await bench.direct_backlog(jobs.take(args.backlog))
+                service = await bench.service_backlog(jobs.take(args.backlog))
+                floor_burst = await floor.burst(args.burst)
+                short.count = jobs.count  # image sizes ComfyUI has not seen yet
+                burst = await bench.burst(short.take(args.burst), pids)
+                jobs.count = short.count
+                rounds.append(Round(direct, service, floor_burst, burst))
+            return Measured(jobs.base, short.base, seq, floor_latencies, rounds)
 
 
 # ---------------------------------------------------------------- report
@@ -442,48 +472,78 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _median(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field by field median of the rounds' summaries (nested dicts of numbers)."""
+    out: dict[str, Any] = {}
+    for key, first in summaries[0].items():
+        values = [summary[key] for summary in summaries]
+        if isinstance(first, dict):
+            out[key] = _median(values)
+        elif isinstance(first, int | float):
+            numbers = [v for v in values if v is not None and v == v]
+            out[key] = statistics.median(numbers) if numbers else None
+        else:
+            out[key] = first
+    return out
+
+
+def _cpu_total(burst: dict[str, Any], roles: tuple[str, ...]) -> float:
+    return sum(v for k, v in burst["cpu_ms_per_job"].items() if k in roles)
+
+
+def _round_summary(r: Round) -> dict[str, Any]:
+    direct, service = r.direct_backlog.summary(), r.service_backlog.summary()
+    mine, floor = r.service_burst.summary(), r.floor_burst.summary()
+    mine["cpu_ms_per_job"]["total"] = _cpu_total(mine, SERVICE_ROLES)
+    floor["cpu_ms_per_job"]["total"] = _cpu_total(floor, ("temporal", "sdk"))
+    return {
+        "backlog": {"direct": direct, "service": service},
+        "burst": {"service": mine, "floor": floor},
+        "ratios": {
+            "backlog": service["makespan_s"] / direct["makespan_s"],
+            "cpu": mine["cpu_ms_per_job"]["total"] / floor["cpu_ms_per_job"]["total"],
+            "submits": mine["submits_per_s"] / floor["submits_per_s"],
+            "completions": mine["completions_per_s"] / floor["completions_per_s"],
+        },
+    }
+
+
 def build_report(
-    args: argparse.Namespace,
-    pinning: CpuPinning | None,
-    floor: Floor,
-    service: dict[str, Any],
-    wall: float,
+    args: argparse.Namespace, pinning: CpuPinning | None, measured: Measured, wall: float
 ) -> dict[str, Any]:
-    seq: Sequential = service["sequential"]
-    direct: Backlog = service["direct_backlog"]
-    through: Backlog = service["service_backlog"]
-    burst: Burst = service["burst"]
-    floor_burst = floor.burst.summary()
-    service_burst = burst.summary()
-    cpu = service_burst["cpu_ms_per_job"]
-    floor_cpu = floor_burst["cpu_ms_per_job"]
-    service_cpu_total = sum(cpu[r] for r in SERVICE_ROLES if r in cpu)
-    floor_cpu_total = sum(floor_cpu.values())
-    floor_p50 = percentile(floor.latencies, 50)
-    seq_summary = seq.summary()
+    rounds = [_round_summary(r) for r in measured.rounds]
+    median = _median(rounds)
+    seq = measured.sequential.summary()
+    floor_p50 = percentile(measured.floor_latencies, 50)
 
-    def target(name: str, value: float, limit: float, unit: str, higher: bool = False) -> dict:
-        ok = value >= limit if higher else value <= limit
-        return {"measure": name, "value": value, "limit": limit, "unit": unit,
-                "direction": ">=" if higher else "<=", "pass": ok}  # fmt: skip
+    def target(
+        name: str, key: str | None, value: float, limit: float, unit: str, higher: bool = False
+    ) -> dict[str, Any]:
+        return {
+            "measure": name,
+            "value": value,
+            "rounds": [r["ratios"][key] for r in rounds] if key else None,
+            "limit": limit,
+            "unit": unit,
+            "direction": ">=" if higher else "<=",
+            "pass": value >= limit if higher else value <= limit,
+        }
 
+    ratios = median["ratios"]
     targets = [
-        target(
-            f"backlog of {args.backlog} x {args.job_seconds:g} s, makespan / direct",
-            through.makespan / direct.makespan, 1.05, "x",
-        ),
-        target("CPU per generation / floor's per workflow", service_cpu_total / floor_cpu_total,
-               1.15, "x"),
-        target("submits/s / floor's starts/s", service_burst["submits_per_s"]
-               / floor_burst["submits_per_s"], 0.8, "x", higher=True),
-        target("completions/s / floor's completions/s", service_burst["completions_per_s"]
-               / floor_burst["completions_per_s"], 0.8, "x", higher=True),
-        target(f"sequential overhead p50, polling every {args.poll_ms:g} ms",
-               seq_summary["polled"]["p50_s"] * 1000, floor_p50 * 1000 + 15, "ms"),
+        target(f"backlog of {args.backlog} x {args.job_seconds:g} s, makespan / direct",
+               "backlog", ratios["backlog"], 1.05, "x"),
+        target("CPU per generation / floor's per workflow", "cpu", ratios["cpu"], 1.15, "x"),
+        target("submits/s / floor's starts/s", "submits", ratios["submits"], 0.8, "x",
+               higher=True),
+        target("completions/s / floor's completions/s", "completions", ratios["completions"],
+               0.8, "x", higher=True),
+        target(f"sequential overhead p50, polling every {args.poll_ms:g} ms", None,
+               seq["polled"]["p50_s"] * 1000, floor_p50 * 1000 + 15, "ms"),
     ]  # fmt: skip
-    if seq.long_polled:
+    if seq["long_polled"]["n"]:
         targets.append(
-            target("sequential overhead p50, long poll", seq_summary["long_polled"]["p50_s"] * 1000,
+            target("sequential overhead p50, long poll", None, seq["long_polled"]["p50_s"] * 1000,
                    floor_p50 * 1000 + 15, "ms")
         )  # fmt: skip
     return {
@@ -501,19 +561,17 @@ def build_report(
         "comfyui": args.comfyui_url or "emulator",
         "dev_server_dynamic_config": list(DEV_SERVER_DYNAMIC_CONFIG),
         "workflow": args.workflow,
-        "job_params": service["jobs"],
-        "burst_job_params": service["burst_jobs"],
+        "job_params": measured.jobs,
+        "burst_job_params": measured.burst_jobs,
         "wall_s": wall,
         "poll_ms": args.poll_ms,
-        "backlog": {"direct": direct.summary(), "service": through.summary()},
-        "burst": {"service": service_burst, "floor": floor_burst},
-        "cpu_ms_per_generation_total": service_cpu_total,
-        "cpu_ms_per_floor_workflow_total": floor_cpu_total,
-        "sequential": seq_summary,
+        "median": median,  # of the rounds
+        "rounds": rounds,
+        "sequential": seq,
         "floor_latency": {
             "p50_s": floor_p50,
-            "p90_s": percentile(floor.latencies, 90),
-            "n": len(floor.latencies),
+            "p90_s": percentile(measured.floor_latencies, 90),
+            "n": len(measured.floor_latencies),
         },
         "targets": targets,
     }
@@ -551,9 +609,11 @@ def print_report(r: dict[str, Any]) -> None:
     load = ", ".join(f"{x:.2f}" for x in m["load_average_at_end"])
     print(f"{where}; load average at the end {load}")
 
-    b = r["backlog"]
+    rounds = len(r["rounds"])
+    print(f"medians of {rounds} rounds; each comparison's two sides run back to back")
+    b = r["median"]["backlog"]
     direct, service = b["direct"], b["service"]
-    _header(f"backlog of {direct['prompts_seen']} jobs posted at once", "direct", "service")
+    _header(f"backlog of {direct['prompts_seen']:g} jobs posted at once", "direct", "service")
     _row("makespan, s", f"{direct['makespan_s']:.2f}", f"{service['makespan_s']:.2f}")
     for label, key in (
         ("ComfyUI idle between prompts, ms", "comfyui_idle_s"),
@@ -564,16 +624,14 @@ def print_report(r: dict[str, Any]) -> None:
         _row(label, _ms(direct[key]), _ms(service[key]))
     _row("ComfyUI busy, s", f"{direct['comfyui_busy_s']:.2f}", f"{service['comfyui_busy_s']:.2f}")
 
-    s, f = r["burst"]["service"], r["burst"]["floor"]
-    _header(f"{s['count']} generations posted at once", "service", "raw floor")
+    s, f = r["median"]["burst"]["service"], r["median"]["burst"]["floor"]
+    _header(f"{s['count']:g} generations posted at once", "service", "raw floor")
     _row(f"(jobs {r['burst_job_params']}, ComfyUI busy {s['comfyui_busy_s']:.2f} s)")
     _row("CPU per generation, ms")
-    for role in (*SERVICE_ROLES, "sdk"):
+    for role in (*SERVICE_ROLES, "sdk", "total"):
         mine, theirs = s["cpu_ms_per_job"].get(role), f["cpu_ms_per_job"].get(role)
         _row("  " + ROLE_LABELS[role], "-" if mine is None else f"{mine:.1f}",
              "-" if theirs is None else f"{theirs:.1f}")  # fmt: skip
-    _row("  total", f"{r['cpu_ms_per_generation_total']:.1f}",
-         f"{r['cpu_ms_per_floor_workflow_total']:.1f}")  # fmt: skip
     if "comfyui" in s["cpu_ms_per_job"]:
         _row("  " + ROLE_LABELS["comfyui"], f"{s['cpu_ms_per_job']['comfyui']:.1f}", "-")
     _row("submits/s (floor: starts/s)", f"{s['submits_per_s']:.1f}", f"{f['submits_per_s']:.1f}")
@@ -601,14 +659,15 @@ def print_report(r: dict[str, Any]) -> None:
     _row("service: ComfyUI's end to the client polling", _ms(q["poll_tail"]["p50_s"]),
          _ms(q["poll_tail"]["p90_s"]))  # fmt: skip
 
-    _header("targets", "value", "target", "")
+    _header("targets (median of the rounds)", "value", "target", "", "rounds")
     for t in r["targets"]:
         unit, op = t["unit"], t["direction"]
         if unit == "x":
             value, limit = f"{t['value']:.2f}x", f"{op} {t['limit']:.2f}x"
         else:
             value, limit = f"{t['value']:.0f} {unit}", f"{op} {t['limit']:.0f} {unit}"
-        _row(t["measure"], value, limit, "pass" if t["pass"] else "FAIL")
+        each = " ".join(f"{x:.2f}" for x in t["rounds"]) if t["rounds"] else ""
+        _row(t["measure"], value, limit, "pass" if t["pass"] else "FAIL", f"  {each}")
     print()
 
 
@@ -629,10 +688,8 @@ def _finite(value: Any) -> Any:
 async def run(args: argparse.Namespace, pinning: CpuPinning | None) -> dict[str, Any]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="comfy-short-jobs-") as tmp:
-        work = Path(tmp)
-        floor = await measure_floor(args, work, pinning)
-        service = await measure_service(args, work, pinning)
-    return build_report(args, pinning, floor, service, time.monotonic() - started)
+        measured = await measure(args, Path(tmp), pinning)
+    return build_report(args, pinning, measured, time.monotonic() - started)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -657,7 +714,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--backlog", type=int, default=30)
     parser.add_argument("--burst", type=int, default=100, help="generations posted at once")
-    parser.add_argument("--sequential", type=int, default=20, help="sequential jobs per mode")
+    parser.add_argument("--sequential", type=int, default=10, help="sequential jobs per mode and round")
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="rounds of every measure; medians reported, so a burst of load elsewhere counts less",
+    )  # fmt: skip
     parser.add_argument("--poll-ms", type=float, default=10, help="client's GET /tasks interval")
     parser.add_argument("--long-poll-wait", type=float, default=10, help="?wait= of the long poll")
     parser.add_argument("--service-cpus", default="0", help="taskset CPU list of the service")
