@@ -3,8 +3,10 @@
 It starts its own stack on free loopback ports (bench/overhead.py's: a Temporal dev server on a
 SQLite file, `comfy-temporal api --with-control-worker`, one `comfy-temporal gpu-worker`) with the
 whole service confined to one CPU (`taskset -c 0`), and the ComfyUI emulator (tests/emulator) on the
-other (`taskset -c 1`) with this process, which plays the clients. Before the stack it measures the
-raw Temporal floor (bench/temporal_floor.py) on a dev server with the same flags, on the same CPU.
+other (`taskset -c 1`) with this process, which plays the clients. Beside it runs the raw Temporal
+floor (bench/temporal_floor.py) on a second dev server with the same flags, on the service's CPU.
+Every measure runs --rounds times, its two sides back to back (the load of a shared machine moves),
+and the rounds' medians are reported.
 
 Figures, side by side:
 - backlog: --backlog prompts of --job-seconds of ComfyUI time, posted all at once through the
@@ -16,17 +18,19 @@ Figures, side by side:
   its children (dev server, API + control worker, GPU worker), divided by the jobs, next to the
   floor's CPU per workflow for its own burst (dev server, SDK process);
 - submits/s and completions/s of that burst, next to the floor's starts/s and completions/s;
-- sequential overhead (end to end minus ComfyUI's execution) for --sequential jobs one after
-  another: straight to ComfyUI; through the service to the workflow's close time; as a client sees
-  it polling GET /tasks/{id} every --poll-ms; and with the long poll GET /tasks/{id}?wait=S when the
-  API answers one (detected by a 200 with the task ended); next to the floor's latency;
+- sequential overhead (end to end minus ComfyUI's execution) for --sequential jobs a round, one
+  after another: straight to ComfyUI; through the service to the workflow's close time; as a
+  client sees it polling GET /tasks/{id} every --poll-ms; and with the long poll
+  GET /tasks/{id}?wait=S when the API answers one (detected by a 200 with the task ended); next to
+  the floor's latency;
 - the targets of the short-jobs issue as ratios, pass or fail.
 
 `--comfyui-url URL --workflow ID --params JSON` measures a real ComfyUI (not pinned here: pin it
 yourself, outside the service's CPUs). `--json [PATH]` writes every figure as JSON ('-': stdout).
 
 Usage: python bench/short_jobs.py [--job-seconds 0.1] [--backlog 30] [--burst 100]
-       [--sequential 20] [--service-cpus 0 --comfyui-cpus 1 | --no-pin] [--json [PATH]]
+       [--sequential 10] [--rounds 3] [--service-cpus 0 --comfyui-cpus 1 | --no-pin]
+       [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -714,7 +718,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--backlog", type=int, default=30)
     parser.add_argument("--burst", type=int, default=100, help="generations posted at once")
-    parser.add_argument("--sequential", type=int, default=10, help="sequential jobs per mode and round")
+    parser.add_argument("--sequential", type=int, default=10, help="sequential jobs per round")
     parser.add_argument(
         "--rounds", type=int, default=3,
         help="rounds of every measure; medians reported, so a burst of load elsewhere counts less",
