@@ -52,12 +52,12 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from activities.comfyui.client import ComfyUIClient  # noqa: E402
-from activities.comfyui.process import ComfyUIProcess  # noqa: E402
 from activities.comfyui.prompt_run import outcome_from_history  # noqa: E402
 from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.child_process import ChildProcess  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
+from bench.processes import CpuPinning, PinnedComfyUIProcess, command_prefix  # noqa: E402
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.payloads import ExecuteResult  # noqa: E402
 from tests.support.manifests import (  # noqa: E402
@@ -77,6 +77,9 @@ class Stack:
     temporal: Client
     comfyui_url: str | None
     registry: ManifestRegistry | None
+    # The root process of each role (temporal, api, gpu-worker, comfyui when started here), for
+    # CPU figures from /proc.
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,8 +115,14 @@ class DistinctParams:
 
 
 @asynccontextmanager
-async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack]:
+async def own_stack(
+    args: argparse.Namespace, work: Path, pinning: CpuPinning | None = None
+) -> AsyncIterator[Stack]:
+    """Dev server, emulator (unless args.comfyui_url), GPU worker and API on free ports; with
+    `pinning`, the service runs on its CPUs and the emulator on ComfyUI's."""
+    service_prefix = command_prefix(pinning, "service")
     async with AsyncExitStack() as stack:
+        pids: dict[str, int] = {}
         manifests_dir, workflows_dir = write_manifests_with_emulator_sampler(work)
         data_dir = work / "data"
         server = TemporalDevServer(
@@ -124,13 +133,17 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
                 log_file=work / "logs" / "temporal.log",
             )
         )
+        server.child.argv[:0] = service_prefix
         await server.start()
         stack.push_async_callback(server.stop)
+        assert server.pid is not None
+        pids["temporal"] = server.pid
 
         comfyui_url = args.comfyui_url
         if comfyui_url is None:
-            emulator = ComfyUIProcess(
+            emulator = PinnedComfyUIProcess(
                 EMULATOR_DIR,
+                prefix=command_prefix(pinning, "comfyui"),
                 work_dir=work / "comfyui",
                 python=sys.executable,
                 extra_args=["--cpu"],
@@ -139,6 +152,8 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
             await emulator.start()
             stack.push_async_callback(emulator.stop)
             comfyui_url = emulator.url
+            assert emulator.pid is not None
+            pids["comfyui"] = emulator.pid
 
         env = dict(os.environ, TEMPORAL_ADDRESS=server.address)
         for name in ("COMFYUI_PATH", "COMFYUI_URL", "COMFYUI_ARGS", "TEMPORAL_NAMESPACE"):
@@ -146,8 +161,8 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
         cli = [sys.executable, "-m", "api.cli.main"]
         gpu = ChildProcess(
             "gpu-worker",
-            [*cli, "gpu-worker", "--comfyui-url", comfyui_url, "--data-dir", str(data_dir),
-             "--name", "bench-gpu"],
+            [*service_prefix, *cli, "gpu-worker", "--comfyui-url", comfyui_url,
+             "--data-dir", str(data_dir), "--name", "bench-gpu"],
             env=env,
             cwd=REPO_ROOT,
             log_path=work / "logs" / "gpu-worker.log",
@@ -157,7 +172,7 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
         api_port = free_port()
         api = ChildProcess(
             "api",
-            [*cli, "api", "--with-control-worker", "--port", str(api_port),
+            [*service_prefix, *cli, "api", "--with-control-worker", "--port", str(api_port),
              "--data-dir", str(data_dir), "--manifests", str(manifests_dir),
              "--workflows", str(workflows_dir), "--log-level", "warning"],
             env=env,
@@ -166,10 +181,13 @@ async def own_stack(args: argparse.Namespace, work: Path) -> AsyncIterator[Stack
         )  # fmt: skip
         await api.start()
         stack.push_async_callback(api.stop)
+        assert gpu.pid is not None and api.pid is not None
+        pids["gpu-worker"], pids["api"] = gpu.pid, api.pid
         api_url = f"http://127.0.0.1:{api_port}"
         await wait_ready(api_url, [gpu, api])
         temporal = await connect_temporal(server.address, "default")
-        yield Stack(api_url, temporal, comfyui_url, ManifestRegistry(manifests_dir, workflows_dir))
+        registry = ManifestRegistry(manifests_dir, workflows_dir)
+        yield Stack(api_url, temporal, comfyui_url, registry, pids)
 
 
 async def wait_ready(api_url: str, children: list[ChildProcess], timeout: float = 120) -> None:
