@@ -22,9 +22,11 @@ _REF_PREFIX = "#/components/schemas/"
 # Routes that answer without Temporal, so never with 503.
 NO_TEMPORAL_PATHS = {
     "/health",
+    "/ping",
     "/workflows",
     "/workflows/{workflow_id}",
     "/tasks/{task_id}/outputs/{filename}",
+    "/results/{task_id}/{filename}",
 }
 
 
@@ -149,6 +151,7 @@ _STORE_NAME_SCHEMA = {
 }
 _STORE_NAME_PARAMS = {
     "/tasks/{task_id}/outputs/{filename}": ("task_id", "filename"),
+    "/results/{task_id}/{filename}": ("task_id", "filename"),
     "/tasks/{task_id}/preview": ("task_id",),
 }
 

@@ -164,6 +164,12 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class Pong(BaseModel):
+    """The original service's liveness answer, which its client scripts check."""
+
+    message: Literal["pong"] = "pong"
+
+
 class PoolReadiness(BaseModel):
     task_queue: str
     pollers: list[str]

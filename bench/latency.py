@@ -14,7 +14,7 @@ A starts in ComfyUI, B is prefetched by the GPU worker into ComfyUI's queue behi
   reported it. ComfyUI's history has no per-step timestamps, so that time is its own
   `execution_start` + step x seconds_per_step (comfyui-protocol.md §3.5): the sampler reports a
   step only after sleeping it, so the lag is an upper bound.
-- Running cancel: once GET /tasks/{A} shows STARTED at step >= --cancel-at-step, A is cancelled;
+- Running cancel: once GET /tasks/{A} shows PROGRESS at step >= --cancel-at-step, A is cancelled;
   measured from just before the POST to ComfyUI's `execution_interrupted` timestamp for A's prompt
   (its history) and to A's workflow close (CANCELED). The emulator checks for an interrupt once
   per sampler step, like a real sampler, so up to one step (0.1 s) of it is the sampler's.
@@ -138,12 +138,12 @@ class ProgressWatch:
         self.wanted_step = 0
 
     async def poll(self) -> None:
-        while self.status in ("PENDING", "STARTED"):
+        while self.status in ("PENDING", "PROGRESS"):
             body = (await self.http.get(f"/tasks/{self.task_id}")).json()
             seen = time.time()
             self.status = body["status"]
             step = (body.get("progress") or {}).get("step")
-            if self.status == "STARTED" and step is not None:
+            if self.status == "PROGRESS" and step is not None:
                 self.polled.setdefault(step, seen)
                 self.latest_step = max(self.latest_step, step)
                 if self.latest_step >= self.wanted_step:

@@ -122,8 +122,8 @@ def _describe(task: dict[str, Any]) -> str:
         if queue.get("backlog"):
             phase += f", {queue['backlog']} in queue"
         return f"PENDING  {phase}"
-    if status == "STARTED":
-        text = "STARTED"
+    if status == "PROGRESS":
+        text = "PROGRESS"
         if progress.get("worker"):
             text += f"  on {progress['worker']}"
         if progress.get("class_type") or progress.get("node"):
@@ -295,7 +295,7 @@ def _show(args: argparse.Namespace) -> int:
     if task.get("closed_at"):
         print(f"closed      {task['closed_at']}")
     progress = task.get("progress")
-    if progress and task["status"] == "STARTED":
+    if progress and task["status"] == "PROGRESS":
         print(f"progress    {progress['percent']:.0f}%")
     result = task.get("result")
     if isinstance(result, dict):
@@ -387,7 +387,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing = commands.add_parser("list", parents=[common], help="tasks, newest first")
     listing.add_argument("--workflow-id", help="only tasks of this workflow")
     listing.add_argument(
-        "--status", choices=["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"]
+        "--status", choices=["PENDING", "PROGRESS", "SUCCESS", "FAILURE", "CANCELLED"]
     )
     listing.add_argument("--schedule-id", help="only runs of this schedule")
     listing.add_argument("--limit", type=int, default=50, help="page size (default 50)")

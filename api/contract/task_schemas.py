@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-TaskStatusName = Literal["PENDING", "STARTED", "SUCCESS", "FAILURE", "CANCELLED"]
+TaskStatusName = Literal["PENDING", "PROGRESS", "SUCCESS", "FAILURE", "CANCELLED"]
 
 
 class TaskProgress(BaseModel):

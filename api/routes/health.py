@@ -1,4 +1,5 @@
-"""Liveness (/health: the process answers), readiness (/ready: Temporal and workers are there)."""
+"""Liveness (/health, and /ping as the original service answered it: the process answers),
+readiness (/ready: Temporal and workers are there)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ManifestsDep, SettingsDep, TemporalDep
-from api.schemas import Health, PoolReadiness, Readiness
+from api.schemas import Health, Pong, PoolReadiness, Readiness
 from api.tasks.queues import queue_pollers
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue
@@ -22,6 +23,11 @@ _READY_TIMEOUT = 5.0
 @router.get("/health", response_model=Health, summary="The API process is up")
 async def health() -> Health:
     return Health()
+
+
+@router.get("/ping", response_model=Pong, summary="The API process is up (the original's probe)")
+async def ping() -> Pong:
+    return Pong()
 
 
 @router.get(

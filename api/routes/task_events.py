@@ -56,7 +56,7 @@ _QUEUE_STAGES = {
     "submitting_to_comfyui": 3,
     "queued_in_comfyui": 4,
 }
-_STARTED_STAGE = 5
+_PROGRESS_STAGE = 5
 _FINAL_STAGE = 9
 
 
@@ -96,10 +96,10 @@ def event_id_for(task: TaskPublic, attempt: int) -> EventId:
     """The id of the event that reports `task` as it is now; `attempt` is the highest seen."""
     if task.status in TERMINAL_STATUSES:
         return EventId(attempt, _FINAL_STAGE, 0)
-    if task.status == "STARTED":
+    if task.status == "PROGRESS":
         updated = task.progress.updated_at if task.progress else None
         tick = int(updated.timestamp() * 1000) if updated else 0
-        return EventId(attempt, _STARTED_STAGE, tick)
+        return EventId(attempt, _PROGRESS_STAGE, tick)
     stage = _QUEUE_STAGES.get(task.queue.phase, 1) if task.queue else 1
     return EventId(attempt, stage, 0)
 
@@ -135,7 +135,7 @@ class TaskEventStream:
             return None
         same_stage = event_id.attempt == self.last.attempt and event_id.stage == self.last.stage
         self.last = event_id
-        if same_stage and task.status == "STARTED" and task.progress is not None:
+        if same_stage and task.status == "PROGRESS" and task.progress is not None:
             progress = task.progress.model_dump(mode="json", exclude_none=True)
             return _sse(
                 "progress",

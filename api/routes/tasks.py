@@ -18,10 +18,10 @@ from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
-# Visibility filters per API status. PENDING and STARTED are both "Running" to Temporal.
+# Visibility filters per API status. PENDING and PROGRESS are both "Running" to Temporal.
 _STATUS_FILTER: dict[str, str] = {
     "PENDING": "ExecutionStatus = 'Running'",
-    "STARTED": "ExecutionStatus = 'Running'",
+    "PROGRESS": "ExecutionStatus = 'Running'",
     "SUCCESS": "ExecutionStatus = 'Completed'",
     "FAILURE": "ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut')",
     "CANCELLED": "ExecutionStatus = 'Canceled'",
@@ -60,8 +60,8 @@ async def list_tasks(
     )
     await fetch_page(executions, token)
     page = list(executions.current_page or [])
-    # Visibility only knows "Running"; PENDING vs STARTED needs each task's activity state.
-    if status in ("PENDING", "STARTED"):
+    # Visibility only knows "Running"; PENDING vs PROGRESS needs each task's activity state.
+    if status in ("PENDING", "PROGRESS"):
         details = await asyncio.gather(
             *(read_task(temporal, e.id, base_url) for e in page), return_exceptions=True
         )
@@ -108,7 +108,7 @@ async def cancel_task(
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> CancelAnswer:
     task = await read_task(temporal, task_id, base_url)
-    if task.status not in ("PENDING", "STARTED"):
+    if task.status not in ("PENDING", "PROGRESS"):
         response.status_code = status.HTTP_200_OK
         return CancelAnswer(
             task_id=task_id,

@@ -254,11 +254,11 @@ async def _fill_running(
         # waits until ComfyUI dropped the prompt). The run closes as Canceled next; the status
         # query would already answer "done", which must not read as a job that ran.
         ran = await _gpu_step_started(client, desc)
-        task.status = "STARTED" if ran else "PENDING"
+        task.status = "PROGRESS" if ran else "PENDING"
         return
     if pending:
         # Outputs are stored and a later step (e.g. a webhook) runs: the generation itself is done.
-        task.status = "STARTED"
+        task.status = "PROGRESS"
         task.progress = TaskProgress(percent=100.0)
         return
     # Between activities (rendering, or just after the GPU work): ask the workflow itself.
@@ -271,7 +271,7 @@ async def _fill_running(
     # "running" with no execute activity on the server yet means the workflow is scheduling it
     # right now (a query sees the worker's state before that state is persisted): still PENDING.
     if status is not None and status.phase in ("storing", "notifying", "done"):
-        task.status = "STARTED"
+        task.status = "PROGRESS"
         p = status.progress
         task.progress = _public_progress(p) if p else TaskProgress(percent=100.0)
         return
@@ -305,7 +305,7 @@ async def _gpu_step_started(client: Client, desc: WorkflowExecutionDescription) 
             if not page.next_page_token:
                 return False
             request.next_page_token = page.next_page_token
-    except RPCError:  # unknown: PENDING claims less than STARTED
+    except RPCError:  # unknown: PENDING claims less than PROGRESS
         return False
 
 
@@ -346,7 +346,7 @@ async def _fill_from_execute(
     if started and (progress is None or progress.phase == "queued"):
         # A GPU worker holds the job, but ComfyUI does not run it yet: it is being submitted
         # (no heartbeat yet), or it waits in that ComfyUI's queue behind the running prompt
-        # (prefetched). STARTED only once ComfyUI runs it, so the status never goes back.
+        # (prefetched). PROGRESS only once ComfyUI runs it, so the status never goes back.
         task.status = "PENDING"
         task.queue = TaskQueueInfo(
             phase="submitting_to_comfyui" if progress is None else "queued_in_comfyui",
@@ -356,7 +356,7 @@ async def _fill_from_execute(
             last_failure=last_failure,
         )
     elif started and progress is not None:
-        task.status = "STARTED"
+        task.status = "PROGRESS"
         task.progress = _public_progress(progress)
     else:
         task.status = "PENDING"

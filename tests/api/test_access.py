@@ -114,6 +114,14 @@ async def test_health_and_docs_stay_open(keyed: httpx.AsyncClient, path: str) ->
     assert response.status_code == 200
 
 
+async def test_ping_answers_pong_without_a_key_as_the_original_did(
+    keyed: httpx.AsyncClient,
+) -> None:
+    # The original service had no keys; its clients start by pinging, and a probe reveals nothing.
+    response = await keyed.get("/ping")
+    assert response.status_code == 200 and response.json() == {"message": "pong"}
+
+
 async def test_without_configured_keys_the_api_is_open(http: httpx.AsyncClient) -> None:
     response = await http.get("/workflows")
     assert response.status_code == 200
@@ -189,6 +197,27 @@ async def test_head_follows_the_download_rules(
         assert response.headers["content-type"] == "image/png"
         assert response.headers["content-length"] == str(len(PNG))
         assert response.content == b""
+
+
+async def test_results_path_of_the_original_follows_the_download_rules(
+    keyed: httpx.AsyncClient, keyed_data_dir: Path
+) -> None:
+    path = f"/results/{TASK_ID}/{FILENAME}"
+    signer = _signer(keyed_data_dir)
+    signed = signer.sign(TASK_ID, FILENAME).query()
+    expired = signer.sign(TASK_ID, FILENAME, now=time.time() - signer.ttl_seconds - 5).query()
+    other_file = signer.sign(TASK_ID, "other.png").query()
+    assert (await keyed.get(path)).status_code == 401
+    assert (await keyed.head(path)).status_code == 401
+    assert (await keyed.get(f"{path}?{expired}")).json()["detail"][0]["loc"][-1] == "expires"
+    assert (await keyed.get(f"{path}?{other_file}")).status_code == 403
+    for response in (
+        await keyed.get(path, headers={"Authorization": f"Bearer {KEY}"}),
+        await keyed.get(f"{path}?{signed}"),
+    ):
+        assert response.status_code == 200 and response.content == PNG
+    head = await keyed.head(f"{path}?{signed}")
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(PNG))
 
 
 def test_output_urls_in_results_carry_a_signature_that_verifies(tmp_path: Path) -> None:

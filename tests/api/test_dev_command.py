@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,62 +15,10 @@ import pytest
 
 from api.cli.devstack.child_process import alive, descendants
 from api.cli.devstack.http_server import free_port
+from tests.support.dev_command import REPO_ROOT, DevRun, kill_dev, start_dev, stop_dev
 from tests.support.emulator import EMULATOR_DIR
 from tests.support.environment import python3_without_comfyui_requirements
 from tests.support.waiting import poll_task
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class DevRun:
-    process: asyncio.subprocess.Process
-    api_url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-async def start_dev(data_dir: Path, log: Path, *, with_comfyui: bool = True) -> DevRun:
-    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
-    env = dict(os.environ)
-    for name in (
-        "COMFYUI_PATH",
-        "COMFYUI_URL",
-        "COMFYUI_ARGS",
-        "COMFYUI_PYTHON",
-        "TEMPORAL_ADDRESS",
-    ):
-        env.pop(name, None)
-    if with_comfyui:
-        env.update(
-            COMFYUI_PATH=str(EMULATOR_DIR), COMFYUI_PYTHON=sys.executable, COMFYUI_ARGS="--cpu"
-        )
-    argv = [
-        sys.executable, "-m", "api.cli.main", "dev",
-        "--data-dir", str(data_dir),
-        "--port", str(api_port),
-        "--temporal-port", str(temporal_port),
-        "--ui-port", str(ui_port),
-        "--shutdown-grace", "15",
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            *argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
-        )
-    run = DevRun(process, f"http://127.0.0.1:{api_port}", log)
-    async with asyncio.timeout(60):
-        while "Press Ctrl-C to stop." not in run.output():
-            assert process.returncode is None, run.output()
-            await asyncio.sleep(0.1)
-    return run
-
-
-async def stop_dev(run: DevRun) -> int:
-    run.process.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(60):
-        return await run.process.wait()
 
 
 @pytest.fixture
@@ -80,13 +27,7 @@ def dev_runs() -> Iterator[list[DevRun]]:
     runs: list[DevRun] = []
     yield runs
     for run in runs:
-        if run.process.returncode is None:
-            tree = descendants(run.process.pid)
-            for pid in [run.process.pid, *tree]:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        kill_dev(run)
 
 
 async def _wait_ready(http: httpx.AsyncClient) -> dict:

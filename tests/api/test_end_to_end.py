@@ -87,7 +87,7 @@ async def test_success_result_has_outputs_params_timings_worker_attempts(
     assert result["timings"]["total_seconds"] > 0
 
 
-async def test_running_job_reads_started_with_sampler_progress(stack: GenerationStack) -> None:
+async def test_running_job_reads_progress_with_sampler_percent(stack: GenerationStack) -> None:
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
         accepted = await http.post(
             "/generate",
@@ -102,11 +102,11 @@ async def test_running_job_reads_started_with_sampler_progress(stack: Generation
             while True:
                 body = (await http.get(f"/tasks/{task_id}")).json()
                 progress = body.get("progress") or {}
-                if body["status"] == "STARTED" and progress.get("class_type") == "EmulatorSampler":
+                if body["status"] == "PROGRESS" and progress.get("class_type") == "EmulatorSampler":
                     progress_seen.append(progress)
                     if progress.get("step") and progress["step"] < progress["max"]:
                         break
-                assert body["status"] in ("PENDING", "STARTED"), body
+                assert body["status"] in ("PENDING", "PROGRESS"), body
                 await asyncio.sleep(0.1)
         last = progress_seen[-1]
         assert last["node"] == "2" and last["max"] == 60

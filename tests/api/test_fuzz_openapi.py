@@ -176,6 +176,8 @@ async def test_fuzzer_reached_every_operation(fuzz_target: FuzzTarget) -> None:
         "POST /generate",
         "GET /tasks/{task_id}",
         "GET /tasks/{task_id}/outputs/{filename}",
+        "GET /results/{task_id}/{filename}",
         "POST /schedules",
         "GET /health",
+        "GET /ping",
     } <= labels

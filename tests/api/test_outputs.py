@@ -1,5 +1,5 @@
-"""GET (and HEAD) /tasks/{id}/outputs/{filename} serve the task's files and nothing outside its
-folder."""
+"""GET (and HEAD) /tasks/{id}/outputs/{filename}, and the original service's
+/results/{id}/{filename}, serve the task's files and nothing outside its folder."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ async def test_output_is_streamed_with_its_content_type(
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert response.content == stored_output
+
+
+async def test_results_path_of_the_original_serves_the_same_file(
+    http: httpx.AsyncClient, stored_output: bytes
+) -> None:
+    response = await http.get(f"/results/{TASK_ID}/smoke_00001_.png")
+    head = await http.head(f"/results/{TASK_ID}/smoke_00001_.png")
+    missing = await http.get(f"/results/{TASK_ID}/nope.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == stored_output
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(stored_output))
+    assert missing.status_code == 404
 
 
 async def test_head_gives_the_size_and_type_without_the_body(
@@ -66,6 +80,10 @@ async def test_missing_output_is_404(http: httpx.AsyncClient, stored_output: byt
         "/tasks/..%2F..%2F/outputs/secret.txt",
         "/tasks/../outputs/secret.txt",
         f"/tasks/{TASK_ID}/outputs/%2e%2e",
+        f"/results/{TASK_ID}/..%2F..%2Fsecret.txt",
+        f"/results/{TASK_ID}/..%2Fother-task%2Fx.png",
+        "/results/..%2F..%2F/secret.txt",
+        "/results/../secret.txt",
     ],
 )
 async def test_output_names_cannot_leave_the_task_folder(

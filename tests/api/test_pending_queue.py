@@ -46,8 +46,8 @@ async def test_job_waiting_for_a_gpu_worker_shows_queue_and_backlog(
 async def test_job_a_gpu_worker_took_but_comfyui_does_not_run_yet_stays_pending(
     tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks
 ) -> None:
-    # STARTED means ComfyUI runs the prompt: a worker that holds the job before its first
-    # heartbeat (still submitting it) must not make the status read STARTED, then PENDING again.
+    # PROGRESS means ComfyUI runs the prompt: a worker that holds the job before its first
+    # heartbeat (still submitting it) must not make the status read PROGRESS, then PENDING again.
     pool = f"idle-{uuid.uuid4().hex[:8]}"
     picked_up = asyncio.Event()
     release = asyncio.Event()

@@ -120,7 +120,7 @@ async def test_prompt_makes_the_web_ui_summary(
     assert await summary.static_summary() == f'flux_wavespeed: "{prompt[:60]}…"'
 
 
-async def test_job_cancelled_while_waiting_for_a_gpu_never_reads_started(
+async def test_job_cancelled_while_waiting_for_a_gpu_never_reads_progress(
     tmp_path: Path, temporal_client: Client, started_tasks: StartedTasks
 ) -> None:
     """Between the GPU step's cancellation and the run's close, the workflow already answers
@@ -154,4 +154,4 @@ async def test_job_cancelled_while_waiting_for_a_gpu_never_reads_started(
             answer = await http.post(f"/tasks/{task_id}/cancel")
             assert answer.status_code == 202, answer.text
             seen = await reading
-            assert "STARTED" not in seen, (task_id, seen)
+            assert "PROGRESS" not in seen, (task_id, seen)

@@ -42,7 +42,7 @@ async def _start_a_long_run(
     )["schedule_id"]
     await http.post(f"/schedules/{schedule_id}/trigger")
     running = await wait_for_schedule(http, schedule_id, lambda b: b["running_task_ids"])
-    await wait_for_task(http, running["running_task_ids"][0], frozenset({"STARTED"}))
+    await wait_for_task(http, running["running_task_ids"][0], frozenset({"PROGRESS"}))
     return schedule_id, running["running_task_ids"]
 
 

@@ -13,7 +13,7 @@ from tests.support.waiting import poll_task
 Submit = Callable[..., Awaitable[str]]
 
 
-async def test_running_job_reads_started_until_cancelled(
+async def test_running_job_reads_progress_until_cancelled(
     http: httpx.AsyncClient, submit: Submit
 ) -> None:
     """Once ComfyUI ran the prompt the status never goes back to PENDING, also in the moment
@@ -22,7 +22,7 @@ async def test_running_job_reads_started_until_cancelled(
     await poll_task(
         http,
         task_id,
-        lambda b: b["status"] == "STARTED" and ((b.get("progress") or {}).get("step") or 0) > 0,
+        lambda b: b["status"] == "PROGRESS" and ((b.get("progress") or {}).get("step") or 0) > 0,
         timeout=60,
     )
 
@@ -38,4 +38,4 @@ async def test_running_job_reads_started_until_cancelled(
     assert answer.status_code == 202, answer.text
     seen = await reading
     assert seen[-1] == "CANCELLED", seen
-    assert set(seen) == {"STARTED", "CANCELLED"} or seen == ["CANCELLED"], seen
+    assert set(seen) == {"PROGRESS", "CANCELLED"} or seen == ["CANCELLED"], seen

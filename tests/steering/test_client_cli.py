@@ -152,7 +152,7 @@ async def test_ctrl_c_while_waiting_exits_130_and_the_task_goes_on(
         async with asyncio.timeout(60):
             task_id = (await process.stdout.readline()).decode().strip()
             started_by_cli.append(task_id)
-            while b"STARTED" not in await process.stderr.readline():
+            while b"PROGRESS" not in await process.stderr.readline():
                 pass
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
@@ -165,7 +165,7 @@ async def test_ctrl_c_while_waiting_exits_130_and_the_task_goes_on(
     assert code == 130
     assert b"stopped waiting; the task goes on" in rest
     assert b"Traceback" not in rest
-    assert (await _status(http, task_id))["status"] == "STARTED"
+    assert (await _status(http, task_id))["status"] == "PROGRESS"
 
 
 async def test_tasks_show_prints_status_and_result(
@@ -212,7 +212,7 @@ async def test_tasks_cancel_stops_a_running_task_with_the_reason(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     task_id = await submit(EMULATOR_WORKFLOW_ID, steps=100, seconds_per_step=0.1)
-    await _wait_for_status(http, task_id, "STARTED", timeout=30)
+    await _wait_for_status(http, task_id, "PROGRESS", timeout=30)
 
     code, out, _ = await _cli_in_process(
         stack, capsys, "tasks", "cancel", task_id, "--reason", "changed my mind"

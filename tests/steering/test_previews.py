@@ -32,14 +32,14 @@ async def test_latest_preview_is_served_while_a_previews_job_runs(
             if preview.status_code == 200:
                 break
             assert preview.status_code == 404, preview.text
-            assert (await http.get(f"/tasks/{task_id}")).json()["status"] in ("PENDING", "STARTED")
+            assert (await http.get(f"/tasks/{task_id}")).json()["status"] in ("PENDING", "PROGRESS")
             await asyncio.sleep(0.05)
 
     assert preview.headers["content-type"] == "image/jpeg"
     image = Image.open(io.BytesIO(preview.content))
     assert image.format == "JPEG"
     assert image.size == (8, 8)  # the emulator's latent-style preview
-    assert (await http.get(f"/tasks/{task_id}")).json()["status"] == "STARTED"
+    assert (await http.get(f"/tasks/{task_id}")).json()["status"] == "PROGRESS"
 
 
 async def test_preview_is_gone_with_a_clear_reason_once_the_job_has_finished(

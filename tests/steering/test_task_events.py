@@ -24,7 +24,7 @@ def _assert_ids_increase(events: list[Event]) -> None:
     assert positions == sorted(positions) and len(set(positions)) == len(positions), positions
 
 
-async def test_stream_goes_pending_then_started_with_rising_progress_then_success(
+async def test_stream_goes_pending_then_progress_with_rising_progress_then_success(
     http: httpx.AsyncClient, submit: Submit
 ) -> None:
     # A first job holds the GPU, so the observed one is still PENDING when the stream opens.
@@ -36,10 +36,10 @@ async def test_stream_goes_pending_then_started_with_rising_progress_then_succes
 
     _assert_ids_increase(events)
     statuses = [status_of(e) for e in events]
-    first_started = statuses.index("STARTED")
+    first_progress = statuses.index("PROGRESS")
     assert statuses[0] == "PENDING"
-    assert set(statuses[:first_started]) == {"PENDING"}
-    assert set(statuses[first_started:-1]) == {"STARTED"}, statuses
+    assert set(statuses[:first_progress]) == {"PENDING"}
+    assert set(statuses[first_progress:-1]) == {"PROGRESS"}, statuses
     assert statuses[-1] == "SUCCESS"
     steps = [e.data["progress"]["step"] for e in events if e.event == "progress"]
     assert len(set(steps)) >= 2, steps
