@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
@@ -27,6 +27,7 @@ from activities.comfyui.events import (
 )
 from activities.generation.failures import HandedBack, RunTimedOut, execute_failure, reported
 from activities.generation.image_uploads import upload_image_inputs
+from activities.generation.node_clock import NodeClock
 from activities.io.output_store import OutputStore, OutputStoreError
 from temporal_workflows.failures import activity_failure
 from temporal_workflows.names import EXECUTE_ACTIVITY
@@ -56,15 +57,31 @@ def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
     return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
 
 
+def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    # Temporal's clock and this worker's: never negative, whatever their skew.
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # execute_prompt (GPU worker)
 
 
 class _ProgressTracker:
-    """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run."""
+    """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run and
+    how long each node took."""
 
-    def __init__(self, worker: str, prompt_id: str, *, keep_previews: bool = False) -> None:
+    def __init__(
+        self,
+        worker: str,
+        prompt_id: str,
+        graph: dict[str, Any],
+        *,
+        keep_previews: bool = False,
+    ) -> None:
         self.progress = Progress(phase="queued", worker=worker, comfy_prompt_id=prompt_id)
+        self.nodes = NodeClock(graph)
         self.started_monotonic: float | None = None
         self.started_at: datetime | None = None
         self.keep_previews = keep_previews
@@ -74,6 +91,7 @@ class _ProgressTracker:
         self.preview_write: asyncio.Task[None] | None = None
 
     def on_event(self, event: ComfyEvent) -> None:
+        self.nodes.on_event(event)
         progress = self.progress
         if isinstance(event, PreviewFrame):
             if self.keep_previews:
@@ -146,7 +164,9 @@ class ExecuteActivities:
         attempt = info.attempt
         prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
         attempt_key = f"attempt-{attempt}"
-        tracker = _ProgressTracker(self.worker_name, prompt_id, keep_previews=request.previews)
+        tracker = _ProgressTracker(
+            self.worker_name, prompt_id, request.prompt, keep_previews=request.previews
+        )
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
         try:
@@ -159,6 +179,7 @@ class ExecuteActivities:
                 request = request.model_copy(update={"prompt": prompt, "image_inputs": []})
             staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
+            node_timings = tracker.nodes.timings()
             tracker.progress.phase = "storing"
             tracker.heartbeat()
             stored = await self._store.commit(request.task_id, [f.path for f in result.outputs])
@@ -204,6 +225,10 @@ class ExecuteActivities:
             finished_at=datetime.now(UTC),
             comfy_execution_seconds=result.execution_seconds,
             attempt=attempt,
+            queue_wait_seconds=_seconds_between(
+                info.current_attempt_scheduled_time, tracker.started_at
+            ),
+            node_timings=node_timings,
         )
 
     async def _free_stalled(self, prompt_id: str, tracker: _ProgressTracker) -> None:
