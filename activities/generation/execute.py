@@ -29,6 +29,7 @@ from activities.generation.failures import HandedBack, RunTimedOut, execute_fail
 from activities.generation.image_uploads import upload_image_inputs
 from activities.generation.node_clock import NodeClock
 from activities.io.output_store import OutputStore, OutputStoreError
+from activities.workers.logs import job_log_context
 from temporal_workflows.failures import activity_failure
 from temporal_workflows.names import EXECUTE_ACTIVITY
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
@@ -156,7 +157,15 @@ class ExecuteActivities:
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
-        with reported(request.task_id, logger):
+        with (
+            job_log_context(
+                request.task_id,
+                workflow=request.workflow_id,
+                worker=self.worker_name,
+                attempt=activity.info().attempt,
+            ),
+            reported(request.task_id, logger),
+        ):
             return await self._execute(request)
 
     async def _execute(self, request: ExecuteInput) -> ExecuteResult:
@@ -169,6 +178,9 @@ class ExecuteActivities:
         )
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
+        logger.debug(
+            "task %s: attempt %d as ComfyUI prompt %s", request.task_id, attempt, prompt_id
+        )
         try:
             if request.image_inputs:
                 # Images the request brought go into this ComfyUI's input directory first; the
@@ -215,6 +227,13 @@ class ExecuteActivities:
             )
             for s in stored
         ]
+        logger.info(
+            "task %s: done as ComfyUI prompt %s, %d output(s), ComfyUI ran it in %s s",
+            request.task_id,
+            prompt_id,
+            len(outputs),
+            "?" if result.execution_seconds is None else f"{result.execution_seconds:.2f}",
+        )
         return ExecuteResult(
             outputs=outputs,
             worker=self.worker_name,
