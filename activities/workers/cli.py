@@ -17,11 +17,12 @@ from pathlib import Path
 
 from activities.comfyui.errors import ComfyUIStartError
 from activities.comfyui.process import ComfyUIProcess, resolve_python
-from activities.workers.logs import configure_logging
+from activities.workers.logs import LOG_FORMATS, configure_logging
 from activities.workers.settings import (
     ComfyUISettings,
     ControlWorkerSettings,
     GpuWorkerProcessSettings,
+    LogSettings,
     SharedSettings,
     TemporalSettings,
     add_setting_flag,
@@ -78,6 +79,14 @@ def add_data_dir_flag(parser: argparse.ArgumentParser, help: str) -> None:
     add_setting_flag(
         parser, SharedSettings, "data_dir", "--data-dir", type=Path, metavar="DIR", help=help
     )
+
+
+def add_log_format_flag(parser: argparse.ArgumentParser) -> None:
+    add_setting_flag(
+        parser, LogSettings, "log_format", "--log-format", choices=LOG_FORMATS,
+        help="log lines as text, or as one JSON object per line naming the job's task id, "
+        "workflow, worker and attempt where known",
+    )  # fmt: skip
 
 
 def add_comfyui_flags(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
     add_temporal_flags(control)
+    add_log_format_flag(control)
     control.set_defaults(func=control_worker_command)
 
     gpu = subparsers.add_parser(
@@ -220,6 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "its ComfyUI",
     )  # fmt: skip
     add_temporal_flags(gpu)
+    add_log_format_flag(gpu)
     gpu.set_defaults(func=gpu_worker_command)
 
 
@@ -230,8 +241,8 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 def control_worker_command(args: argparse.Namespace) -> int:
-    configure_logging()
     settings = settings_from_args(ControlWorkerSettings, args)
+    configure_logging(log_format=settings.log_format)
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
     from activities.workers.temporal_client import connect_temporal
@@ -267,8 +278,8 @@ def control_worker_command(args: argparse.Namespace) -> int:
 
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
-    configure_logging()
     settings = settings_from_args(GpuWorkerProcessSettings, args)
+    configure_logging(log_format=settings.log_format)
     from activities.comfyui.process import ComfyUIAttached
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.workers.temporal_client import connect_temporal

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from activities.workers.logs import LogFormat
 from manifests.definitions import DEFAULT_POOL
 
 DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
@@ -72,6 +73,17 @@ class TemporalSettings(ProcessSettings):
     )
 
 
+class LogSettings(ProcessSettings):
+    """How every process writes its log (activities/workers/logs.py)."""
+
+    log_format: LogFormat = Field(
+        default="text",
+        alias="COMFY_LOG_FORMAT",
+        description="text, or json: one object per line with the job's task id, workflow, worker"
+        " and attempt where known.",
+    )
+
+
 class DownloadUrlSettings(SharedSettings):
     """Signed download URLs: the API signs them in results, the control worker in webhooks; both
     must use the same key (or the same data dir, which holds it) and lifetime, so the API accepts
@@ -122,7 +134,7 @@ class ImageInputSettings(ProcessSettings):
     )
 
 
-class ControlWorkerSettings(DownloadUrlSettings, TemporalSettings, WebhookSettings):
+class ControlWorkerSettings(DownloadUrlSettings, TemporalSettings, WebhookSettings, LogSettings):
     """`comfy-temporal control-worker`."""
 
 
@@ -167,7 +179,7 @@ class ComfyUISettings(ProcessSettings):
 
 
 class GpuWorkerProcessSettings(
-    SharedSettings, TemporalSettings, ImageInputSettings, ComfyUISettings
+    SharedSettings, TemporalSettings, ImageInputSettings, ComfyUISettings, LogSettings
 ):
     """`comfy-temporal gpu-worker` (GpuWorkerSettings in gpu.py is what its loop is given)."""
 

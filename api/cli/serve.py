@@ -25,6 +25,7 @@ from activities.workers.cli import (
     EXIT_COMFYUI_UNUSABLE,
     add_comfyui_flags,
     add_data_dir_flag,
+    add_log_format_flag,
     add_manifest_dir_flags,
     add_temporal_flags,
     comfyui_flags,
@@ -79,6 +80,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         p, Settings, "log_level", "--log-level",
         choices=["debug", "info", "warning", "error"], help="log level",
     )  # fmt: skip
+    add_log_format_flag(p)
 
 
 def register(subparsers: Any) -> None:
@@ -152,6 +154,8 @@ def _uvicorn_server(app: Any, settings: Settings) -> ApiServer:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # JSON: uvicorn's own handlers stay out, its lines go to the process's JSON handler.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
     )
     return ApiServer(config)
@@ -187,7 +191,7 @@ async def _serve_until_signal(
 
 def run_api_command(args: argparse.Namespace) -> int:
     settings = api_settings(Settings, args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
@@ -216,6 +220,7 @@ def gpu_worker_command(settings: DevSettings) -> list[str] | None:
         sys.executable, "-m", "api.cli.main", "gpu-worker",
         "--data-dir", str(settings.data_dir),
         *comfyui_flags(settings),
+        "--log-format", settings.log_format,
         # Its jobs get a little less than the whole grace, so it exits before dev kills it.
         "--shutdown-grace", str(max(settings.shutdown_grace - 5, 1)),
     ]  # fmt: skip
@@ -388,7 +393,7 @@ async def _report_exit(child: ChildProcess, unusable: asyncio.Event, stop: async
 
 def run_dev_command(args: argparse.Namespace) -> int:
     settings = api_settings(DevSettings, args)  # before Temporal or ComfyUI start
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         code = asyncio.run(run_dev(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped while starting up
