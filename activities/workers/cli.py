@@ -15,9 +15,15 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from activities.workers.logs import configure_logging
+from activities.workers.metrics_server import add_metrics_flags
 from manifests.definitions import DEFAULT_POOL
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from temporalio.runtime import Runtime
 
 logger = logging.getLogger("comfy_temporal.worker")
 
@@ -104,6 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(env COMFY_DOWNLOAD_URL_TTL; default 86400)",
     )
     add_temporal_flags(control)
+    add_metrics_flags(control)
     control.set_defaults(func=control_worker_command)
 
     gpu = subparsers.add_parser(
@@ -182,6 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="take a job only when idle (default: queue one more in ComfyUI while busy)",
     )
     add_temporal_flags(gpu)
+    add_metrics_flags(gpu)
     gpu.set_defaults(func=gpu_worker_command)
 
 
@@ -206,10 +214,31 @@ def _finish(code: int) -> int:
     os._exit(code)
 
 
+def _serve_process_metrics(
+    args: argparse.Namespace, process: str, registry: CollectorRegistry
+) -> Runtime | None:
+    """With --metrics-port: serve `registry` plus the Temporal SDK's metrics, and return the
+    runtime the process's client must use for the latter; None without the flag."""
+    if args.metrics_port is None:
+        return None
+    from activities.workers.metrics_server import TemporalSdkMetrics, serve_metrics
+
+    sdk = TemporalSdkMetrics(process)
+    registry.register(sdk)
+    try:
+        serve_metrics(registry, args.metrics_host, args.metrics_port)
+    except OSError as err:
+        raise SystemExit(f"error: cannot serve metrics on {args.metrics_port}: {err}") from None
+    return sdk.runtime
+
+
 def control_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
+    from prometheus_client import CollectorRegistry
+
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
+    from activities.workers.metrics import ControlWorkerMetrics
     from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
@@ -224,15 +253,17 @@ def control_worker_command(args: argparse.Namespace) -> int:
         snapshot = registry.snapshot()
         for error in snapshot.errors:
             logger.warning("manifest problem: %s", error)
+        metrics = ControlWorkerMetrics(CollectorRegistry())
+        runtime = _serve_process_metrics(args, "control-worker", metrics.registry)
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace)
+            client = await connect_temporal(args.temporal_address, args.namespace, runtime=runtime)
         except Exception as err:  # connection problems are the user's to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
         stop = asyncio.Event()
         _stop_on_signals(stop)
         webhooks = WebhookActivities(url_signer=url_signer)
-        await run_control_worker(client, registry, stop=stop, webhooks=webhooks)
+        await run_control_worker(client, registry, stop=stop, webhooks=webhooks, metrics=metrics)
         return 0
 
     return _finish(asyncio.run(main()))
@@ -240,8 +271,11 @@ def control_worker_command(args: argparse.Namespace) -> int:
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
+    from prometheus_client import CollectorRegistry
+
     from activities.comfyui.process import ComfyUIAttached, ComfyUIProcess
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
+    from activities.workers.metrics import GpuWorkerMetrics
     from activities.workers.temporal_client import connect_temporal
 
     if args.comfyui is None and args.comfyui_url is None:
@@ -277,8 +311,12 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
                 extra_args=_comfyui_args(args),
                 name=f"comfyui:{name}",
             )
+        metrics = GpuWorkerMetrics(name, args.pool, CollectorRegistry())
+        runtime = _serve_process_metrics(args, f"gpu-worker:{name}", metrics.registry)
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace, identity=name)
+            client = await connect_temporal(
+                args.temporal_address, args.namespace, identity=name, runtime=runtime
+            )
         except Exception as err:
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
@@ -291,7 +329,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
             settings.own_queue,
         )
         try:
-            await GpuWorker(client, comfyui, settings).run(stop)
+            await GpuWorker(client, comfyui, settings, metrics=metrics).run(stop)
         except Exception as err:  # e.g. Temporal refused the Workers: say why, exit non-zero
             logger.error("gpu worker %s failed: %s", name, err)
             return 1
