@@ -28,8 +28,9 @@ from activities.workers.logs import configure_logging
 from api.api_keys import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.app import create_app
 from api.cli.devstack.child_process import ChildProcess
-from api.cli.devstack.http_server import ApiServer
+from api.cli.devstack.http_server import ApiServer, free_port
 from api.cli.devstack.temporal_server import DevServerConfig, DevServerError, TemporalDevServer
+from api.metrics import api_metrics_with_sdk
 from api.settings import Settings
 
 log = logging.getLogger("comfy_temporal.dev")
@@ -300,12 +301,15 @@ def run_api_command(args: argparse.Namespace) -> int:
     async def main() -> int:
         from activities.workers.temporal_client import connect_temporal
 
+        metrics, runtime = api_metrics_with_sdk("api")
         try:
-            client = await connect_temporal(args.temporal_address, args.namespace)
+            client = await connect_temporal(args.temporal_address, args.namespace, runtime=runtime)
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
-        server = _uvicorn_server(create_app(settings, temporal_client=client), args)
+        server = _uvicorn_server(
+            create_app(settings, temporal_client=client, metrics=metrics), args
+        )
         await _serve_until_signal(server)
         return 0 if server.started else 1
 
@@ -347,8 +351,13 @@ def _child_env(temporal_address: str, extra: Mapping[str, str] | None = None) ->
     return env
 
 
-def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> str:
+def _banner(
+    args: argparse.Namespace, server: TemporalDevServer, gpu: bool, gpu_metrics_port: int
+) -> str:
     api_url = f"http://{args.host}:{args.port}"
+    metrics = f"{api_url}/metrics (API, control worker)"
+    if gpu:
+        metrics += f", http://127.0.0.1:{gpu_metrics_port}/metrics (GPU worker)"
     lines = [
         "",
         "comfy-temporal is running",
@@ -357,6 +366,7 @@ def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> s
         f"  Temporal Web UI:  {server.ui_url or '(headless)'}",
         f"  Temporal address: {server.address}   e.g. temporal workflow list"
         f" --address {server.address}",
+        f"  Metrics:          {metrics}",
         f"  Data:             {args.data_dir.resolve()}",
     ]
     if gpu:
@@ -428,19 +438,21 @@ async def run_dev(args: argparse.Namespace) -> int:
 
         from activities.workers.temporal_client import connect_temporal
 
-        client = await connect_temporal(server.address, "default")
+        metrics, runtime = api_metrics_with_sdk("api")
+        client = await connect_temporal(server.address, "default", runtime=runtime)
         argv = gpu_worker_command(args, data_dir)
+        gpu_metrics_port = free_port()
         if argv is not None:
+            argv += ["--metrics-port", str(gpu_metrics_port)]
             gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
             await gpu_worker.start()
             # The GPU worker's exit is reported, not fatal: the API keeps serving, jobs wait.
             waits.append(asyncio.create_task(_report_exit(gpu_worker)))
         settings = _settings(args, embedded_control_worker=True, temporal_address=server.address)
-        app = create_app(settings, temporal_client=client)
+        app = create_app(settings, temporal_client=client, metrics=metrics)
         uv = _uvicorn_server(app, args)
-        waits.append(
-            asyncio.create_task(_print_when_started(uv, _banner(args, server, bool(argv))))
-        )
+        banner = _banner(args, server, bool(argv), gpu_metrics_port)
+        waits.append(asyncio.create_task(_print_when_started(uv, banner)))
         await _serve_until_signal(uv, before_stop=before_api_stops)
         return 0 if uv.started else 1
     finally:
