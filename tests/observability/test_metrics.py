@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowFailureError
 
+from temporal_workflows.names import STATUS_QUERY
 from tests.api.stack import poll_task
 from tests.observability.conftest import API_KEY, MetricsStack
 from tests.support.metrics import Scrape, scrape
@@ -62,7 +63,7 @@ async def test_each_outcome_is_counted_once_on_the_api_and_the_gpu_worker(
         assert (await http.get("/metrics", headers={"X-API-Key": ""})).status_code == 401
     # A query on an ended job replays its whole history, end included: that counts nothing.
     for task_id in (succeeded, refused, failed, cancelled):
-        await temporal_client.get_workflow_handle(task_id).query("status")
+        await temporal_client.get_workflow_handle(task_id).query(STATUS_QUERY)
 
     api = await scrape_api(stack)
     outcomes = {
