@@ -22,6 +22,7 @@ _REF_PREFIX = "#/components/schemas/"
 # Routes that answer without Temporal, so never with 503.
 NO_TEMPORAL_PATHS = {
     "/health",
+    "/metrics",
     "/workflows",
     "/workflows/{workflow_id}",
     "/tasks/{task_id}/outputs/{filename}",

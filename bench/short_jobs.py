@@ -77,7 +77,7 @@ from bench.overhead import (  # noqa: E402
 )
 from bench.processes import CpuMeter, CpuPinning, command_prefix  # noqa: E402
 from bench.temporal_floor import FloorProcess, floor_process  # noqa: E402
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID  # noqa: E402
+from tests.support.manifests import EMULATOR_WORKFLOW_ID  # noqa: E402
 
 FINAL = {"SUCCESS", "FAILURE", "CANCELLED"}
 SERVICE_ROLES = ("temporal", "api", "gpu-worker")
