@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
+from activities.workers.metrics import ControlWorkerMetrics
 from activities.workers.settings import DownloadUrlSettings
 from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.contract.signed_urls import UrlSigner, load_signing_key
@@ -55,12 +56,14 @@ def build_control_worker(
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
+    metrics: ControlWorkerMetrics | None = None,
 ) -> Worker:
     """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`.
 
     `webhooks` signs and sends the `notify` POSTs; by default its secret and address policy come
     from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS, and its download URLs are
     unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
+    `metrics` counts finished jobs and webhook deliveries.
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
@@ -78,6 +81,7 @@ def build_control_worker(
         ],
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[metrics.interceptor()] if metrics is not None else [],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
                 *WORKFLOW_PASSTHROUGH_MODULES
@@ -95,10 +99,16 @@ async def run_control_worker(
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
+    metrics: ControlWorkerMetrics | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
     worker = build_control_worker(
-        client, registry, task_queue=task_queue, identity=identity, webhooks=webhooks
+        client,
+        registry,
+        task_queue=task_queue,
+        identity=identity,
+        webhooks=webhooks,
+        metrics=metrics,
     )
     logger.info("control worker polling %s", task_queue)
     async with worker:

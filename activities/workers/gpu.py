@@ -25,12 +25,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
 from activities.io.output_store import OutputStore
+from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import pool_task_queue, worker_task_queue
@@ -90,11 +92,21 @@ class GpuWorker:
     """Runs one ComfyUI (or attaches to one) and serves `execute_prompt` while it is healthy."""
 
     def __init__(
-        self, client: Client, comfyui: ComfyUISupervisor, settings: GpuWorkerSettings
+        self,
+        client: Client,
+        comfyui: ComfyUISupervisor,
+        settings: GpuWorkerSettings,
+        *,
+        metrics: GpuWorkerMetrics | None = None,
     ) -> None:
         self.client = client
         self.comfyui = comfyui
         self.settings = settings
+        # Always measured; the process serves them only with --metrics-port.
+        self.metrics = metrics or GpuWorkerMetrics(
+            settings.name, settings.pool, CollectorRegistry()
+        )
+        self.metrics.watch_comfyui(comfyui)
         self.store = OutputStore(settings.data_dir)
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
@@ -158,6 +170,7 @@ class GpuWorker:
             max_heartbeat_throttle_interval=settings.heartbeat_throttle,
             default_heartbeat_throttle_interval=settings.heartbeat_throttle,
             graceful_shutdown_timeout=settings.shutdown_grace,
+            interceptors=[self.metrics.interceptor()],
         )
         pool_slots = PrefetchSlotSupplier(max_slots=2 if settings.prefetch else 1)
         self.pool_slots = pool_slots

@@ -134,7 +134,26 @@ class ImageInputSettings(ProcessSettings):
     )
 
 
-class ControlWorkerSettings(DownloadUrlSettings, TemporalSettings, WebhookSettings, LogSettings):
+class MetricsSettings(ProcessSettings):
+    """A worker's Prometheus endpoint (the API serves GET /metrics on its own port instead)."""
+
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        alias="COMFY_METRICS_PORT",
+        description="Serve Prometheus metrics on this port; None = no metrics endpoint.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        alias="COMFY_METRICS_HOST",
+        description="Address of the metrics endpoint; 0.0.0.0 lets another host scrape it.",
+    )
+
+
+class ControlWorkerSettings(
+    DownloadUrlSettings, TemporalSettings, WebhookSettings, LogSettings, MetricsSettings
+):
     """`comfy-temporal control-worker`."""
 
 
@@ -179,7 +198,12 @@ class ComfyUISettings(ProcessSettings):
 
 
 class GpuWorkerProcessSettings(
-    SharedSettings, TemporalSettings, ImageInputSettings, ComfyUISettings, LogSettings
+    SharedSettings,
+    TemporalSettings,
+    ImageInputSettings,
+    ComfyUISettings,
+    LogSettings,
+    MetricsSettings,
 ):
     """`comfy-temporal gpu-worker` (GpuWorkerSettings in gpu.py is what its loop is given)."""
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from activities.io.ports import free_port
 from activities.workers.cli import (
     EXIT_COMFYUI_UNUSABLE,
     add_comfyui_flags,
@@ -44,6 +45,7 @@ from api.cli.devstack.temporal_server import (
     TemporalDevServer,
     temporal_cli,
 )
+from api.metrics import api_metrics_with_sdk
 from api.settings import DevSettings, Settings
 
 ApiOrDev = TypeVar("ApiOrDev", Settings, DevSettings)
@@ -197,12 +199,17 @@ def run_api_command(args: argparse.Namespace) -> int:
     async def main() -> int:
         from activities.workers.temporal_client import connect_temporal
 
+        metrics, runtime = api_metrics_with_sdk("api")
         try:
-            client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+            client = await connect_temporal(
+                settings.temporal_address, settings.temporal_namespace, runtime=runtime
+            )
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
-        server = _uvicorn_server(create_app(settings, temporal_client=client), settings)
+        server = _uvicorn_server(
+            create_app(settings, temporal_client=client, metrics=metrics), settings
+        )
         await _serve_until_signal(server)
         return 0 if server.started else 1
 
@@ -248,8 +255,13 @@ def as_typed(program: str) -> str:
     return str(relative) if relative.parent != Path(".") else f"./{relative}"
 
 
-def _banner(settings: DevSettings, server: TemporalDevServer, gpu: bool) -> str:
+def _banner(
+    settings: DevSettings, server: TemporalDevServer, gpu: bool, gpu_metrics_port: int
+) -> str:
     api_url = f"http://{settings.host}:{settings.port}"
+    metrics = f"{api_url}/metrics (API, control worker)"
+    if gpu:
+        metrics += f", http://127.0.0.1:{gpu_metrics_port}/metrics (GPU worker)"
     try:
         temporal = as_typed(temporal_cli())
     except DevServerError:  # the server runs, so the binary is there; only paranoia
@@ -262,6 +274,7 @@ def _banner(settings: DevSettings, server: TemporalDevServer, gpu: bool) -> str:
         f"  Temporal Web UI:  {server.ui_url or '(headless)'}",
         f"  Temporal address: {server.address}   e.g. {temporal} workflow list"
         f" --address {server.address}",
+        f"  Metrics:          {metrics}",
         f"  Data:             {settings.data_dir}",
     ]
     if gpu:
@@ -339,9 +352,13 @@ async def run_dev(settings: DevSettings) -> int:
 
         from activities.workers.temporal_client import connect_temporal
 
-        client = await connect_temporal(server.address, "default")
+        metrics, runtime = api_metrics_with_sdk("api")
+        client = await connect_temporal(server.address, "default", runtime=runtime)
         argv = gpu_worker_command(settings)
+        gpu_metrics_port = free_port()
         if argv is not None:
+            # On loopback whatever COMFY_METRICS_HOST says, as the banner tells.
+            argv += ["--metrics-port", str(gpu_metrics_port), "--metrics-host", "127.0.0.1"]
             gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
             await gpu_worker.start()
             # The GPU worker's exit is reported, not fatal (the API keeps serving, jobs wait),
@@ -352,11 +369,11 @@ async def run_dev(settings: DevSettings) -> int:
                 update={"embedded_control_worker": True, "temporal_address": server.address}
             ),
             temporal_client=client,
+            metrics=metrics,
         )
         uv = _uvicorn_server(app, settings)
-        waits.append(
-            asyncio.create_task(_print_when_started(uv, _banner(settings, server, bool(argv))))
-        )
+        banner = _banner(settings, server, bool(argv), gpu_metrics_port)
+        waits.append(asyncio.create_task(_print_when_started(uv, banner)))
         await _serve_until_signal(uv, before_stop=before_api_stops, stop=stop)
         if unusable.is_set():
             return EXIT_COMFYUI_UNUSABLE
