@@ -54,7 +54,7 @@ async def test_each_outcome_is_counted_once_on_the_api_and_the_gpu_worker(
         await wait_closed(temporal_client, failed)
         await stack.emulator.set_faults()
         cancelled = await submit(http, {"steps": 20, "seconds_per_step": 1.0})
-        await poll_task(http, cancelled, lambda task: task["status"] == "STARTED")
+        await poll_task(http, cancelled, lambda task: task["status"] == "PROGRESS")
         assert (await http.post(f"/tasks/{cancelled}/cancel")).status_code == 202
         await wait_closed(temporal_client, cancelled)
         statuses = [(await http.get(f"/tasks/{t}")).json()["status"] for t in (refused, failed)]
