@@ -26,11 +26,21 @@ from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
 from api.docs_assets import install_docs
 from api.errors import install_error_handlers
+from api.inventory import InventoryCache
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.metrics import router as metrics_router
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
-from api.routes import generate, health, outputs, schedules, task_events, tasks, workflows
+from api.routes import (
+    generate,
+    health,
+    loras,
+    outputs,
+    schedules,
+    task_events,
+    tasks,
+    workflows,
+)
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
@@ -148,6 +158,7 @@ def create_app(
     app.state.url_signer = UrlSigner(signing_key, settings.download_url_ttl_seconds)
     app.state.page_tokens = PageTokens(signing_key)
     app.state.metrics = metrics or ApiMetrics()
+    app.state.inventory = InventoryCache()
     install_error_handlers(app)
     # The last added runs first: the size limit, then the text of what is left.
     app.add_middleware(BodyTextCheck)
@@ -161,6 +172,7 @@ def create_app(
         generate.router,
         tasks.router,
         workflows.router,
+        loras.router,
         schedules.router,
         task_events.router,
         metrics_router,

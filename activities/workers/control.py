@@ -24,6 +24,7 @@ from api.contract.signed_urls import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
+from temporal_workflows.pool_inventory import PoolInventoryWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 # run, so the sandbox keeps checking GenerationWorkflow's code for non-deterministic calls.
 WORKFLOW_PASSTHROUGH_MODULES = (
     "temporal_workflows.payloads",
+    "temporal_workflows.inventory",
     "temporal_workflows.names",
     "pydantic",
     "pydantic_core",
@@ -58,7 +60,8 @@ def build_control_worker(
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
 ) -> Worker:
-    """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`.
+    """A Worker for GenerationWorkflow and PoolInventoryWorkflow; use it as `async with` or
+    `await worker.run()`.
 
     `webhooks` signs and sends the `notify` POSTs; by default its secret and address policy come
     from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS, and its download URLs are
@@ -68,11 +71,11 @@ def build_control_worker(
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
     # The sandbox imports GenerationWorkflow's module for every run; compile it only once.
-    install_workflow_code_cache([GenerationWorkflow.__module__])
+    install_workflow_code_cache([GenerationWorkflow.__module__, PoolInventoryWorkflow.__module__])
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GenerationWorkflow],
+        workflows=[GenerationWorkflow, PoolInventoryWorkflow],
         activities=[
             PrepareActivities(registry).prepare_generation,
             request_cancel,
