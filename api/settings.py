@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,16 @@ class Settings(BaseModel):
 
     data_dir: Path = Field(
         default=Path("data"), description="Holds outputs/<task_id>/ (and temporal.db for `dev`)."
+    )
+    output_store: str | None = Field(
+        default=None,
+        description="Where outputs, image inputs and previews live: None = <data-dir>, a path or"
+        " file:// URL = that directory, s3://bucket/prefix = an S3-compatible bucket.",
+    )
+    download_mode: Literal["presigned", "proxy"] = Field(
+        default="presigned",
+        description="Object store only: download URLs are the store's presigned URLs (clients"
+        " fetch from the store), or `proxy`: the API streams files from the store itself.",
     )
     manifests_dir: Path | None = Field(
         default=None, description="Directory of base.yaml and workflows.yaml; None = the default."

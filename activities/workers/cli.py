@@ -74,6 +74,28 @@ def add_manifest_dir_flags(
     )
 
 
+def add_output_store_flags(parser: argparse.ArgumentParser, *, download_mode: bool) -> None:
+    """--output-store (and --download-mode where download URLs are made), from env
+    COMFY_OUTPUT_STORE / COMFY_DOWNLOAD_MODE; docs/storage.md."""
+    parser.add_argument(
+        "--output-store",
+        default=os.environ.get("COMFY_OUTPUT_STORE") or None,
+        metavar="PATH|URL",
+        help="where outputs, image inputs and previews live: a directory (or file://PATH), or "
+        "s3://bucket/prefix for an S3-compatible store, with endpoint and credentials from the "
+        "standard AWS variables and files (env COMFY_OUTPUT_STORE; default <data-dir>)",
+    )
+    if download_mode:
+        parser.add_argument(
+            "--download-mode",
+            choices=["presigned", "proxy"],
+            default=os.environ.get("COMFY_DOWNLOAD_MODE") or "presigned",
+            help="object store only: download URLs are the store's presigned URLs (presigned), "
+            "or the API's, which streams files from the store (proxy: for stores clients cannot "
+            "reach) (env COMFY_DOWNLOAD_MODE; default presigned)",
+        )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     control = subparsers.add_parser(
         "control-worker",
@@ -103,6 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how long download URLs in webhooks stay valid; give the API's value "
         "(env COMFY_DOWNLOAD_URL_TTL; default 86400)",
     )
+    add_output_store_flags(control, download_mode=True)
     add_temporal_flags(control)
     control.set_defaults(func=control_worker_command)
 
@@ -165,8 +188,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data-dir",
         type=Path,
         default=Path(os.environ.get("DATA_DIR") or "data"),
-        help="outputs go to <data-dir>/outputs/<task_id>/ (env DATA_DIR; default ./data)",
+        help="outputs go to <data-dir>/outputs/<task_id>/ unless --output-store says otherwise;"
+        " staging folders stay here (env DATA_DIR; default ./data)",
     )
+    add_output_store_flags(gpu, download_mode=False)
     unused = "accepted for symmetry with the other commands; the GPU worker renders nothing"
     add_manifest_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
     gpu.add_argument(
@@ -209,12 +234,22 @@ def _finish(code: int) -> int:
 def control_worker_command(args: argparse.Namespace) -> int:
     configure_logging()
     from activities.generation.webhooks import WebhookActivities
+    from activities.io.output_store import OutputStoreError, open_output_store
     from activities.workers.control import load_url_signer, run_control_worker
     from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
     try:
-        url_signer = load_url_signer(args.data_dir.resolve(), args.download_url_ttl)
+        store = open_output_store(args.output_store, args.data_dir.resolve())
+    except (ValueError, OutputStoreError) as err:
+        print(f"error: --output-store: {err}", file=sys.stderr)
+        return 2
+    try:
+        url_signer = load_url_signer(
+            args.data_dir.resolve(),
+            args.download_url_ttl,
+            store_links=store if args.download_mode == "presigned" else None,
+        )
     except (OSError, ValueError) as err:  # e.g. an unwritable data dir, an empty key file
         print(f"error: URL signing key: {err}", file=sys.stderr)
         return 2
@@ -256,10 +291,18 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         return 2
     name = args.name or default_worker_name(args.gpu)
     data_dir = args.data_dir.resolve()
+    from activities.io.output_store import OutputStoreError, open_output_store
+
+    try:
+        open_output_store(args.output_store, data_dir)  # a bad location stops here, not per job
+    except (ValueError, OutputStoreError) as err:
+        print(f"error: --output-store: {err}", file=sys.stderr)
+        return 2
     settings = GpuWorkerSettings(
         name=name,
         pool=args.pool,
         data_dir=data_dir,
+        output_store=args.output_store,
         prefetch=not args.no_prefetch,
         shutdown_grace=timedelta(seconds=args.shutdown_grace),
     )

@@ -20,7 +20,7 @@ from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.workflow_code_cache import install_workflow_code_cache
-from api.contract.signed_urls import UrlSigner, load_signing_key
+from api.contract.signed_urls import StoreLinks, UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
@@ -44,13 +44,19 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 )
 
 
-def load_url_signer(data_dir: Path, ttl_seconds: int = DEFAULT_DOWNLOAD_URL_TTL) -> UrlSigner:
+def load_url_signer(
+    data_dir: Path,
+    ttl_seconds: int = DEFAULT_DOWNLOAD_URL_TTL,
+    *,
+    store_links: StoreLinks | None = None,
+) -> UrlSigner:
     """The API's signer of download URLs, for a control worker running alone: the key is env
     COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key (created if missing), exactly as the
-    API loads it, so the URLs in webhooks verify at the API. Raises OSError / ValueError for a
-    data dir it cannot use or a key file without a key."""
+    API loads it, so the URLs in webhooks verify at the API. With `store_links` (an object store
+    in presigned download mode, as the API has it), files get the store's presigned URLs.
+    Raises OSError / ValueError for a data dir it cannot use or a key file without a key."""
     key = load_signing_key(data_dir, os.environ.get(URL_SIGNING_KEY_ENV) or None)
-    return UrlSigner(key, ttl_seconds)
+    return UrlSigner(key, ttl_seconds, store_links=store_links)
 
 
 def build_control_worker(

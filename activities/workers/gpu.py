@@ -40,7 +40,7 @@ from temporalio.worker import (
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
-from activities.io.output_store import OutputStore
+from activities.io.output_store import open_output_store
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import pool_task_queue, worker_task_queue
 
@@ -164,6 +164,8 @@ class GpuWorkerSettings:
     name: str
     pool: str = DEFAULT_POOL
     data_dir: Path = Path("data")
+    # --output-store: None = <data-dir>; a path, file:// URL or s3://bucket/prefix.
+    output_store: str | None = None
     prefetch: bool = True
     # Pinned jobs also queue in ComfyUI; two lets one wait there while another runs.
     pinned_slots: int = 2
@@ -191,7 +193,7 @@ class GpuWorker:
         self.client = client
         self.comfyui = comfyui
         self.settings = settings
-        self.store = OutputStore(settings.data_dir)
+        self.store = open_output_store(settings.output_store, settings.data_dir)
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
 

@@ -23,7 +23,12 @@ from typing import Any
 
 import uvicorn
 
-from activities.workers.cli import add_manifest_dir_flags, add_temporal_flags
+from activities.io.output_store import OutputStoreError, open_output_store
+from activities.workers.cli import (
+    add_manifest_dir_flags,
+    add_output_store_flags,
+    add_temporal_flags,
+)
 from activities.workers.logs import configure_logging
 from api.api_keys import InsecureBind, check_bind_access, parse_api_keys, read_api_keys_file
 from api.app import create_app
@@ -77,6 +82,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         help="API port (env COMFY_API_PORT; default 8000)",
     )
     add_manifest_dir_flags(p)
+    add_output_store_flags(p, download_mode=True)
     p.add_argument(
         "--public-url",
         default=env.get("COMFY_PUBLIC_URL"),
@@ -235,6 +241,8 @@ def api_keys_from(args: argparse.Namespace) -> tuple[str, ...]:
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(
         data_dir=args.data_dir.resolve(),
+        output_store=args.output_store,
+        download_mode=args.download_mode,
         manifests_dir=args.manifests,
         workflows_dir=args.workflows,
         public_url=args.public_url,
@@ -247,11 +255,17 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def _check_access(args: argparse.Namespace) -> int | None:
-    """Exit code 2 with the reason when the access configuration is refused, else None."""
+    """Exit code 2 with the reason when the access or output store configuration is refused,
+    else None."""
     try:
         api_keys_from(args)
     except AccessConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        open_output_store(args.output_store, args.data_dir.resolve())
+    except (ValueError, OutputStoreError) as err:
+        print(f"error: --output-store: {err}", file=sys.stderr)
         return 2
     return None
 
@@ -295,7 +309,6 @@ def run_api_command(args: argparse.Namespace) -> int:
     if refused is not None:
         return _finish(refused)
     settings = _settings(args, embedded_control_worker=args.with_control_worker)
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
         from activities.workers.temporal_client import connect_temporal
@@ -330,6 +343,8 @@ def gpu_worker_command(args: argparse.Namespace, data_dir: Path) -> list[str] | 
             argv.append(f"--comfyui-arg={extra}")
         if args.gpu is not None:
             argv += ["--gpu", str(args.gpu)]
+    if args.output_store:
+        argv += ["--output-store", args.output_store]
     argv += ["--shutdown-grace", str(max(args.shutdown_grace - 5, 1))]
     if args.worker_name:
         argv += ["--name", args.worker_name]
@@ -358,6 +373,7 @@ def _banner(args: argparse.Namespace, server: TemporalDevServer, gpu: bool) -> s
         f"  Temporal address: {server.address}   e.g. temporal workflow list"
         f" --address {server.address}",
         f"  Data:             {args.data_dir.resolve()}",
+        f"  Outputs:          {args.output_store or args.data_dir.resolve() / 'outputs'}",
     ]
     if gpu:
         source = args.comfyui_url or args.comfyui

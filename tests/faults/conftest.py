@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 from api.cli.devstack.http_server import free_port
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer
 from temporal_workflows.generation import GenerationWorkflow
@@ -65,7 +65,7 @@ def comfyui_saves(output_dirs: list[Path], prefix: str) -> int:
 
 def assert_stored_once(data_dir: Path, task_id: str, filenames: list[str]) -> None:
     """The task's output folder holds exactly the files its result names, nothing else."""
-    stored = [p.name for p in OutputStore(data_dir).files(task_id)]
+    stored = [p.name for p in LocalOutputStore(data_dir).files(task_id)]
     assert stored == sorted(filenames), (task_id, stored, filenames)
 
 
