@@ -104,6 +104,9 @@ async def test_proxy_mode_download_urls_are_the_apis_and_it_streams_from_the_buc
         assert output["url"].startswith(f"{stack.url}/tasks/")
         async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
             fetched = await http.get(output["url"])
+            head = await http.head(output["url"])
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == str(output["size"])
         assert fetched.status_code == 200
         assert fetched.headers["content-type"] == "image/png"
         listing = s3_server.client().list_objects_v2(
