@@ -26,6 +26,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.idempotency import (
@@ -191,6 +192,7 @@ async def start_generation(
     base_url: str,
     idempotency_key: str | None = None,
     key_scope: str = "",
+    store: OutputStore | None = None,
 ) -> str:
     """Check the request, stage its inputs and start its workflow; returns the task id.
 
@@ -215,7 +217,7 @@ async def start_generation(
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
     manifest, _ = await manifests.checked(body.workflow_id, body.params)
     callback_url = await checked_callback_url(body, settings)
-    params = await stage_image_inputs(manifest, body.params, settings)
+    params = await stage_image_inputs(manifest, body.params, settings, store)
     options = body.options
     if options is not None and options.worker:
         queue = worker_task_queue(manifest.pool, options.worker)
