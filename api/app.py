@@ -1,7 +1,7 @@
 """Builds the FastAPI app: routers, error handler, Temporal client, optional control worker.
 
 The API is thin: it validates against the manifests, starts / describes / cancels GenerationWorkflow
-executions, and serves files from the output store. It never talks to ComfyUI.
+executions, and serves files from the output store (or links to it). It never talks to ComfyUI.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from activities.io.output_store import open_output_store
 from api.api_keys import ApiKeys
 from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
@@ -154,8 +155,15 @@ def create_app(
     app.state.manifests = manifests
     app.state.temporal = temporal_client
     app.state.api_keys = ApiKeys(settings.api_keys)
+    store = open_output_store(settings.output_store, settings.data_dir)
+    app.state.output_store = store
     signing_key = load_signing_key(settings.data_dir, settings.url_signing_key)
-    app.state.url_signer = UrlSigner(signing_key, settings.download_url_ttl_seconds)
+    app.state.url_signer = UrlSigner(
+        signing_key,
+        settings.download_url_ttl_seconds,
+        # Presigned store URLs, unless clients cannot reach the store (the API proxies then).
+        store_links=store if settings.download_mode == "presigned" else None,
+    )
     app.state.page_tokens = PageTokens(signing_key)
     app.state.metrics = metrics or ApiMetrics()
     app.state.inventory = InventoryCache()

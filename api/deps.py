@@ -1,5 +1,5 @@
-"""Typed dependencies of the routes: settings, Temporal client, manifests, public base URL, and
-the access checks (API key, signed download URL)."""
+"""Typed dependencies of the routes: settings, Temporal client, manifests, output store, public
+base URL, and the access checks (API key, signed download URL)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from activities.io.output_store import OutputStore
 from api.api_keys import ApiKeys, Unauthorized, presented_keys
 from api.async_manifests import AsyncManifestRegistry
 from api.contract.signed_urls import UrlSigner
@@ -46,6 +47,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 ManifestsDep = Annotated[AsyncManifestRegistry, Depends(get_manifests)]
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
+
+
+def get_output_store(request: Request) -> OutputStore:
+    store: OutputStore = request.app.state.output_store
+    return store
+
+
+OutputStoreDep = Annotated[OutputStore, Depends(get_output_store)]
 
 
 def get_url_signer(request: Request) -> UrlSigner:

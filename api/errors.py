@@ -98,6 +98,13 @@ class InvalidQuery(ApiError):
     error_type = "value_error"
 
 
+class OutputStoreUnavailable(ApiError):
+    """The output store did not answer (an object store that is down or unreachable)."""
+
+    status_code = 503
+    error_type = "output_store_unavailable"
+
+
 class TemporalUnavailable(ApiError):
     status_code = 503
     error_type = "temporal_unavailable"

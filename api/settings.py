@@ -18,6 +18,7 @@ from activities.workers.settings import (
     DownloadUrlSettings,
     ImageInputSettings,
     LogSettings,
+    OutputStoreSettings,
     TemporalSettings,
     WebhookSettings,
 )
@@ -25,7 +26,12 @@ from api.api_keys import parse_api_keys
 
 
 class Settings(
-    DownloadUrlSettings, TemporalSettings, WebhookSettings, ImageInputSettings, LogSettings
+    DownloadUrlSettings,
+    OutputStoreSettings,
+    TemporalSettings,
+    WebhookSettings,
+    ImageInputSettings,
+    LogSettings,
 ):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 

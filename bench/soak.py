@@ -46,7 +46,7 @@ import httpx  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError  # noqa: E402
 
-from activities.io.output_store import OutputStore  # noqa: E402
+from activities.io.output_store import LocalOutputStore  # noqa: E402
 from activities.workers.control import build_control_worker  # noqa: E402
 from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402
@@ -288,7 +288,7 @@ def comfyui_saves(output_dirs: list[Path]) -> collections.Counter:
 
 
 def account(
-    outcomes: list[JobOutcome], store: OutputStore, saves: collections.Counter
+    outcomes: list[JobOutcome], store: LocalOutputStore, saves: collections.Counter
 ) -> tuple[list[str], list[str]]:
     """(duplicated, inconsistent): task ids with more than their one result's files in the
     store or more ComfyUI runs than attempts; successes whose files are missing."""
@@ -375,7 +375,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await server.stop()
 
     saves = comfyui_saves([w.comfyui_output_dir for w in workers])
-    duplicated, inconsistent = account(outcomes, OutputStore(data_dir), saves)
+    duplicated, inconsistent = account(outcomes, LocalOutputStore(data_dir), saves)
     succeeded = [o for o in outcomes if o.status == "SUCCESS"]
     attempts = collections.Counter(o.result.attempts for o in succeeded if o.result)
     report.update(

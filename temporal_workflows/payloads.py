@@ -154,13 +154,18 @@ class Progress(_Payload):
 
 
 class OutputRef(_Payload):
-    """One output file in the output store, under the task's folder."""
+    """One output file in the output store, among the task's committed outputs."""
 
     filename: str
     content_type: str
     size: int
     node_id: str
     sha256: str | None = None
+    store_key: str | None = Field(
+        default=None,
+        description="Key of the file under the object store's prefix (the committed attempt's);"
+        " None in a local store.",
+    )
 
 
 class NodeTiming(_Payload):

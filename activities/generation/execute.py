@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from activities.comfyui.outputs import PromptResult
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Namespace for prompt ids: the same task and attempt always get the same ComfyUI prompt id, so the
 # prompt can be found in ComfyUI's queue and history from the task id alone.
@@ -194,7 +196,16 @@ class ExecuteActivities:
             node_timings = tracker.nodes.timings()
             tracker.progress.phase = "storing"
             tracker.heartbeat()
-            stored = await self._store.commit(request.task_id, [f.path for f in result.outputs])
+            # An upload to an object store can outlast the heartbeat timeout: keep beating.
+            stored = await self._while_heartbeating(
+                tracker,
+                self._store.commit(
+                    request.task_id,
+                    [f.path for f in result.outputs],
+                    run_id=info.workflow_run_id or "",
+                    attempt=attempt,
+                ),
+            )
         except (ComfyUIError, OutputStoreError, HandedBack, RunTimedOut) as err:
             error = execute_failure(
                 err, attempt=attempt, worker=self.worker_name, time_limit=request.timeout_seconds
@@ -214,19 +225,24 @@ class ExecuteActivities:
             if request.previews:
                 if tracker.preview_write is not None:
                     await asyncio.wait([tracker.preview_write])  # so none lands after this
-                self._store.discard_preview(request.task_id)
+                await self._store.discard_preview(request.task_id)
 
         by_path = {f.path.name: f for f in result.outputs}
-        outputs = [
-            OutputRef(
-                filename=s.filename,
-                content_type=by_path[s.filename].content_type or s.content_type,
-                size=s.size,
-                node_id=by_path[s.filename].node_id,
-                sha256=s.sha256,
+        outputs = []
+        for s in stored:
+            # None when an earlier attempt of this run committed first (an object store keeps
+            # its files then, which ComfyUI may have numbered differently).
+            saved = by_path.get(s.filename)
+            outputs.append(
+                OutputRef(
+                    filename=s.filename,
+                    content_type=(saved.content_type if saved else None) or s.content_type,
+                    size=s.size,
+                    node_id=saved.node_id if saved else "",
+                    sha256=s.sha256,
+                    store_key=s.store_key,
+                )
             )
-            for s in stored
-        ]
         logger.info(
             "task %s: done as ComfyUI prompt %s, %d output(s), ComfyUI ran it in %s s",
             request.task_id,
@@ -249,6 +265,17 @@ class ExecuteActivities:
             ),
             node_timings=node_timings,
         )
+
+    async def _while_heartbeating(self, tracker: _ProgressTracker, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait([task], timeout=self._tick_seconds)
+                if done:
+                    return task.result()
+                tracker.heartbeat()
+        finally:
+            task.cancel()
 
     async def _free_stalled(self, prompt_id: str, tracker: _ProgressTracker) -> None:
         """The driver interrupted a stalled prompt. A node that never checks the interrupt flag

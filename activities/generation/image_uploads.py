@@ -1,5 +1,5 @@
 """Image inputs on the GPU worker: get each image a request brought (download its URL, read it
-from the shared store, or decode it), upload it to this worker's ComfyUI, and put the uploaded
+from the output store, or decode it), upload it to this worker's ComfyUI, and put the uploaded
 name into the graph's LoadImage inputs before the prompt is submitted.
 
 Downloads follow the same policy as the API (activities/io/outbound_urls.py), checked again here

@@ -26,6 +26,7 @@ from activities.workers.settings import (
     GpuWorkerProcessSettings,
     LogSettings,
     MetricsSettings,
+    OutputStoreSettings,
     SharedSettings,
     TemporalSettings,
     add_setting_flag,
@@ -36,6 +37,8 @@ from activities.workers.temporal_client import exit_now
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from temporalio.runtime import Runtime
+
+    from activities.io.output_store import OutputStore
 
 logger = logging.getLogger("comfy_temporal.worker")
 
@@ -189,6 +192,35 @@ def comfyui_start_failure(settings: ComfyUISettings, error: ComfyUIStartError) -
     )
 
 
+def add_output_store_flags(parser: argparse.ArgumentParser, *, download_mode: bool) -> None:
+    """--output-store (and --download-mode where download URLs are made); docs/storage.md."""
+    add_setting_flag(
+        parser, OutputStoreSettings, "output_store", "--output-store", metavar="PATH|URL",
+        help="where outputs, image inputs and previews live: a directory (or file://PATH), or "
+        "s3://bucket/prefix for an S3-compatible store, with endpoint and credentials from the "
+        "standard AWS variables and files (default <data-dir>)",
+    )  # fmt: skip
+    if download_mode:
+        add_setting_flag(
+            parser, OutputStoreSettings, "download_mode", "--download-mode",
+            choices=["presigned", "proxy"],
+            help="object store only: download URLs are the store's presigned URLs, or the API's, "
+            "which streams files from the store (proxy: for stores clients cannot reach)",
+        )  # fmt: skip
+
+
+def open_configured_store(settings: OutputStoreSettings, data_dir: Path) -> OutputStore:
+    """The configured store, opened at start: a bad location ends the command (exit 2) there
+    rather than failing every job."""
+    from activities.io.output_store import OutputStoreError, open_output_store
+
+    try:
+        return open_output_store(settings.output_store, data_dir)
+    except (ValueError, OutputStoreError) as err:
+        print(f"error: --output-store: {err}", file=sys.stderr)
+        exit_now(2)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     control = subparsers.add_parser(
         "control-worker",
@@ -210,6 +242,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int, metavar="SECONDS",
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
+    add_output_store_flags(control, download_mode=True)
     add_temporal_flags(control)
     add_log_format_flag(control)
     add_metrics_flags(control)
@@ -224,7 +257,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ),
     )
     add_comfyui_flags(gpu)
-    add_data_dir_flag(gpu, "outputs go to <data-dir>/outputs/<task_id>/")
+    add_data_dir_flag(
+        gpu,
+        "outputs go to <data-dir>/outputs/<task_id>/ unless --output-store says otherwise; "
+        "staging folders stay here",
+    )
+    add_output_store_flags(gpu, download_mode=False)
     unused = "accepted for symmetry with the other commands; the GPU worker renders nothing"
     add_manifest_dir_flags(gpu, manifests_help=unused, workflows_help=unused)
     add_setting_flag(
@@ -278,8 +316,12 @@ def control_worker_command(args: argparse.Namespace) -> int:
     from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
+    data_dir = settings.data_dir.resolve()
+    store = open_configured_store(settings, data_dir)
     try:
-        url_signer = load_url_signer(settings)
+        url_signer = load_url_signer(
+            settings, store_links=store if settings.download_mode == "presigned" else None
+        )
     except (OSError, ValueError) as err:  # e.g. an unwritable data dir, an empty key file
         print(f"error: URL signing key: {err}", file=sys.stderr)
         exit_now(2)
@@ -334,10 +376,12 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         exit_now(2)
     name = settings.worker_name or default_worker_name(settings.gpu)
     data_dir = settings.data_dir.resolve()
+    open_configured_store(settings, data_dir)
     worker_settings = GpuWorkerSettings(
         name=name,
         pool=settings.pool,
         data_dir=data_dir,
+        output_store=settings.output_store,
         prefetch=settings.prefetch,
         shutdown_grace=timedelta(seconds=settings.shutdown_grace),
     )

@@ -20,7 +20,7 @@ from activities.generation.webhooks import WebhookActivities
 from activities.workers.metrics import ControlWorkerMetrics
 from activities.workers.settings import DownloadUrlSettings
 from activities.workers.workflow_code_cache import install_workflow_code_cache
-from api.contract.signed_urls import UrlSigner, load_signing_key
+from api.contract.signed_urls import StoreLinks, UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
@@ -42,13 +42,16 @@ WORKFLOW_PASSTHROUGH_MODULES = (
 )
 
 
-def load_url_signer(settings: DownloadUrlSettings) -> UrlSigner:
+def load_url_signer(
+    settings: DownloadUrlSettings, *, store_links: StoreLinks | None = None
+) -> UrlSigner:
     """The API's signer of download URLs, for a control worker running alone: the key is
     COMFY_URL_SIGNING_KEY, else <data-dir>/url-signing.key (created if missing), exactly as the
-    API loads it, so the URLs in webhooks verify at the API. Raises OSError / ValueError for a
-    data dir it cannot use or a key file without a key."""
+    API loads it, so the URLs in webhooks verify at the API. With `store_links` (an object store
+    in presigned download mode, as the API has it), files get the store's presigned URLs.
+    Raises OSError / ValueError for a data dir it cannot use or a key file without a key."""
     key = load_signing_key(settings.data_dir.resolve(), settings.url_signing_key)
-    return UrlSigner(key, settings.download_url_ttl_seconds)
+    return UrlSigner(key, settings.download_url_ttl_seconds, store_links=store_links)
 
 
 def build_control_worker(

@@ -31,7 +31,7 @@ from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
-from activities.io.output_store import OutputStore
+from activities.io.output_store import open_output_store
 from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
 from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
@@ -71,6 +71,8 @@ class GpuWorkerSettings:
     name: str
     pool: str = DEFAULT_POOL
     data_dir: Path = Path("data")
+    # --output-store: None = <data-dir>; a path, file:// URL or s3://bucket/prefix.
+    output_store: str | None = None
     prefetch: bool = True
     # Pinned jobs also queue in ComfyUI; two lets one wait there while another runs.
     pinned_slots: int = 2
@@ -112,7 +114,7 @@ class GpuWorker:
             settings.name, settings.pool, CollectorRegistry()
         )
         self.metrics.watch_comfyui(comfyui)
-        self.store = OutputStore(settings.data_dir)
+        self.store = open_output_store(settings.output_store, settings.data_dir)
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
         self.inventory: InventoryReporter | None = None  # while ComfyUI is healthy

@@ -13,7 +13,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,6 +54,25 @@ class SharedSettings(ProcessSettings):
         default=None,
         alias="WORKFLOWS_DIR",
         description="Directory of the ComfyUI API-format graphs; None = the bundled workflows/.",
+    )
+
+
+class OutputStoreSettings(ProcessSettings):
+    """Where outputs, image inputs and previews live, and how clients download them
+    (docs/storage.md): the API, both workers and `dev` must name the same store."""
+
+    output_store: str | None = Field(
+        default=None,
+        alias="COMFY_OUTPUT_STORE",
+        description="None = <data-dir>; a path or file:// URL = that directory;"
+        " s3://bucket/prefix = an S3-compatible bucket (endpoint and credentials from the"
+        " standard AWS variables and files).",
+    )
+    download_mode: Literal["presigned", "proxy"] = Field(
+        default="presigned",
+        alias="COMFY_DOWNLOAD_MODE",
+        description="Object store only: download URLs are the store's presigned URLs (clients"
+        " fetch from the store), or proxy: the API streams files from the store itself.",
     )
 
 
@@ -152,7 +171,12 @@ class MetricsSettings(ProcessSettings):
 
 
 class ControlWorkerSettings(
-    DownloadUrlSettings, TemporalSettings, WebhookSettings, LogSettings, MetricsSettings
+    DownloadUrlSettings,
+    OutputStoreSettings,
+    TemporalSettings,
+    WebhookSettings,
+    LogSettings,
+    MetricsSettings,
 ):
     """`comfy-temporal control-worker`."""
 
@@ -199,6 +223,7 @@ class ComfyUISettings(ProcessSettings):
 
 class GpuWorkerProcessSettings(
     SharedSettings,
+    OutputStoreSettings,
     TemporalSettings,
     ImageInputSettings,
     ComfyUISettings,

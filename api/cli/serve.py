@@ -28,9 +28,11 @@ from activities.workers.cli import (
     add_data_dir_flag,
     add_log_format_flag,
     add_manifest_dir_flags,
+    add_output_store_flags,
     add_temporal_flags,
     comfyui_flags,
     comfyui_problem,
+    open_configured_store,
 )
 from activities.workers.logs import configure_logging
 from activities.workers.settings import add_setting_flag, settings_from_args
@@ -56,6 +58,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
     add_setting_flag(p, Settings, "host", "--host", help="API bind address")
     add_setting_flag(p, Settings, "port", "--port", type=int, help="API port")
     add_manifest_dir_flags(p)
+    add_output_store_flags(p, download_mode=True)
     add_setting_flag(
         p, Settings, "public_url", "--public-url",
         help="base URL clients use, for download links",
@@ -129,8 +132,8 @@ def register(subparsers: Any) -> None:
 
 def api_settings(kind: type[ApiOrDev], args: argparse.Namespace, **fixed: Any) -> ApiOrDev:
     """The command's settings, with the keys of --api-keys-file added; ends the command (exit 2)
-    with the reason when they are invalid or the access configuration is refused, before
-    Temporal or ComfyUI start."""
+    with the reason when they are invalid, the access configuration is refused or the output
+    store cannot be opened, before Temporal or ComfyUI start."""
     settings = settings_from_args(kind, args, **fixed)
     keys = settings.api_keys
     problem = None
@@ -147,7 +150,11 @@ def api_settings(kind: type[ApiOrDev], args: argparse.Namespace, **fixed: Any) -
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         exit_now(2)
-    return settings.model_copy(update={"api_keys": keys, "data_dir": settings.data_dir.resolve()})
+    settings = settings.model_copy(
+        update={"api_keys": keys, "data_dir": settings.data_dir.resolve()}
+    )
+    open_configured_store(settings, settings.data_dir)
+    return settings
 
 
 def _uvicorn_server(app: Any, settings: Settings) -> ApiServer:
@@ -223,9 +230,11 @@ def gpu_worker_command(settings: DevSettings) -> list[str] | None:
     """`comfy-temporal gpu-worker ...` for the configured ComfyUI, or None when there is none."""
     if not settings.configured:
         return None
+    store = ["--output-store", settings.output_store] if settings.output_store else []
     return [
         sys.executable, "-m", "api.cli.main", "gpu-worker",
         "--data-dir", str(settings.data_dir),
+        *store,
         *comfyui_flags(settings),
         "--log-format", settings.log_format,
         # Its jobs get a little less than the whole grace, so it exits before dev kills it.
@@ -276,6 +285,7 @@ def _banner(
         f" --address {server.address}",
         f"  Metrics:          {metrics}",
         f"  Data:             {settings.data_dir}",
+        f"  Outputs:          {settings.output_store or settings.outputs_dir}",
     ]
     if gpu:
         source = settings.comfyui_url or settings.comfyui_path

@@ -3,6 +3,7 @@
 Download URLs in task results and webhooks carry `?expires=<unix>&sig=<hex>`, an HMAC-SHA256 over
 "<task_id>/<filename>/<expires>", so a client can fetch outputs without an API key, only that
 file and only until then. The API and a control worker load the same key (`load_signing_key`).
+Files in an object store get the store's presigned URL instead (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlencode
 
 SIGNING_KEY_FILE = "url-signing.key"
@@ -65,12 +66,22 @@ class SignedQuery:
         return urlencode({"expires": self.expires, "sig": self.sig})
 
 
-class UrlSigner:
-    """Signs and checks download URLs of output files."""
+class StoreLinks(Protocol):
+    """An object store that hands out presigned URLs of its objects (activities/io/s3_store.py)."""
 
-    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+    def presigned_url(self, store_key: str, expires_in: int) -> str | None: ...
+
+
+class UrlSigner:
+    """Signs and checks download URLs of output files. With `store_links`, download URLs of files
+    in an object store are the store's own presigned URLs (clients fetch from the store)."""
+
+    def __init__(
+        self, key: bytes, ttl_seconds: int, *, store_links: StoreLinks | None = None
+    ) -> None:
         self._key = key
         self.ttl_seconds = ttl_seconds
+        self.store_links = store_links
 
     def _digest(self, task_id: str, filename: str, expires: int) -> str:
         # Filenames never contain "/" (OutputStore refuses them) and expires is digits, so the

@@ -3,6 +3,7 @@ and `error` of a task, and the URLs of the task and its files."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 from api.contract.signed_urls import UrlSigner
@@ -28,9 +29,17 @@ def output_url(
     signer: UrlSigner | None = None,
     *,
     signed_at: float | None = None,
+    store_key: str | None = None,
 ) -> str:
     """The file's download URL; with a signer it carries `?expires=&sig=` (works without a key),
-    valid for the signer's TTL from `signed_at` (unix seconds; default now)."""
+    valid for the signer's TTL from `signed_at` (unix seconds; default now). A file in an object
+    store whose signer hands out store links gets the store's presigned URL, valid as long."""
+    if signer is not None and signer.store_links is not None and store_key is not None:
+        now = time.time()
+        expires = (signed_at if signed_at is not None else now) + signer.ttl_seconds
+        presigned = signer.store_links.presigned_url(store_key, max(1, int(expires - now)))
+        if presigned is not None:
+            return presigned
     url = f"{base_url}/tasks/{quote(task_id, safe='')}/outputs/{quote(filename, safe='')}"
     if signer is not None:
         url += "?" + signer.sign(task_id, filename, now=signed_at).query()
@@ -67,7 +76,14 @@ def success_result(
     outputs = [
         OutputPublic(
             filename=o.filename,
-            url=output_url(base_url, result.task_id, o.filename, signer, signed_at=signed_at),
+            url=output_url(
+                base_url,
+                result.task_id,
+                o.filename,
+                signer,
+                signed_at=signed_at,
+                store_key=o.store_key,
+            ),
             content_type=o.content_type,
             size=o.size,
             node_id=o.node_id,

@@ -4,8 +4,9 @@ images given by URL or inline (base64).
 Checked before anything starts: URLs must be http(s) and, unless the settings allow it, must not
 resolve to a private, loopback, link-local or otherwise non-public address
 (activities/io/outbound_urls.py; the workers check again when they connect). Inline images are
-decoded, size-checked and stored in the shared store's inputs folder; the workflow gets a
-reference (`{"input_file": "<sha256>.<ext>"}`), never the bytes (temporal-notes.md §3k).
+decoded, size-checked and stored in the output store's inputs (a folder or the bucket's inputs/
+prefix, docs/storage.md); the workflow gets a reference (`{"input_file": "<sha256>.<ext>"}`),
+never the bytes (temporal-notes.md §3k).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from activities.generation.image_uploads import (
     image_extension,
 )
 from activities.io.outbound_urls import UrlRefused, check_url
-from activities.io.output_store import OutputStore, OutputStoreError
+from activities.io.output_store import OutputStore, OutputStoreError, open_output_store
 from api.errors import ApiError
 from api.schemas import GenerateCreate
 from api.settings import Settings
@@ -90,7 +91,10 @@ async def checked_callback_url(body: GenerateCreate, settings: Settings) -> str 
 
 
 async def stage_image_inputs(
-    manifest: WorkflowManifest, params: dict[str, Any], settings: Settings
+    manifest: WorkflowManifest,
+    params: dict[str, Any],
+    settings: Settings,
+    store: OutputStore | None = None,
 ) -> dict[str, Any]:
     """`params` with every image input checked: URLs against the address policy, base64 decoded
     within the size limit and stored (replaced by its `input_file` reference).
@@ -99,7 +103,8 @@ async def stage_image_inputs(
     """
     staged = dict(params)
     problems: list[tuple[list[str | int], str, str]] = []
-    store = OutputStore(settings.data_dir)
+    if store is None:
+        store = open_output_store(settings.output_store, settings.data_dir)
     for name, value in params.items():
         defn = manifest.parameters.get(name)
         if defn is None or not defn.takes_file or not is_inline_image(value):

@@ -26,6 +26,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.idempotency import (
@@ -193,6 +194,7 @@ async def start_generation(
     idempotency_key: str | None = None,
     key_scope: str = "",
     inventory: InventoryCache | None = None,
+    store: OutputStore | None = None,
 ) -> str:
     """Check the request, stage its inputs and start its workflow; returns the task id.
 
@@ -233,7 +235,7 @@ async def start_generation(
             await inventory.get(temporal, manifest.pool),
             worker=options.worker if options is not None else None,
         )
-    params = await stage_image_inputs(manifest, body.params, settings)
+    params = await stage_image_inputs(manifest, body.params, settings, store)
     start = generation_start(
         manifest,
         params,

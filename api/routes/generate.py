@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 
 from api.api_keys import presented_keys
 from api.contract.task_view import status_url
-from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
+from api.deps import BaseUrlDep, ManifestsDep, OutputStoreDep, SettingsDep, TemporalDep
 from api.generations.start import start_generation
 from api.responses import error_responses
 from api.schemas import GenerateAccepted, GenerateCreate
@@ -41,6 +41,7 @@ async def generate(
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
     settings: SettingsDep,
+    store: OutputStoreDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -60,6 +61,7 @@ async def generate(
         idempotency_key=idempotency_key,
         key_scope=_key_scope(http_request),
         inventory=http_request.app.state.inventory,
+        store=store,
     )
     return _accepted(response, base_url, task_id)
 

@@ -28,11 +28,11 @@ from fastapi.responses import StreamingResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.io.output_store import OutputStore, OutputStoreError
+from activities.io.output_store import OutputPathRefused, OutputStoreError
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_schemas import TaskPublic
-from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep, UrlSignerDep
-from api.errors import ApiError, InvalidOutputName, TaskNotFound
+from api.deps import BaseUrlDep, ManifestsDep, OutputStoreDep, TemporalDep, UrlSignerDep
+from api.errors import ApiError, InvalidOutputName, OutputStoreUnavailable, TaskNotFound
 from api.responses import ErrorBody
 from api.tasks.reader import read_task
 from manifests.errors import UnknownWorkflow
@@ -225,13 +225,6 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def _read_preview(store: OutputStore, task_id: str) -> bytes | None:
-    try:
-        return store.preview_path(task_id).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 @router.get(
     "/{task_id}/preview",
     response_class=Response,
@@ -242,21 +235,23 @@ def _read_preview(store: OutputStore, task_id: str) -> bytes | None:
         },
         400: {"model": ErrorBody, "description": "The task id cannot name a task folder."},
         404: {"description": "No such task, or no preview right now (with the reason)."},
+        503: {"model": ErrorBody, "description": "Temporal or the output store did not answer."},
     },
     summary="The latest sampler preview of a running task",
 )
 async def task_preview(
     task_id: str,
-    settings: SettingsDep,
+    store: OutputStoreDep,
     temporal: TemporalDep,
     base_url: BaseUrlDep,
     manifests: ManifestsDep,
 ) -> Response:
-    store = OutputStore(settings.data_dir)
     try:
-        data = await asyncio.to_thread(_read_preview, store, task_id)
-    except OutputStoreError as err:
+        data = await store.read_preview(task_id)
+    except OutputPathRefused as err:
         raise InvalidOutputName(str(err), loc=["path", "task_id"]) from err
+    except OutputStoreError as err:
+        raise OutputStoreUnavailable(str(err)) from err
     if data is not None:
         return Response(data, media_type=_image_type(data), headers={"Cache-Control": "no-store"})
     task = await read_task(temporal, task_id, base_url)  # 404 for an unknown task

@@ -32,7 +32,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
 from api.generations.start import MAX_PARAMS_BYTES
@@ -491,7 +491,7 @@ async def stage(
             task_id = started.json()["task_id"]
             await client.get_workflow_handle(task_id).terminate(reason="hostile input sweep")
             # One saved output, as a GPU worker leaves it, so that a file name is what is wrong.
-            output = OutputStore(data_dir).path_for(task_id, "image.png")
+            output = LocalOutputStore(data_dir).path_for(task_id, "image.png")
             output.parent.mkdir(parents=True)
             output.write_bytes(b"\x89PNG\r\n\x1a\n")
             created = await http.post("/schedules", json=BASE_SCHEDULE_BODY)

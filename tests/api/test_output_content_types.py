@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 
 TASK_ID = "smoke_video-20260101-000000-0d0e0f"
 
@@ -29,7 +29,7 @@ TASK_ID = "smoke_video-20260101-000000-0d0e0f"
 async def test_download_content_type_is_the_one_the_result_names(
     http: httpx.AsyncClient, api_data_dir: Path, filename: str, content_type: str
 ) -> None:
-    store = OutputStore(api_data_dir)
+    store = LocalOutputStore(api_data_dir)
     staged = store.staging_dir(TASK_ID, f"attempt-{filename}") / filename
     staged.write_bytes(b"\x00" * 64)
     [stored] = await store.commit(TASK_ID, [staged])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.io.output_store import OutputPathRefused, OutputStore, OutputStoreError
+from activities.io.output_store import LocalOutputStore, OutputPathRefused, OutputStoreError
 from temporal_workflows.failures import NON_RETRYABLE_ERROR_TYPES
 from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
 from tests.support.stack import GenerationStack
@@ -57,7 +57,7 @@ async def test_a_failed_output_store_write_is_retried_and_stores_the_files_once(
 async def test_a_name_that_would_leave_the_store_is_refused_for_good_and_a_write_failure_is_not(
     tmp_path: Path,
 ):
-    store = OutputStore(tmp_path)
+    store = LocalOutputStore(tmp_path)
     with pytest.raises(OutputPathRefused):
         store.path_for("task", "../escape.png")
     (tmp_path / "outputs").mkdir()

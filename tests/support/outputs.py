@@ -9,7 +9,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 from tests.support.stack import GenerationStack
 
 
@@ -31,5 +31,5 @@ def comfyui_saves(output_dirs: list[Path], prefix: str) -> int:
 
 def assert_stored_once(data_dir: Path, task_id: str, filenames: list[str]) -> None:
     """The task's output folder holds exactly the files its result names, nothing else."""
-    stored = [p.name for p in OutputStore(data_dir).files(task_id)]
+    stored = [p.name for p in LocalOutputStore(data_dir).files(task_id)]
     assert stored == sorted(filenames), (task_id, stored, filenames)

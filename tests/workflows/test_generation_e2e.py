@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import prompt_id_for
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.payloads import GenerationError, Progress
@@ -66,7 +66,7 @@ async def test_generation_succeeds_and_its_file_lands_in_the_output_store(
     assert len(result.outputs) == 1
     output = result.outputs[0]
     assert output.node_id == "3" and output.content_type == "image/png"
-    stored = OutputStore(generation_stack.data_dir).path_for(handle.id, output.filename)
+    stored = LocalOutputStore(generation_stack.data_dir).path_for(handle.id, output.filename)
     data = stored.read_bytes()
     assert len(data) == output.size and hashlib.sha256(data).hexdigest() == output.sha256
     assert data.startswith(b"\x89PNG")
@@ -90,7 +90,7 @@ async def test_two_gpu_workers_share_a_backlog_of_20_and_each_job_succeeds_once(
 
     per_worker = Counter(r.worker for r in results)
     assert set(per_worker) == {"gpu-a", "gpu-b"}, per_worker
-    store = OutputStore(generation_stack.data_dir)
+    store = LocalOutputStore(generation_stack.data_dir)
     for handle, result in zip(handles, results, strict=True):
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
         assert await activity_attempts(handle) == [1]

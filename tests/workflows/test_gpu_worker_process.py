@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.io.output_store import OutputStore
+from activities.io.output_store import LocalOutputStore
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.payloads import GenerationRequest
@@ -114,7 +114,7 @@ async def test_a_worker_that_dies_mid_job_loses_nothing_another_gpu_finishes_it(
     # The heartbeat timeout (10 s) marks the attempt lost; the retry goes to the survivor.
     result = await asyncio.wait_for(handle.result(), 45)
     assert result.worker == "gpu-survivor" and result.attempts == 2
-    assert [p.name for p in OutputStore(generation_stack.data_dir).files(handle.id)] == [
+    assert [p.name for p in LocalOutputStore(generation_stack.data_dir).files(handle.id)] == [
         result.outputs[0].filename
     ]
 
