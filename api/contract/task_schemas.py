@@ -35,9 +35,7 @@ class TaskQueueInfo(BaseModel):
         "submitting_to_comfyui",
         "queued_in_comfyui",
         "retrying",
-    ] = Field(
-        description='"retrying": the job failed and waits out a backoff before its next try.'
-    )
+    ] = Field(description='"retrying": the job failed and waits out a backoff before its next try.')
     position: int | None = Field(
         default=None, description="Position in ComfyUI's queue (0 = next), when known."
     )
@@ -66,7 +64,11 @@ class InfrastructureFaultPublic(BaseModel):
 
     type: str = Field(description="An error type of the infrastructure, e.g. WorkerLost.")
     message: str
-    at: datetime | None = Field(default=None, description="When that attempt ended, when known.")
+    at: datetime | None = Field(
+        default=None,
+        description="When that attempt ended, when Temporal tells (a lost worker's attempt times "
+        "out rather than ends: null).",
+    )
 
 
 class OutputPublic(BaseModel):

@@ -366,11 +366,9 @@ async def test_set_priority_and_cancel_reach_the_execute_activity_of_a_later_try
 
         async def reprioritised() -> bool:
             pending = (await handle.describe()).raw_description.pending_activities
-            return [(p.activity_id, p.priority.priority_key) for p in pending] == [
-                ("execute-2", 1)
-            ]
+            return [(p.activity_id, p.priority.priority_key) for p in pending] == [("execute-2", 1)]
 
-        await wait_until(reprioritised, "the second try's activity at priority 1")
+        await wait_for(reprioritised, "the second try's activity at priority 1", DEADLINE)
         status = await handle.query(GenerationWorkflow.status)
         await handle.signal(GenerationWorkflow.cancel, "enough")
         with pytest.raises(WorkflowFailureError):
