@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from activities.comfyui.errors import ComfyUIError, ComfyUIOutOfMemory, ComfyUIStalled
 from activities.comfyui.events import (
@@ -170,7 +170,7 @@ class ExecuteActivities:
         ):
             try:
                 return await self._execute(request)
-            except ApplicationError:
+            except FailureError:  # ours (an ApplicationError), or Temporal's own
                 raise
             except Exception as err:
                 # Typed, so the workflow counts it against the job's retries instead of Temporal

@@ -168,7 +168,7 @@ class TaskPublic(BaseModel):
         "`deadline`, never spending `retries`.",
     )
     last_infrastructure_fault: InfrastructureFaultPublic | None = Field(
-        default=None, description="While PENDING or STARTED: the last such fault, if any."
+        default=None, description="While PENDING or PROGRESS: the last such fault, if any."
     )
     result: TaskResult | str | None = Field(
         default=None,

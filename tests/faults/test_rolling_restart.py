@@ -175,7 +175,7 @@ async def test_a_job_outlives_more_worker_kills_than_its_retries(
         done = await stack.task(handle.id)
 
     # While it ran on the second doomed worker, the first loss showed as an infrastructure fault.
-    assert (waiting.status, waiting.attempts, waiting.infrastructure_retries) == ("STARTED", 1, 1)
+    assert (waiting.status, waiting.attempts, waiting.infrastructure_retries) == ("PROGRESS", 1, 1)
     assert waiting.last_infrastructure_fault is not None
     assert waiting.last_infrastructure_fault.type == "WorkerLost"
     assert result.worker == "survivor"
