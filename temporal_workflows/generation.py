@@ -332,13 +332,17 @@ class GenerationWorkflow:
         job's try (`attempt`) and the infrastructure retries of finished activities in the status;
         the result's `attempt` - 1 are those of the activity that succeeded."""
         status = self._status
-        deadline = workflow.info().start_time + timedelta(seconds=prepared.deadline_seconds)
+        deadline = (
+            workflow.info().start_time + timedelta(seconds=prepared.deadline_seconds)
+            if prepared.deadline_seconds is not None
+            else None
+        )
         limited: dict[str, int] = {}  # retries made so far of each type that has a limit
         try_number = 0
         while True:
             try_number += 1
-            left = deadline - workflow.now()
-            if left <= timedelta(0):
+            left = deadline - workflow.now() if deadline is not None else None
+            if left is not None and left <= timedelta(0):
                 raise _deadline_failure(prepared, status.last_infrastructure_fault)
             self._execute_activity_id = execute_activity_id(try_number)
             if try_number > 1:
@@ -388,9 +392,10 @@ class GenerationWorkflow:
         prepared: PreparedPrompt,
         queue: str,
         try_number: int,
-        left: timedelta,
+        left: timedelta | None,
     ) -> workflow.ActivityHandle[ExecuteResult]:
-        execute_timeout = timedelta(seconds=prepared.timeout_seconds)
+        # A prefetched prompt may wait one whole job in ComfyUI's queue before its own run.
+        start_to_close = timedelta(seconds=prepared.timeout_seconds) * 2 + STORING_MARGIN
         handle = workflow.start_activity(
             EXECUTE_ACTIVITY,
             ExecuteInput(
@@ -410,8 +415,7 @@ class GenerationWorkflow:
             # The deadline bounds waiting for a GPU and every retry in place; there is no
             # schedule-to-start limit of its own (cancel to give up sooner).
             schedule_to_close_timeout=left,
-            # A prefetched prompt may wait one whole job in ComfyUI's queue before its own run.
-            start_to_close_timeout=min(execute_timeout * 2 + STORING_MARGIN, left),
+            start_to_close_timeout=min(start_to_close, left) if left else start_to_close,
             heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
             retry_policy=RetryPolicy(
                 initial_interval=EXECUTE_RETRY_INITIAL,
@@ -581,7 +585,7 @@ def _deadline_failure(
 ) -> ApplicationError:
     error = generation_error(
         ErrorType.DEADLINE_EXCEEDED,
-        deadline=prepared.deadline_seconds,
+        deadline=prepared.deadline_seconds or 0,
         last=f"; last fault: {last.type}: {last.message}" if last else "",
     )
     return ApplicationError(error.message, error, type=error.type, non_retryable=True)

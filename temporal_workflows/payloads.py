@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from manifests.definitions import DEFAULT_DEADLINE_SECONDS
-
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -64,9 +62,10 @@ class PreparedPrompt(_Payload):
     pool: str
     timeout_seconds: float
     max_attempts: int
-    deadline_seconds: float = Field(
-        default=DEFAULT_DEADLINE_SECONDS,
-        description="The manifest's `deadline`: infrastructure faults are retried until then.",
+    deadline_seconds: float | None = Field(
+        default=None,
+        description="The manifest's `deadline`: infrastructure faults are retried until then; "
+        "None (a prompt prepared before deadlines existed): without a time limit.",
     )
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(
