@@ -207,6 +207,9 @@ class GenerationWorkflow:
         return delivery
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
+        # Decided first, before any command: replay then meets the patch marker where it was
+        # recorded, not after the local activity's marker.
+        two_budgets = workflow.patched(TWO_BUDGETS_PATCH)
         task_id = workflow.info().workflow_id
         started = workflow.now()
         self._status.phase = "rendering"
@@ -233,7 +236,7 @@ class GenerationWorkflow:
         self._status.worker = request.options.worker
         workflow.set_current_details(f"**running** `{prepared.workflow_id}` on `{queue}`")
 
-        if workflow.patched(TWO_BUDGETS_PATCH):
+        if two_budgets:
             result = await self._execute_within_budgets(task_id, prepared, queue)
             attempts, infrastructure_retries = self._status.attempt, result.attempt - 1
             infrastructure_retries += self._status.infrastructure_retries

@@ -26,10 +26,10 @@ from tests.support.temporal import RestartableDevServer, pending_progress
 from tests.support.waiting import wait_for
 from tests.support.worker_processes import ControlWorkerProcess, GpuWorkerProcess
 
-# About 1 s of ComfyUI time each (10 steps of 0.1 s): 18 s of work for two GPUs, enough backlog
-# to last through two GPU worker restarts and two control worker restarts (a control worker takes
-# a few seconds to start on a loaded machine).
-JOBS = 36
+# About 1 s of ComfyUI time each (10 steps of 0.1 s). Before each restart the backlog is topped
+# up to BACKLOG open jobs, so every restart meets jobs in flight however fast the machine is: the
+# restart of a control worker takes a few seconds on a loaded machine, two GPUs run 2 jobs/s.
+BACKLOG = 16
 
 
 async def open_count(handles: list[WorkflowHandle]) -> int:
@@ -87,22 +87,31 @@ async def test_a_rolling_restart_of_every_worker_fails_nothing_and_spends_no_ret
         open_at_restart: dict[str, int] = {}
         try:
             await asyncio.gather(*(w.start() for w in [*controls, *gpus]))
-            prefixes = [new_prefix() for _ in range(JOBS)]
-            handles = [
-                await submit_with_prefix(stack, prefix, steps=10, seconds_per_step=0.1)
-                for prefix in prefixes
-            ]
+            prefixes: list[str] = []
+            handles: list[WorkflowHandle] = []
+
+            async def top_up() -> None:
+                for _ in range(BACKLOG - await open_count(handles)):
+                    prefix = new_prefix()
+                    prefixes.append(prefix)
+                    handles.append(
+                        await submit_with_prefix(stack, prefix, steps=10, seconds_per_step=0.1)
+                    )
+
+            await top_up()
             for gpu in gpus:
                 # SIGTERM while a job runs there: it finishes, a prefetched one is handed back.
                 await wait_for(
                     lambda g=gpu: running_on(handles, g.name), f"a job on {gpu.name}", 60
                 )
-                open_at_restart[gpu.name] = await open_count(handles)
+                await top_up()
                 exits.setdefault(gpu.name, []).append(await gpu.terminate())
+                open_at_restart[gpu.name] = await open_count(handles)
                 await gpu.start()
             for control in controls:
-                open_at_restart[control.name] = await open_count(handles)
+                await top_up()
                 exits.setdefault(control.name, []).append(await control.terminate())
+                open_at_restart[control.name] = await open_count(handles)
                 await control.start()
             results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 120)
         finally:
@@ -112,7 +121,7 @@ async def test_a_rolling_restart_of_every_worker_fails_nothing_and_spends_no_ret
 
     logs_of = {w.name: w.log_tail() for w in [*gpus, *controls]}
     assert exits == {w.name: [0] for w in [*gpus, *controls]}, logs_of
-    # Every restart really hit a backlog in flight.
+    # Jobs were still open when each worker had stopped: every restart hit a backlog in flight.
     assert all(count > 0 for count in open_at_restart.values()), open_at_restart
     output_dirs = [gpu.comfyui_output_dir for gpu in gpus]
     for handle, prefix, result, task in zip(handles, prefixes, results, tasks, strict=True):
