@@ -134,7 +134,13 @@ class WorkflowPublic(BaseModel):
     description: str
     pool: str = Field(description="GPU pool whose workers run it (manifest `pool`).")
     timeout_seconds: float = Field(description="Time limit of one attempt (manifest `timeout`).")
-    max_attempts: int = Field(description="Attempts in all: manifest `retries` + 1.")
+    max_attempts: int = Field(
+        description="Attempts in all after the job's own failures: manifest `retries` + 1."
+    )
+    deadline_seconds: float = Field(
+        description="Seconds from submission within which faults of the infrastructure are "
+        "retried without spending `retries` (manifest `deadline`)."
+    )
     outputs: list[str] | None = Field(
         description="Node ids whose files are returned (manifest `outputs`); null = every node."
     )

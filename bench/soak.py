@@ -42,7 +42,6 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import httpx  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError  # noqa: E402
 
@@ -54,11 +53,7 @@ from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer 
 from manifests.registry import ManifestRegistry  # noqa: E402
 from temporal_workflows.names import GENERATION_WORKFLOW  # noqa: E402
 from temporal_workflows.payloads import GenerationRequest, GenerationResult  # noqa: E402
-from tests.support.worker_processes import (  # noqa: E402
-    clean_environment,
-    gpu_worker_command,
-    kill_processes_mentioning,
-)
+from tests.support.worker_processes import GpuWorkerProcess  # noqa: E402
 
 POOL = "soak"
 STALL_TIMEOUT = 1.5
@@ -102,91 +97,6 @@ soak_image:
 """
 
 FAULTS = ("kill_worker", "comfyui_crash", "drop_sockets", "hang", "stuck")
-
-
-class GpuWorkerProcess:
-    """One `comfy-temporal gpu-worker` process (and the ComfyUI emulator it launches)."""
-
-    def __init__(self, name: str, data_dir: Path, address: str, log_dir: Path) -> None:
-        self.name = name
-        self.data_dir = data_dir
-        self.address = address
-        self.log_path = log_dir / f"{name}.log"
-        self.process: asyncio.subprocess.Process | None = None
-        self.comfyui_url: str | None = None
-        self.starts = 0
-
-    @property
-    def comfyui_dir(self) -> Path:
-        return self.data_dir / "comfyui" / self.name
-
-    @property
-    def comfyui_output_dir(self) -> Path:
-        return self.comfyui_dir / "output"
-
-    async def start(self, timeout: float = 60.0) -> None:
-        command = gpu_worker_command(
-            pool=POOL,
-            name=self.name,
-            data_dir=self.data_dir,
-            temporal_address=self.address,
-            shutdown_grace=5,
-        )
-        env = clean_environment()
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *command, env=env, stdout=log, stderr=log
-            )
-        self.starts += 1
-        self.comfyui_url = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        marker = f"{self.name}: ComfyUI healthy at "
-        while loop.time() < deadline:
-            if self.process.returncode is not None:
-                raise RuntimeError(f"{self.name} exited at startup; see {self.log_path}")
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                text = log.read().decode(errors="replace")
-            if marker in text:
-                self.comfyui_url = text.split(marker, 1)[1].split(";", 1)[0].strip()
-                return
-            await asyncio.sleep(0.1)
-        raise TimeoutError(f"{self.name} did not start polling within {timeout} s")
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
-    async def kill(self) -> None:
-        """SIGKILL to the worker and to its ComfyUI: the host is gone, nothing says goodbye."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        kill_processes_mentioning(str(self.comfyui_dir))
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                pass
-        await self.kill()
-
-    async def set_faults(self, **faults: Any) -> bool:
-        """Replace the faults of this worker's ComfyUI; False when it does not answer now."""
-        if not self.running or self.comfyui_url is None:
-            return False
-        try:
-            async with httpx.AsyncClient(trust_env=False) as http:
-                response = await http.post(
-                    f"{self.comfyui_url}/emulator/faults", json=faults, timeout=2.0
-                )
-            return response.status_code == 200
-        except httpx.HTTPError:
-            return False
 
 
 @dataclass
@@ -291,7 +201,8 @@ def account(
     outcomes: list[JobOutcome], store: LocalOutputStore, saves: collections.Counter
 ) -> tuple[list[str], list[str]]:
     """(duplicated, inconsistent): task ids with more than their one result's files in the
-    store or more ComfyUI runs than attempts; successes whose files are missing."""
+    store or more ComfyUI runs than attempts (its own and its infrastructure retries); successes
+    whose files are missing."""
     duplicated: list[str] = []
     inconsistent: list[str] = []
     for outcome in outcomes:
@@ -300,7 +211,8 @@ def account(
         expected = sorted(o.filename for o in outcome.result.outputs)
         stored = [p.name for p in store.files(outcome.task_id)]
         runs = saves.get(outcome.prefix, 0)
-        if len(stored) > len(expected) or runs > outcome.result.attempts:
+        tries = outcome.result.attempts + outcome.result.infrastructure_retries
+        if len(stored) > len(expected) or runs > tries:
             duplicated.append(outcome.task_id)
         elif stored != expected or runs == 0:
             inconsistent.append(outcome.task_id)
@@ -329,7 +241,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
     )
     await server.start()
-    workers = [GpuWorkerProcess(f"soak-gpu{i}", data_dir, server.address, base) for i in range(2)]
+    workers = [
+        GpuWorkerProcess(f"soak-gpu{i}", data_dir, server.address, base, pool=POOL)
+        for i in range(2)
+    ]
     rng = random.Random(args.seed)
     injector = FaultInjector(workers, rng, args.fault_every)
     done = asyncio.Event()
@@ -378,6 +293,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     duplicated, inconsistent = account(outcomes, LocalOutputStore(data_dir), saves)
     succeeded = [o for o in outcomes if o.status == "SUCCESS"]
     attempts = collections.Counter(o.result.attempts for o in succeeded if o.result)
+    infrastructure_retries = collections.Counter(
+        o.result.infrastructure_retries for o in succeeded if o.result
+    )
     report.update(
         submitted=len(submitted),
         succeeded=len(succeeded),
@@ -386,6 +304,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         duplicated=len(duplicated),
         inconsistent=len(inconsistent),
         succeeded_by_attempts={str(k): v for k, v in sorted(attempts.items())},
+        succeeded_by_infrastructure_retries={
+            str(k): v for k, v in sorted(infrastructure_retries.items())
+        },
         comfyui_runs=sum(saves.values()),
         faults_injected=dict(injector.injected),
         faults_skipped=dict(injector.skipped),
@@ -403,6 +324,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     print(f"submitted:   {report['submitted']}")
     print(f"succeeded:   {report['succeeded']}  (by attempts: {report['succeeded_by_attempts']})")
+    print(f"  by infrastructure retries: {report['succeeded_by_infrastructure_retries']}")
     failed = report["failed"]
     print(f"failed:      {sum(failed.values())}")
     for reason, count in sorted(failed.items(), key=lambda item: -item[1]):

@@ -24,8 +24,11 @@ RANDOM_TOKEN = "random"
 DEFAULT_TIMEOUT_SECONDS = 600.0
 # Also the pool a GPU worker serves when it is given none, so both meet without configuration.
 DEFAULT_POOL = "default"
+# `retries` counts the job's own failures only; faults of the fleet (a worker lost, ComfyUI down,
+# a store outage) are retried for as long as the job's `deadline` allows.
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_ATTEMPTS = DEFAULT_RETRIES + 1
+DEFAULT_DEADLINE_SECONDS = 24 * 3600.0
 
 
 class _Strict(BaseModel):
@@ -155,13 +158,16 @@ class WorkflowEntry(_Strict):
     pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     outputs: list[str] | None = None
     retries: int | None = Field(default=None, ge=0, le=100)
+    # Seconds from submission after which the job fails as DeadlineExceeded, however often the
+    # infrastructure failed under it; None: DEFAULT_DEADLINE_SECONDS.
+    deadline: int | float | None = Field(default=None, gt=0)
     # Sampler previews: the GPU worker keeps the latest one for GET /tasks/{id}/preview.
     previews: bool = False
     # Seconds without any message from ComfyUI while the prompt runs before the GPU worker
     # interrupts it and retries the attempt (a hung node); None: the worker's default.
     stall_timeout: int | float | None = Field(default=None, gt=0)
 
-    _check_timeout = field_validator("timeout", "stall_timeout", mode="before")(_number)
+    _check_timeout = field_validator("timeout", "stall_timeout", "deadline", mode="before")(_number)
 
     @field_validator("outputs", mode="before")
     @classmethod
@@ -283,6 +289,7 @@ class WorkflowManifest(BaseModel):
     pool: str = DEFAULT_POOL
     outputs: list[str] | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
     previews: bool = False
     stall_timeout: float | None = None
     template: dict[str, Any]

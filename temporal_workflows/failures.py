@@ -50,12 +50,15 @@ class ErrorType(StrEnum):
     WEBHOOK_FAILED = "WebhookFailed"
     TERMINATED = "Terminated"
     TIMED_OUT = "TimedOut"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 class Fault(StrEnum):
-    """Whose failure it is. JOB: the request, its graph or its inputs; another attempt would end
-    the same way, or the job itself asked for the end. INFRASTRUCTURE: a worker, ComfyUI, the
-    store or the network failed under a job that may well succeed elsewhere or later."""
+    """Whose failure it is, and so which budget a retry spends. JOB: the request, its graph or its
+    inputs; another attempt would end the same way, or the job itself asked for the end; retried
+    (when retryable) within the manifest's `retries`. INFRASTRUCTURE: a worker, ComfyUI, the store
+    or the network failed under a job that may well succeed elsewhere or later; retried for as
+    long as the job's `deadline` allows, never spending `retries`."""
 
     JOB = "job"
     INFRASTRUCTURE = "infrastructure"
@@ -69,6 +72,8 @@ class FailureKind:
     fault: Fault
     text: str
     """What the user reads: a str.format template over the failure's details."""
+    limit: int | None = None
+    """Retries of this type a job gets in all, past its fault's budget; the one after is final."""
 
 
 _JOB, _INFRA = Fault.JOB, Fault.INFRASTRUCTURE
@@ -81,8 +86,11 @@ FAILURES: dict[ErrorType, FailureKind] = {
     # ComfyUI's answers about this graph are deterministic: a retry gives the same error.
     ErrorType.COMFYUI_VALIDATION: FailureKind(False, _JOB, "ComfyUI rejected the prompt: {reason}"),
     ErrorType.COMFYUI_EXECUTION: FailureKind(False, _JOB, "ComfyUI failed in {where}: {reason}"),
-    # Retried once after ComfyUI freed its memory; a second OOM means the job does not fit.
-    ErrorType.COMFYUI_OUT_OF_MEMORY: FailureKind(True, _JOB, "ComfyUI failed in {where}: {reason}"),
+    # ComfyUI unloaded its models and freed its memory: the first OOM may be what earlier runs
+    # left behind, and is retried once; a second means the job does not fit, and is final.
+    ErrorType.COMFYUI_OUT_OF_MEMORY: FailureKind(
+        True, _INFRA, "ComfyUI failed in {where}: {reason}", limit=1
+    ),
     # Someone stopped this prompt in ComfyUI on purpose: not ours to undo.
     ErrorType.COMFYUI_INTERRUPTED: FailureKind(
         False, _JOB, "the prompt was interrupted in ComfyUI by someone else"
@@ -107,17 +115,19 @@ FAILURES: dict[ErrorType, FailureKind] = {
     ErrorType.INVALID_IMAGE_INPUT: FailureKind(False, _JOB, _IMAGE_TEXT),
     ErrorType.IMAGE_INPUT_TOO_LARGE: FailureKind(False, _JOB, _IMAGE_TEXT),
     ErrorType.IMAGE_INPUT_REFUSED: FailureKind(False, _JOB, _IMAGE_TEXT),
-    # Final when the server answered 4xx (except 408/429); a 5xx or a network error may pass.
-    ErrorType.IMAGE_INPUT_UNAVAILABLE: FailureKind(True, _INFRA, _IMAGE_TEXT),
-    # Worded by the workflow once Temporal gave up on the GPU step.
+    # Final when the server answered 4xx (except 408/429); a 5xx or a network error may pass. The
+    # server is the request's, not ours: its failures spend the job's retries.
+    ErrorType.IMAGE_INPUT_UNAVAILABLE: FailureKind(True, _JOB, _IMAGE_TEXT),
+    # No heartbeat for 10 s: Temporal's heartbeat timeout, retried on another GPU.
     ErrorType.WORKER_LOST: FailureKind(
-        True,
-        _INFRA,
-        "the GPU worker stopped reporting (it or its host died) and no retry was left",
+        True, _INFRA, "the GPU worker stopped reporting (it or its host died)"
     ),
-    ErrorType.TIMEOUT: FailureKind(True, _JOB, "the generation exceeded its time limit{limit}"),
-    # An activity raised something we do not know: a bug, or a fault below us.
-    ErrorType.ACTIVITY_ERROR: FailureKind(True, _INFRA, "the GPU worker failed: {reason}"),
+    # The GPU step's start-to-close backstop (2 x timeout + 60 s): the worker's own run limit
+    # (ComfyUITimeout) ends a long run first, so this one means a worker that is stuck.
+    ErrorType.TIMEOUT: FailureKind(True, _INFRA, "the generation exceeded its time limit{limit}"),
+    # An activity raised something we do not know: a bug, or a fault below us. It spends the job's
+    # retries, so a bug that fails every time ends the job instead of retrying until the deadline.
+    ErrorType.ACTIVITY_ERROR: FailureKind(True, _JOB, "the GPU worker failed: {reason}"),
     # Webhook deliveries (the `notify` activity); they never change the generation's outcome.
     ErrorType.WEBHOOK_REFUSED: FailureKind(False, _JOB, "callback_url {reason}"),
     ErrorType.WEBHOOK_UNREACHABLE: FailureKind(True, _INFRA, "could not reach {url}: {reason}"),
@@ -126,10 +136,25 @@ FAILURES: dict[ErrorType, FailureKind] = {
     # How the API reads a run that an operator or a workflow timeout ended.
     ErrorType.TERMINATED: FailureKind(False, _JOB, "terminated"),
     ErrorType.TIMED_OUT: FailureKind(False, _JOB, "workflow execution timed out"),
+    # The manifest's `deadline` passed while infrastructure faults (or a backlog) held the job.
+    ErrorType.DEADLINE_EXCEEDED: FailureKind(
+        False, _INFRA, "the job's deadline of {deadline:g} s passed before it could finish{last}"
+    ),
 }
 
-# The GPU step's retry policy: Temporal never retries these, whatever the activity said.
+# Temporal never retries these, whatever the activity said (prepare's retry policy, and the GPU
+# step's in workflows started before the two budgets).
 NON_RETRYABLE_ERROR_TYPES = [str(t) for t, kind in FAILURES.items() if not kind.retryable]
+
+# The GPU step's retry policy: Temporal retries infrastructure faults in place (the same activity,
+# no new history), for as long as the deadline allows; every other failure goes back to the
+# workflow, which retries the job's own within `retries` and a limited type up to its limit.
+RETRIED_IN_PLACE = [
+    str(t)
+    for t, kind in FAILURES.items()
+    if kind.retryable and kind.fault == Fault.INFRASTRUCTURE and kind.limit is None
+]
+NOT_RETRIED_IN_PLACE = [str(t) for t in FAILURES if str(t) not in RETRIED_IN_PLACE]
 
 
 def failure_kind(error_type: str) -> FailureKind:

@@ -2,6 +2,15 @@
 
 Deterministic orchestration only. Activities are called by name, so this module imports nothing
 with I/O; the payload models pass through the sandbox.
+
+Two budgets (docs/temporal.md, "Timeouts and retries"): a fault of the infrastructure (a lost
+worker, ComfyUI down, a store outage) is retried by Temporal in place, as attempts of one execute
+activity, for as long as the manifest's `deadline` allows (its schedule-to-close); that adds no
+history, however often the fleet churns. Every other failure comes back here: the job's own
+retryable failures get a new execute activity within the manifest's `retries`, a type with a
+`limit` (the first out-of-memory) one within that limit. Each new activity has its own id
+(`execute-2`, ...), which `set_priority` addresses, and its own `try_number`, which with the
+attempt makes the ComfyUI prompt id; a cancel reaches whichever activity or backoff is current.
 """
 
 from __future__ import annotations
@@ -16,14 +25,20 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     RetryState,
+    TimeoutError,
+    TimeoutType,
     is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
     from temporal_workflows.failures import (
         NON_RETRYABLE_ERROR_TYPES,
+        NOT_RETRIED_IN_PLACE,
         ErrorType,
+        Fault,
         decode_generation_error,
+        failure_kind,
+        generation_error,
     )
     from temporal_workflows.names import (
         CANCEL_SIGNAL,
@@ -33,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         NOTIFY_ACTIVITY,
         PREPARE_ACTIVITY,
         REQUEST_CANCEL_ACTIVITY,
+        RETRY_COUNTS_MEMO,
         SA_POOL,
         SA_WORKER,
         SA_WORKFLOW,
@@ -40,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         UPDATE_PRIORITY_ACTIVITY,
         WEBHOOK_MEMO,
+        execute_activity_id,
         pool_task_queue,
         worker_task_queue,
     )
@@ -51,11 +68,13 @@ with workflow.unsafe.imports_passed_through():
         GenerationRequest,
         GenerationResult,
         GenerationStatus,
+        InfrastructureFault,
         NotifyInput,
         NotifyResult,
         PreparedPrompt,
         PrepareInput,
         PriorityChange,
+        RetryCounts,
         WebhookDelivery,
     )
 
@@ -66,6 +85,12 @@ EXECUTE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Outputs are copied from ComfyUI into the output store after the run; give that its own margin.
 STORING_MARGIN = timedelta(seconds=60)
 PREPARE_TIMEOUT = timedelta(seconds=30)
+# Backoff between attempts of the GPU step: Temporal's in place, and the workflow's own retries.
+EXECUTE_RETRY_INITIAL = timedelta(seconds=1)
+EXECUTE_RETRY_MAXIMUM = timedelta(seconds=30)
+# Workflows that reach the GPU step with this patch keep two retry budgets (module docstring);
+# older histories replay the single Temporal retry policy of `retries` + 1 attempts.
+TWO_BUDGETS_PATCH = "two-retry-budgets"
 
 # Webhooks: one POST may take this long; Temporal retries it with backoff (1 s, 2 s, 4 s, ... at
 # most an hour apart) for up to a day, on whichever control worker polls, across restarts of
@@ -97,6 +122,7 @@ class GenerationWorkflow:
         self._priority = request.options.priority
         self._status.priority = request.options.priority
         self._execute_scheduled = False
+        self._execute_activity_id = EXECUTE_ACTIVITY_ID
         self._done_details = ""
         if request.options.callback_url:
             self._status.webhook = WebhookDelivery(
@@ -181,6 +207,9 @@ class GenerationWorkflow:
         return delivery
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
+        # Decided first, before any command: replay then meets the patch marker where it was
+        # recorded, not after the local activity's marker.
+        two_budgets = workflow.patched(TWO_BUDGETS_PATCH)
         task_id = workflow.info().workflow_id
         started = workflow.now()
         self._status.phase = "rendering"
@@ -207,6 +236,52 @@ class GenerationWorkflow:
         self._status.worker = request.options.worker
         workflow.set_current_details(f"**running** `{prepared.workflow_id}` on `{queue}`")
 
+        if two_budgets:
+            result = await self._execute_within_budgets(task_id, prepared, queue)
+            attempts, infrastructure_retries = self._status.attempt, result.attempt - 1
+            infrastructure_retries += self._status.infrastructure_retries
+        else:
+            result = await self._execute_single_policy(task_id, prepared, queue)
+            attempts, infrastructure_retries = result.attempt, 0
+
+        finished = workflow.now()
+        self._status.attempt = attempts
+        self._status.infrastructure_retries = infrastructure_retries
+        self._status.worker = result.worker
+        workflow.upsert_search_attributes([SA_WORKER.value_set(result.worker)])
+        retried = (
+            f" ({infrastructure_retries} infrastructure retries)" if infrastructure_retries else ""
+        )
+        self._finish("SUCCESS", f"on `{result.worker}`, attempt {attempts}{retried}")
+        timings = {
+            "prepare_seconds": (prepared_at - started).total_seconds(),
+            "execute_seconds": (finished - prepared_at).total_seconds(),
+            "total_seconds": (finished - workflow.info().start_time).total_seconds(),
+        }
+        if result.comfy_execution_seconds is not None:
+            timings["comfy_execution_seconds"] = result.comfy_execution_seconds
+            timings["execution_seconds"] = result.comfy_execution_seconds
+        # Absent from results recorded before the GPU worker measured it.
+        if result.queue_wait_seconds is not None:
+            timings["queue_wait_seconds"] = result.queue_wait_seconds
+        return GenerationResult(
+            task_id=task_id,
+            workflow_id=prepared.workflow_id,
+            outputs=result.outputs,
+            params=prepared.params,
+            revision=prepared.revision,
+            worker=result.worker,
+            attempts=attempts,
+            infrastructure_retries=infrastructure_retries,
+            timings=timings,
+            node_timings=result.node_timings,
+        )
+
+    async def _execute_single_policy(
+        self, task_id: str, prepared: PreparedPrompt, queue: str
+    ) -> ExecuteResult:
+        """The GPU step of workflows started before the two budgets: one execute activity that
+        Temporal retries for any retryable failure, `retries` + 1 attempts in all."""
         execute_timeout = timedelta(seconds=prepared.timeout_seconds)
         handle = workflow.start_activity(
             EXECUTE_ACTIVITY,
@@ -251,34 +326,127 @@ class GenerationWorkflow:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err
             raise _generation_failure(err, prepared) from None
+        return result
 
-        finished = workflow.now()
-        self._status.attempt = result.attempt
-        self._status.worker = result.worker
-        workflow.upsert_search_attributes([SA_WORKER.value_set(result.worker)])
-        self._finish("SUCCESS", f"on `{result.worker}`, attempt {result.attempt}")
-        timings = {
-            "prepare_seconds": (prepared_at - started).total_seconds(),
-            "execute_seconds": (finished - prepared_at).total_seconds(),
-            "total_seconds": (finished - workflow.info().start_time).total_seconds(),
-        }
-        if result.comfy_execution_seconds is not None:
-            timings["comfy_execution_seconds"] = result.comfy_execution_seconds
-            timings["execution_seconds"] = result.comfy_execution_seconds
-        # Absent from results recorded before the GPU worker measured it.
-        if result.queue_wait_seconds is not None:
-            timings["queue_wait_seconds"] = result.queue_wait_seconds
-        return GenerationResult(
-            task_id=task_id,
-            workflow_id=prepared.workflow_id,
-            outputs=result.outputs,
-            params=prepared.params,
-            revision=prepared.revision,
-            worker=result.worker,
-            attempts=result.attempt,
-            timings=timings,
-            node_timings=result.node_timings,
+    async def _execute_within_budgets(
+        self, task_id: str, prepared: PreparedPrompt, queue: str
+    ) -> ExecuteResult:
+        """The GPU step: execute activities until one succeeds or a failure is final. Keeps the
+        job's try (`attempt`) and the infrastructure retries of finished activities in the status;
+        the result's `attempt` - 1 are those of the activity that succeeded."""
+        status = self._status
+        deadline = (
+            workflow.info().start_time + timedelta(seconds=prepared.deadline_seconds)
+            if prepared.deadline_seconds is not None
+            else None
         )
+        limited: dict[str, int] = {}  # retries made so far of each type that has a limit
+        try_number = 0
+        while True:
+            try_number += 1
+            left = deadline - workflow.now() if deadline is not None else None
+            if left is not None and left <= timedelta(0):
+                raise _deadline_failure(prepared, status.last_infrastructure_fault)
+            self._execute_activity_id = execute_activity_id(try_number)
+            if try_number > 1:
+                counts = RetryCounts(
+                    attempts=status.attempt,
+                    infrastructure_retries=status.infrastructure_retries,
+                    last_infrastructure_fault=status.last_infrastructure_fault,
+                )
+                workflow.upsert_memo({RETRY_COUNTS_MEMO: counts.model_dump(mode="json")})
+            handle = self._start_execute(task_id, prepared, queue, try_number, left)
+            try:
+                return await handle
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError() from err
+                failure = err
+            if failure.retry_state == RetryState.TIMEOUT or _is_deadline(failure):
+                last = _last_fault_before_deadline(failure) or status.last_infrastructure_fault
+                raise _deadline_failure(prepared, last)
+            error = _decoded(failure, prepared)
+            # The attempts Temporal made of this activity before it failed were infrastructure
+            # faults retried in place.
+            status.infrastructure_retries += max((error.attempt or 1) - 1, 0)
+            kind = failure_kind(error.type)
+            if not error.retryable:
+                raise self._final_failure(error, prepared)
+            if kind.limit is not None:
+                limited[error.type] = limited.get(error.type, 0) + 1
+                if limited[error.type] > kind.limit:
+                    raise self._final_failure(error, prepared)
+            if kind.fault == Fault.INFRASTRUCTURE:
+                status.infrastructure_retries += 1
+                status.last_infrastructure_fault = InfrastructureFault(
+                    type=error.type, message=error.message, at=workflow.now()
+                )
+            elif status.attempt < prepared.max_attempts:
+                status.attempt += 1
+            else:
+                error.message = f"{error.message} (gave up after {status.attempt} attempts)"
+                raise self._final_failure(error, prepared)
+            # A workflow timer: cancel and set_priority still reach the job while it backs off.
+            await workflow.sleep(_backoff(try_number))
+
+    def _start_execute(
+        self,
+        task_id: str,
+        prepared: PreparedPrompt,
+        queue: str,
+        try_number: int,
+        left: timedelta | None,
+    ) -> workflow.ActivityHandle[ExecuteResult]:
+        # A prefetched prompt may wait one whole job in ComfyUI's queue before its own run.
+        start_to_close = timedelta(seconds=prepared.timeout_seconds) * 2 + STORING_MARGIN
+        handle = workflow.start_activity(
+            EXECUTE_ACTIVITY,
+            ExecuteInput(
+                task_id=task_id,
+                workflow_id=prepared.workflow_id,
+                prompt=prepared.prompt,
+                output_nodes=prepared.output_nodes,
+                param_bindings=prepared.param_bindings,
+                timeout_seconds=prepared.timeout_seconds,
+                previews=prepared.previews,
+                image_inputs=prepared.image_inputs,
+                stall_timeout=prepared.stall_timeout,
+                try_number=try_number,
+            ),
+            result_type=ExecuteResult,
+            task_queue=queue,
+            # The deadline bounds waiting for a GPU and every retry in place; there is no
+            # schedule-to-start limit of its own (cancel to give up sooner).
+            schedule_to_close_timeout=left,
+            start_to_close_timeout=min(start_to_close, left) if left else start_to_close,
+            heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
+            retry_policy=RetryPolicy(
+                initial_interval=EXECUTE_RETRY_INITIAL,
+                maximum_interval=EXECUTE_RETRY_MAXIMUM,
+                maximum_attempts=0,  # until the schedule-to-close (the deadline)
+                non_retryable_error_types=NOT_RETRIED_IN_PLACE,
+            ),
+            # "Cancelled" then means ComfyUI has really dropped or interrupted the prompt.
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{prepared.workflow_id} on {queue}"
+            + (f" (try {try_number})" if try_number > 1 else ""),
+            priority=(
+                Priority(priority_key=self._priority)
+                if self._priority is not None
+                else Priority.default
+            ),
+            activity_id=self._execute_activity_id,
+        )
+        self._execute_scheduled = True
+        return handle
+
+    def _final_failure(self, error: GenerationError, prepared: PreparedPrompt) -> ApplicationError:
+        """The workflow's failure for `error`, with the job's two counts."""
+        error.attempt = self._status.attempt
+        error.infrastructure_retries = self._status.infrastructure_retries
+        if error.param is None and error.node_id and error.input_name:
+            error.param = prepared.param_bindings.get(f"{error.node_id}.{error.input_name}")
+        return ApplicationError(error.message, error, type=error.type, non_retryable=True)
 
     async def _prepare(self, task_id: str, request: GenerationRequest) -> PreparedPrompt:
         try:
@@ -369,7 +537,7 @@ class GenerationWorkflow:
             PriorityChange(
                 task_id=info.workflow_id,
                 run_id=info.run_id,
-                activity_id=EXECUTE_ACTIVITY_ID,
+                activity_id=self._execute_activity_id,
                 priority=priority,
             ),
             start_to_close_timeout=timedelta(seconds=30),
@@ -389,6 +557,47 @@ def _generation_failure(err: ActivityError, prepared: PreparedPrompt | None) -> 
         error.attempt = error.attempt or prepared.max_attempts
         error.message = f"{error.message} (gave up after {prepared.max_attempts} attempts)"
     return ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+
+def _decoded(err: ActivityError, prepared: PreparedPrompt) -> GenerationError:
+    """The GenerationError an execute activity failed with; an error we cannot read counts as an
+    unexpected one of the activity."""
+    return decode_generation_error(err, time_limit=prepared.timeout_seconds) or generation_error(
+        ErrorType.ACTIVITY_ERROR, reason=str(err.cause or err)
+    )
+
+
+def _is_deadline(err: ActivityError) -> bool:
+    """Whether the activity ended by its schedule-to-close timeout: the job's deadline."""
+    cause = err.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_CLOSE
+
+
+def _last_fault_before_deadline(err: ActivityError) -> InfrastructureFault | None:
+    """The failure of the last attempt before the deadline, when Temporal tells it: the cause
+    of its schedule-to-close timeout, or the failure it stopped retrying on."""
+    cause: BaseException | None = err.cause
+    if isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_CLOSE:
+        cause = cause.__cause__
+    error = decode_generation_error(cause) if cause is not None else None
+    return InfrastructureFault(type=error.type, message=error.message) if error else None
+
+
+def _deadline_failure(
+    prepared: PreparedPrompt, last: InfrastructureFault | None
+) -> ApplicationError:
+    error = generation_error(
+        ErrorType.DEADLINE_EXCEEDED,
+        deadline=prepared.deadline_seconds or 0,
+        last=f"; last fault: {last.type}: {last.message}" if last else "",
+    )
+    return ApplicationError(error.message, error, type=error.type, non_retryable=True)
+
+
+def _backoff(retry: int) -> timedelta:
+    """Wait before the workflow's `retry`th retry of the GPU step: 1 s, doubling, at most 30 s."""
+    seconds = EXECUTE_RETRY_INITIAL.total_seconds() * 2 ** min(retry - 1, 16)
+    return min(timedelta(seconds=seconds), EXECUTE_RETRY_MAXIMUM)
 
 
 def delivery_id_for(task_id: str, run_id: str) -> str:

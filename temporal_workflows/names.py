@@ -16,7 +16,8 @@ EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"
 UPDATE_PRIORITY_ACTIVITY = "update_priority"
 NOTIFY_ACTIVITY = "notify"
-# Fixed id of the execute activity, so `set_priority` (and operators) can address it.
+# Id of the (first) execute activity, so `set_priority` (and operators) can address it; a retry
+# the workflow schedules itself is `execute-2`, `execute-3`, ... (`execute_activity_id`).
 EXECUTE_ACTIVITY_ID = "execute"
 
 STATUS_QUERY = "status"
@@ -31,10 +32,13 @@ INVENTORY_QUERY = "inventory"
 # schedules). WEBHOOK_MEMO: the webhook's final delivery state (a WebhookDelivery), written by the
 # workflow. IDEMPOTENCY_MEMO: the request body's hash under an Idempotency-Key. SCHEDULE_MEMO: the
 # id of the schedule that started the run.
+# RETRY_COUNTS_MEMO: a RetryCounts, written when the workflow schedules its second execute
+# activity and each one after.
 REQUEST_MEMO = "request"
 WEBHOOK_MEMO = "webhook"
 IDEMPOTENCY_MEMO = "idempotency"
 SCHEDULE_MEMO = "schedule_id"
+RETRY_COUNTS_MEMO = "retry_counts"
 
 CONTROL_TASK_QUEUE = "comfy-control"
 
@@ -43,6 +47,11 @@ SA_WORKFLOW = SearchAttributeKey.for_keyword("ComfyWorkflow")
 SA_POOL = SearchAttributeKey.for_keyword("ComfyPool")
 SA_WORKER = SearchAttributeKey.for_keyword("ComfyWorker")
 SEARCH_ATTRIBUTES = (SA_WORKFLOW, SA_POOL, SA_WORKER)
+
+
+def execute_activity_id(try_number: int) -> str:
+    """The activity id of a generation's `try_number`th execute activity."""
+    return EXECUTE_ACTIVITY_ID if try_number == 1 else f"{EXECUTE_ACTIVITY_ID}-{try_number}"
 
 
 def pool_task_queue(pool: str) -> str:

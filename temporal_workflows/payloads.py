@@ -62,6 +62,11 @@ class PreparedPrompt(_Payload):
     pool: str
     timeout_seconds: float
     max_attempts: int
+    deadline_seconds: float | None = Field(
+        default=None,
+        description="The manifest's `deadline`: infrastructure faults are retried until then; "
+        "None (a prompt prepared before deadlines existed): without a time limit.",
+    )
     output_nodes: list[str] | None = None
     param_bindings: dict[str, str] = Field(
         default_factory=dict,
@@ -117,6 +122,14 @@ class ExecuteInput(_Payload):
         description=(
             "Seconds of silence from ComfyUI, while it runs the prompt, after which the attempt "
             "is interrupted and retried; None: the GPU worker's own setting."
+        ),
+    )
+    try_number: int = Field(
+        default=1,
+        description=(
+            "Which execute activity of the generation this is: the workflow schedules a new one "
+            "for each retry it decides itself; Temporal's attempts count within one. Both make "
+            "the ComfyUI prompt id."
         ),
     )
 
@@ -193,7 +206,11 @@ class ExecuteResult(_Payload):
     comfy_execution_seconds: float | None = Field(
         default=None, description="ComfyUI's own execution time (execution_start to success)."
     )
-    attempt: int = Field(default=1, description="Which attempt of `execute_prompt` produced this.")
+    attempt: int = Field(
+        default=1,
+        description="Which Temporal attempt of this execute activity produced this (1 + the "
+        "infrastructure faults it was retried past).",
+    )
     queue_wait_seconds: float | None = Field(
         default=None,
         description="From Temporal scheduling this attempt to ComfyUI starting the prompt.",
@@ -212,7 +229,10 @@ class GenerationResult(_Payload):
     params: dict[str, Any]
     revision: str
     worker: str
-    attempts: int
+    attempts: int = Field(description="The job's own tries: 1 + its failures that were retried.")
+    infrastructure_retries: int = Field(
+        default=0, description="Retries after faults of the infrastructure (never `retries`)."
+    )
     timings: dict[str, float] = Field(default_factory=dict)
     node_timings: list[NodeTiming] = Field(
         default_factory=list, description="Per-node times of the attempt that succeeded."
@@ -235,6 +255,29 @@ class GenerationError(_Payload):
     )
     retryable: bool = False
     attempt: int | None = Field(default=None, description="The attempt that failed, when known.")
+    infrastructure_retries: int | None = Field(
+        default=None,
+        description="A generation's final error: its retries after infrastructure faults.",
+    )
+
+
+class InfrastructureFault(_Payload):
+    """A fault of the infrastructure that a job was retried past, and when it happened."""
+
+    type: str
+    message: str
+    at: datetime | None = None
+
+
+class RetryCounts(_Payload):
+    """A generation's two retry counts up to its execute activity now scheduled (whose own
+    retries are that activity's Temporal attempts); in the memo from its second activity on."""
+
+    attempts: int = Field(default=1, description="The job's own try under way (1, 2, ...).")
+    infrastructure_retries: int = Field(
+        default=0, description="Infrastructure retries of its earlier execute activities."
+    )
+    last_infrastructure_fault: InfrastructureFault | None = None
 
 
 Phase = Literal["queued", "rendering", "running", "storing", "notifying", "done"]
@@ -245,7 +288,13 @@ class GenerationStatus(_Payload):
 
     phase: Phase = "queued"
     workflow_id: str
-    attempt: int = 0
+    attempt: int = Field(default=0, description="The job's own try (1 + its failures retried).")
+    infrastructure_retries: int = Field(
+        default=0,
+        description="Infrastructure retries so far, except those of the execute activity now "
+        "pending (its Temporal attempt - 1, in `temporal workflow describe`).",
+    )
+    last_infrastructure_fault: InfrastructureFault | None = None
     worker: str | None = None
     params: dict[str, Any] | None = None
     progress: Progress | None = None

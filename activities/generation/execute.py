@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, FailureError
 
 from activities.comfyui.errors import ComfyUIError, ComfyUIOutOfMemory, ComfyUIStalled
 from activities.comfyui.events import (
@@ -30,7 +31,7 @@ from activities.generation.image_uploads import upload_image_inputs
 from activities.generation.node_clock import NodeClock
 from activities.io.output_store import OutputStore, OutputStoreError
 from activities.workers.logs import job_log_context
-from temporal_workflows.failures import activity_failure
+from temporal_workflows.failures import ErrorType, activity_failure, generation_error
 from temporal_workflows.names import EXECUTE_ACTIVITY
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
 
@@ -43,8 +44,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Namespace for prompt ids: the same task and attempt always get the same ComfyUI prompt id, so the
-# prompt can be found in ComfyUI's queue and history from the task id alone.
+# Namespace for prompt ids: the same task, try and attempt always get the same ComfyUI prompt id,
+# so the prompt can be found in ComfyUI's queue and history from the task id alone.
 _PROMPT_ID_NAMESPACE = uuid.UUID("5f0c6a52-3f7e-4f7c-9d0e-2b1c8a7e4d10")
 
 
@@ -56,8 +57,9 @@ _PREVIEWS_EXTRA_DATA = {"preview_method": "auto"}
 STALL_INTERRUPT_GRACE = 5.0
 
 
-def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
-    return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
+def prompt_id_for(task_id: str, run_id: str, try_number: int, attempt: int) -> str:
+    """One id per Temporal attempt of each execute activity the workflow scheduled."""
+    return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{try_number}/{attempt}"))
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -168,13 +170,27 @@ class ExecuteActivities:
             ),
             reported(request.task_id, logger),
         ):
-            return await self._execute(request)
+            try:
+                return await self._execute(request)
+            except FailureError:  # ours (an ApplicationError), or Temporal's own
+                raise
+            except Exception as err:
+                # Typed, so the workflow counts it against the job's retries instead of Temporal
+                # retrying an unknown type until the deadline; the SDK still logs its traceback.
+                error = generation_error(
+                    ErrorType.ACTIVITY_ERROR,
+                    attempt=activity.info().attempt,
+                    reason=f"{type(err).__name__}: {err}",
+                )
+                raise ApplicationError(error.message, error, type=error.type) from err
 
     async def _execute(self, request: ExecuteInput) -> ExecuteResult:
         info = activity.info()
         attempt = info.attempt
-        prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
-        attempt_key = f"attempt-{attempt}"
+        prompt_id = prompt_id_for(
+            request.task_id, info.workflow_run_id or "", request.try_number, attempt
+        )
+        attempt_key = f"attempt-{request.try_number}.{attempt}"
         tracker = _ProgressTracker(
             self.worker_name, prompt_id, request.prompt, keep_previews=request.previews
         )

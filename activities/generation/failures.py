@@ -39,8 +39,8 @@ def execute_failure(
     if isinstance(err, ComfyUIValidationError):
         return _validation_error(err, attempt)
     if isinstance(err, ComfyUIOutOfMemory):
-        # Retried once, after ComfyUI freed its memory: a second OOM means the job does not fit.
-        return _execution_error(err, attempt, ErrorType.COMFYUI_OUT_OF_MEMORY, final=attempt > 1)
+        # Retried once by the workflow, after ComfyUI freed its memory (the table's `limit`).
+        return _execution_error(err, attempt, ErrorType.COMFYUI_OUT_OF_MEMORY)
     if isinstance(err, ComfyUIExecutionError):
         return _execution_error(err, attempt, ErrorType.COMFYUI_EXECUTION)
     if isinstance(err, ComfyUIInterrupted):
@@ -89,14 +89,13 @@ def reported(task_id: str, logger: logging.Logger) -> Iterator[None]:
 
 
 def _execution_error(
-    err: ComfyUIExecutionError, attempt: int, error_type: ErrorType, *, final: bool = False
+    err: ComfyUIExecutionError, attempt: int, error_type: ErrorType
 ) -> GenerationError:
     where = f"node {err.node_id}" + (f" ({err.class_type})" if err.class_type else "")
     reason = err.exception_message.strip() if err.exception_message else str(err)
     kind = f"{err.exception_type}: " if err.exception_type else ""
     return generation_error(
         error_type,
-        retryable=False if final else None,
         node_id=err.node_id,
         class_type=err.class_type,
         attempt=attempt,

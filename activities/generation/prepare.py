@@ -70,6 +70,7 @@ class PrepareActivities:
             pool=manifest.pool,
             timeout_seconds=manifest.timeout_seconds,
             max_attempts=manifest.max_attempts,
+            deadline_seconds=manifest.deadline_seconds,
             output_nodes=manifest.outputs,
             param_bindings=manifest.param_bindings(),
             previews=manifest.previews,

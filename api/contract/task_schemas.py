@@ -30,8 +30,12 @@ class TaskQueueInfo(BaseModel):
     """Why a PENDING job is not running yet, as far as Temporal and ComfyUI tell."""
 
     phase: Literal[
-        "preparing", "waiting_for_gpu_worker", "submitting_to_comfyui", "queued_in_comfyui"
-    ]
+        "preparing",
+        "waiting_for_gpu_worker",
+        "submitting_to_comfyui",
+        "queued_in_comfyui",
+        "retrying",
+    ] = Field(description='"retrying": the job failed and waits out a backoff before its next try.')
     position: int | None = Field(
         default=None, description="Position in ComfyUI's queue (0 = next), when known."
     )
@@ -44,9 +48,26 @@ class TaskQueueInfo(BaseModel):
         description="Jobs waiting in that queue, this one included (approximate; higher"
         " priority goes first).",
     )
-    attempt: int | None = None
+    attempt: int | None = Field(
+        default=None,
+        description="Temporal's attempt of the GPU step now pending (1 + the infrastructure "
+        "faults it was retried past in place).",
+    )
     last_failure: str | None = Field(
         default=None, description="Why the previous attempt failed, when this is a retry."
+    )
+
+
+class InfrastructureFaultPublic(BaseModel):
+    """The last fault of the infrastructure a job was retried past (a worker lost, ComfyUI down,
+    an output store outage): the job goes on, without spending its `retries`."""
+
+    type: str = Field(description="An error type of the infrastructure, e.g. WorkerLost.")
+    message: str
+    at: datetime | None = Field(
+        default=None,
+        description="When that attempt ended, when Temporal tells (a lost worker's attempt times "
+        "out rather than ends: null).",
     )
 
 
@@ -107,7 +128,10 @@ class TaskResult(BaseModel):
     params: dict[str, Any] = Field(description="Resolved parameters, e.g. the seed actually used.")
     timings: TaskTimings
     worker: str
-    attempts: int
+    attempts: int = Field(description="The job's own tries: 1 + its failures that were retried.")
+    infrastructure_retries: int = Field(
+        default=0, description="Retries after faults of the infrastructure; they spend no retries."
+    )
     revision: str | None = None
 
 
@@ -132,6 +156,20 @@ class TaskPublic(BaseModel):
     closed_at: datetime | None = None
     progress: TaskProgress | None = None
     queue: TaskQueueInfo | None = None
+    attempts: int | None = Field(
+        default=None,
+        description="The job's own tries so far (1 + its own failures retried, within the "
+        "manifest's `retries`), once its GPU step was scheduled.",
+    )
+    infrastructure_retries: int | None = Field(
+        default=None,
+        description="Retries after faults of the infrastructure (a worker lost or shut down, "
+        "ComfyUI down or stalled, an output store outage); retried until the manifest's "
+        "`deadline`, never spending `retries`.",
+    )
+    last_infrastructure_fault: InfrastructureFaultPublic | None = Field(
+        default=None, description="While PENDING or PROGRESS: the last such fault, if any."
+    )
     result: TaskResult | str | None = Field(
         default=None,
         description="SUCCESS: outputs and download_url; FAILURE: a readable reason; CANCELLED: "

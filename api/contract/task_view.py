@@ -97,6 +97,7 @@ def success_result(
         timings=timings_view(result),
         worker=result.worker,
         attempts=result.attempts,
+        infrastructure_retries=result.infrastructure_retries,
         revision=result.revision,
     )
 

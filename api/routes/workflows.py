@@ -29,6 +29,7 @@ def workflow_public(
         pool=manifest.pool,
         timeout_seconds=manifest.timeout_seconds,
         max_attempts=manifest.max_attempts,
+        deadline_seconds=manifest.deadline_seconds,
         outputs=manifest.outputs,
         previews=manifest.previews,
         stall_timeout=manifest.stall_timeout,

@@ -2,7 +2,9 @@
 
 Temporal is the only state. `describe()` gives the execution status and the pending
 `execute_prompt` activity, whose latest heartbeat details (a `Progress`) are the live progress
-(temporal-notes.md §3b); a closed execution's result or failure gives SUCCESS / FAILURE.
+(temporal-notes.md §3b), whose attempt and last failure are the infrastructure retries in place,
+and the memo the retry counts of earlier execute activities; a closed execution's result or
+failure gives SUCCESS / FAILURE with the final counts.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_schemas import (
+    InfrastructureFaultPublic,
     TaskError,
     TaskProgress,
     TaskPublic,
@@ -55,6 +58,7 @@ from temporal_workflows.names import (
     GENERATION_WORKFLOW,
     NOTIFY_ACTIVITY,
     REQUEST_MEMO,
+    RETRY_COUNTS_MEMO,
     SA_POOL,
     SA_WORKER,
     SA_WORKFLOW,
@@ -64,9 +68,12 @@ from temporal_workflows.names import (
     worker_task_queue,
 )
 from temporal_workflows.payloads import (
+    GenerationError,
     GenerationResult,
     GenerationStatus,
+    InfrastructureFault,
     Progress,
+    RetryCounts,
 )
 
 # A query needs a live control worker; when none answers quickly the task just reads as PENDING.
@@ -144,6 +151,7 @@ async def read_task(
         result = await handle.result()
         task.status = "SUCCESS"
         task.result = success_result(result, base_url, signer)
+        task.attempts, task.infrastructure_retries = result.attempts, result.infrastructure_retries
     elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         task.status = "PENDING"  # the new run carries on; describe follows it next time
     elif desc.status == WorkflowExecutionStatus.CANCELED:
@@ -154,10 +162,23 @@ async def read_task(
         )
     else:
         task.status = _CLOSED_STATUS.get(desc.status, "FAILURE")
-        reason, error = await _closed_failure(handle, desc.status)
+        reason, error, generation_error = await _closed_failure(handle, desc.status)
         task.result = reason
         task.error = error
+        if generation_error is not None:
+            _set_final_counts(task, None, generation_error)
     return task
+
+
+def _set_final_counts(
+    task: TaskPublic, result: GenerationResult | None, error: GenerationError | None
+) -> None:
+    """The two retry counts of an ended generation, as its result or final error carries them
+    (a failure before the GPU step, or from a workflow older than the counts, has none)."""
+    if result is not None:
+        task.attempts, task.infrastructure_retries = result.attempts, result.infrastructure_retries
+    elif error is not None and error.infrastructure_retries is not None:
+        task.attempts, task.infrastructure_retries = error.attempt, error.infrastructure_retries
 
 
 async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -> str | None:
@@ -277,6 +298,13 @@ async def _fill_running(
         return
     task.status = "PENDING"
     task.queue = TaskQueueInfo(phase="preparing")
+    if status is not None and status.phase == "running":
+        # The GPU step is scheduled, or backs off between two of its execute activities.
+        task.attempts = status.attempt
+        task.infrastructure_retries = status.infrastructure_retries
+        task.last_infrastructure_fault = _public_fault(status.last_infrastructure_fault)
+        if status.attempt > 1 or status.infrastructure_retries:
+            task.queue = TaskQueueInfo(phase="retrying", attempt=status.attempt)
 
 
 async def _gpu_step_started(client: Client, desc: WorkflowExecutionDescription) -> bool:
@@ -339,6 +367,7 @@ async def _fill_from_execute(
         except Exception:
             progress = None  # details from another version of the worker: show what we can
     last_failure = pa.last_failure.message if pa.HasField("last_failure") else None
+    await _fill_retry_counts(client, desc, pa, task)
     started = pa.state in (
         PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
         PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED,
@@ -374,6 +403,47 @@ async def _fill_from_execute(
         )
 
 
+async def _fill_retry_counts(
+    client: Client, desc: WorkflowExecutionDescription, pa: PendingActivityInfo, task: TaskPublic
+) -> None:
+    """`attempts`, `infrastructure_retries` and the last infrastructure fault of a job whose
+    execute activity is pending: the memo counts the earlier activities, and this one's attempts
+    beyond the first were infrastructure faults retried in place (the last one is its
+    `last_failure`)."""
+    try:
+        memo = await desc.memo_value(RETRY_COUNTS_MEMO, default=None)
+        counts = RetryCounts.model_validate(memo) if isinstance(memo, dict) else RetryCounts()
+    except Exception:  # a memo from another version: count from this activity alone
+        counts = RetryCounts()
+    task.attempts = counts.attempts
+    task.infrastructure_retries = counts.infrastructure_retries + max(pa.attempt - 1, 0)
+    fault = counts.last_infrastructure_fault
+    if pa.attempt > 1 and pa.HasField("last_failure"):
+        try:
+            error = decode_generation_error(
+                await client.data_converter.decode_failure(pa.last_failure)
+            )
+        except Exception:
+            error = None
+        at = (
+            pa.last_attempt_complete_time.ToDatetime(tzinfo=UTC)
+            if pa.HasField("last_attempt_complete_time")
+            else None
+        )
+        fault = InfrastructureFault(
+            type=error.type if error else "Error",
+            message=error.message if error else pa.last_failure.message,
+            at=at,
+        )
+    task.last_infrastructure_fault = _public_fault(fault)
+
+
+def _public_fault(fault: InfrastructureFault | None) -> InfrastructureFaultPublic | None:
+    if fault is None:
+        return None
+    return InfrastructureFaultPublic(type=fault.type, message=fault.message, at=fault.at)
+
+
 def _public_progress(progress: Progress) -> TaskProgress:
     return TaskProgress(
         percent=round(progress.percent, 1),
@@ -394,15 +464,18 @@ def _seconds_since(moment: datetime | None) -> float | None:
 
 async def _closed_failure(
     handle: WorkflowHandle[object, GenerationResult], status: WorkflowExecutionStatus
-) -> tuple[str, TaskError | None]:
-    """A readable reason and, where the workflow gave one, the structured GenerationError."""
+) -> tuple[str, TaskError | None, GenerationError | None]:
+    """A readable reason and, where the workflow gave one, the public error and the
+    GenerationError it was read from."""
     try:
         await handle.result()
     except WorkflowFailureError as err:
-        return _explain_failure(err.cause, status)
+        reason, error = _explain_failure(err.cause, status)
+        generation_error = decode_generation_error(err.cause) if error is not None else None
+        return reason, error, generation_error
     except Exception as err:  # e.g. a cancel surfaces as WorkflowFailureError(CancelledError)
-        return f"{status.name.lower()}: {err}", None
-    return status.name.lower(), None
+        return f"{status.name.lower()}: {err}", None, None
+    return status.name.lower(), None, None
 
 
 def _explain_failure(
@@ -501,4 +574,5 @@ async def _fill_notifying(
     task.result, task.error = finished_view(
         status.outcome, status.result, status.error, status.cancel_reason, base_url, signer
     )
+    _set_final_counts(task, status.result, status.error)
     return True

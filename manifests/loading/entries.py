@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from manifests.definitions import (
+    DEFAULT_DEADLINE_SECONDS,
     DEFAULT_POOL,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
@@ -81,6 +82,9 @@ def load_entry(
         pool=entry.pool or DEFAULT_POOL,
         outputs=outputs,
         max_attempts=(entry.retries if entry.retries is not None else DEFAULT_RETRIES) + 1,
+        deadline_seconds=(
+            float(entry.deadline) if entry.deadline is not None else DEFAULT_DEADLINE_SECONDS
+        ),
         previews=entry.previews,
         stall_timeout=float(entry.stall_timeout) if entry.stall_timeout is not None else None,
         template=graph,

@@ -1,5 +1,6 @@
 """Out of memory in ComfyUI: the worker asks ComfyUI to free its memory, and the attempt is retried
-once; a job that fits after the cleanup succeeds on that retry."""
+once, without spending the job's retries; a job that fits after the cleanup succeeds on that
+retry."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import asyncio
 
 import httpx
 
+from temporal_workflows.generation import GenerationWorkflow
+from temporal_workflows.payloads import InfrastructureFault
 from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
 from tests.support.stack import GenerationStack
-from tests.support.temporal import pending_execute_state
 from tests.support.waiting import wait_for
 
 
@@ -34,16 +36,15 @@ async def test_out_of_memory_frees_comfyui_memory_then_the_one_retry_succeeds(
     prefix = new_prefix()
     handle = await submit_with_prefix(fault_stack, prefix)
 
-    async def first_attempt_failed() -> tuple[int, str | None, str | None] | None:
-        state = await pending_execute_state(handle)
-        return state if state[1] is not None else None
+    async def first_attempt_failed() -> InfrastructureFault | None:
+        return (await handle.query(GenerationWorkflow.status)).last_infrastructure_fault
 
-    attempt, failure_type, _ = await wait_for(first_attempt_failed, "the out-of-memory failure")
-    assert (attempt, failure_type) == (2, "ComfyUIOutOfMemory")
+    fault = await wait_for(first_attempt_failed, "the out-of-memory failure")
+    assert fault.type == "ComfyUIOutOfMemory"
     # Before the failure was reported, the worker asked ComfyUI to unload models and free memory.
     assert await free_requests(gpu.emulator.url) == [{"unload_models": True, "free_memory": True}]
 
     result = await asyncio.wait_for(handle.result(), 30)
-    assert result.attempts == 2
+    assert (result.attempts, result.infrastructure_retries) == (1, 1)
     assert_stored_once(fault_stack.data_dir, handle.id, [o.filename for o in result.outputs])
     assert comfyui_saves([gpu.emulator.output_dir], prefix) == 1  # the first attempt never saved

@@ -244,32 +244,47 @@ async def test_comfyui_validation_error_names_the_parameter_bound_to_the_input(
     )
 
 
-async def test_unavailable_comfyui_is_retried_and_the_result_counts_attempts(
+async def test_infrastructure_faults_are_retried_past_the_jobs_retries_without_spending_them(
     temporal_client: Client,
 ):
     pool = f"pool-{uuid.uuid4()}"
+    seen: list[tuple[str, int, int]] = []
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
-        if activity.info().attempt == 1:
+        info = activity.info()
+        seen.append((info.activity_id, request.try_number, info.attempt))
+        if info.attempt <= 2:
             raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
         return result_for(request)
 
-    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
-        result = await (
-            await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
-        ).result()
-    assert result.attempts == 2
+    prepare = prepared_for(pool, max_attempts=1)  # retries: 0
+    async with workers(temporal_client, pool, prepare, execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        result = await handle.result()
+    # Retried in place by Temporal: one execute activity, three attempts, no history per retry.
+    assert seen == [("execute", 1, 1), ("execute", 1, 2), ("execute", 1, 3)]
+    assert (result.attempts, result.infrastructure_retries) == (1, 2)
+    await keep_history(handle, "infrastructure_retries_in_place")
 
 
-async def test_retries_stop_at_the_manifest_attempt_limit(temporal_client: Client):
+async def test_the_jobs_own_retryable_failures_spend_its_retries_and_stop_there(
+    temporal_client: Client,
+):
     pool = f"pool-{uuid.uuid4()}"
-    attempts: list[int] = []
+    seen: list[tuple[str, int, int]] = []
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
-        attempts.append(activity.info().attempt)
-        raise ApplicationError("ComfyUI is unavailable", type="ComfyUIUnavailable")
+        info = activity.info()
+        seen.append((info.activity_id, request.try_number, info.attempt))
+        error = GenerationError(
+            type="ComfyUITimeout",
+            message="ComfyUI ran longer than the workflow's limit of 30 s",
+            retryable=True,
+            attempt=info.attempt,
+        )
+        raise ApplicationError(error.message, error, type=error.type)
 
     prepare = prepared_for(pool, max_attempts=2)
     async with workers(temporal_client, pool, prepare, execute_prompt) as queue:
@@ -277,8 +292,90 @@ async def test_retries_stop_at_the_manifest_attempt_limit(temporal_client: Clien
         with pytest.raises(WorkflowFailureError) as caught:
             await handle.result()
     cause, error = failure_of(caught.value)
-    assert attempts == [1, 2]
-    assert cause.type == "ComfyUIUnavailable" and "gave up after 2 attempts" in error.message
+    # One execute activity per try of the job's, each with its own id for set_priority.
+    assert seen == [("execute", 1, 1), ("execute-2", 2, 1)]
+    assert cause.type == "ComfyUITimeout" and "gave up after 2 attempts" in error.message
+    assert (error.attempt, error.infrastructure_retries) == (2, 0)
+    await keep_history(handle, "job_retries_spent")
+
+
+async def test_infrastructure_faults_stop_at_the_deadline_naming_the_last_one(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        raise ApplicationError("output disk full", type="OutputStoreError")
+
+    prepare = prepared_for(pool, deadline_seconds=3)
+    async with workers(temporal_client, pool, prepare, execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await asyncio.wait_for(handle.result(), DEADLINE)
+    cause, error = failure_of(caught.value)
+    assert cause.type == "DeadlineExceeded"
+    assert "deadline of 3 s" in error.message and "OutputStoreError" in error.message
+
+
+async def test_the_first_out_of_memory_is_retried_free_and_the_second_is_final(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+    tries: list[int] = []
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        tries.append(request.try_number)
+        error = GenerationError(
+            type="ComfyUIOutOfMemory", message="ComfyUI failed in node 2", retryable=True
+        )
+        raise ApplicationError(error.message, error, type=error.type)
+
+    prepare = prepared_for(pool, max_attempts=3)
+    async with workers(temporal_client, pool, prepare, execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        with pytest.raises(WorkflowFailureError) as caught:
+            await handle.result()
+    cause, error = failure_of(caught.value)
+    assert tries == [1, 2]  # the retries: 2 of the manifest are not what stopped it
+    assert cause.type == "ComfyUIOutOfMemory"
+    assert (error.attempt, error.infrastructure_retries) == (1, 1)
+
+
+async def test_set_priority_and_cancel_reach_the_execute_activity_of_a_later_try(
+    temporal_client: Client,
+):
+    pool = f"pool-{uuid.uuid4()}"
+    second_try = asyncio.Event()
+
+    @activity.defn(name=EXECUTE_ACTIVITY)
+    async def execute_prompt(request: ExecuteInput) -> ExecuteResult:
+        if request.try_number == 1:
+            error = GenerationError(type="ComfyUITimeout", message="too long", retryable=True)
+            raise ApplicationError(error.message, error, type=error.type)
+        second_try.set()
+        while True:
+            activity.heartbeat(Progress(phase="running", worker="gpu-a"))
+            await asyncio.sleep(0.1)
+
+    async with workers(temporal_client, pool, prepared_for(pool), execute_prompt) as queue:
+        handle = await start(temporal_client, queue, GenerationRequest(workflow_id="wf"))
+        await asyncio.wait_for(second_try.wait(), DEADLINE)
+        await handle.signal(GenerationWorkflow.set_priority, 1)
+
+        async def reprioritised() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return [(p.activity_id, p.priority.priority_key) for p in pending] == [("execute-2", 1)]
+
+        await wait_for(reprioritised, "the second try's activity at priority 1", DEADLINE)
+        status = await handle.query(GenerationWorkflow.status)
+        await handle.signal(GenerationWorkflow.cancel, "enough")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        description = await handle.describe()
+    assert (status.attempt, status.infrastructure_retries) == (2, 0)
+    assert description.status == WorkflowExecutionStatus.CANCELED
 
 
 class BlockingExecute:

@@ -19,9 +19,11 @@ from temporal_workflows.generation import GenerationWorkflow
 HISTORIES = sorted((Path(__file__).resolve().parent.parent / "histories").glob("*.json"))
 
 
-def test_histories_cover_success_failure_and_cancellation():
+def test_histories_cover_success_failure_cancellation_and_both_retry_budgets():
     names = {path.stem for path in HISTORIES}
     assert {"success", "comfyui_execution_error", "cancel_while_running"} <= names, names
+    # Recorded with the two-retry-budgets patch (test_generation_workflow.py); the others without.
+    assert {"infrastructure_retries_in_place", "job_retries_spent"} <= names, names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
