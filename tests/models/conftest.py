@@ -25,8 +25,11 @@ async def stack(
     temporal_client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GenerationStack]:
     base = tmp_path_factory.mktemp("models-stack")
-    async with generation_stack(temporal_client, base, write_checkpoint_manifests(base)) as running:
-        # The model server is on loopback: allowed here, as the image input tests allow theirs.
+    # The model server is on loopback: allowed here, in the API and on the GPU worker, as the
+    # image input tests allow theirs.
+    async with generation_stack(
+        temporal_client, base, write_checkpoint_manifests(base), allow_private_image_urls=True
+    ) as running:
         await running.start_gpu_worker(
             unique("models-gpu"), model_settings={"allow_private_urls": True}
         )

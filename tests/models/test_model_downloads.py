@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from temporalio.client import Client
 
+from activities.models.download import ModelCredentials, ModelDownloadError
+from activities.models.store import ModelStore
 from manifests.model_inputs import ModelFromUrl
-from tests.support.manifests import CHECKPOINT_WORKFLOW_ID
+from temporal_workflows.payloads import ModelInputRef
+from tests.support.manifests import CHECKPOINT_WORKFLOW_ID, write_checkpoint_manifests
 from tests.support.model_files import ModelServer, model_bytes
-from tests.support.stack import GenerationStack
+from tests.support.stack import GenerationStack, generation_stack
 from tests.support.waiting import poll_task, wait_for
 
 DEADLINE = 60.0
@@ -134,3 +139,69 @@ async def test_concurrent_jobs_share_one_download_and_show_its_progress(
         for task_id in (first, second):
             assert (await _finished(http, task_id))["status"] == "SUCCESS"
     assert models.count("shared.safetensors") == 1
+
+
+async def test_the_api_refuses_a_private_address_by_default(
+    tmp_path: Path, temporal_client: Client
+):
+    # A stack of its own with the default policy: loopback is not a place a request may send
+    # the service to.
+    registry = write_checkpoint_manifests(tmp_path)
+    async with (
+        generation_stack(temporal_client, tmp_path, registry) as refusing,
+        httpx.AsyncClient(base_url=refusing.url, timeout=30) as http,
+    ):
+        response = await http.post(
+            "/generate",
+            json={
+                "workflow_id": CHECKPOINT_WORKFLOW_ID,
+                "params": {"checkpoint": {"url": "http://127.0.0.1:9/m.safetensors"}},
+            },
+        )
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "params", "checkpoint"]
+    assert "loopback" in problem["msg"]
+
+
+def _store_and_ref(
+    models_dir: Path, models: ModelServer, name: str, *, allow_private: bool, max_bytes: int
+) -> tuple[ModelStore, ModelInputRef]:
+    store = ModelStore(
+        models_dir,
+        cache_bytes=SIZE * 4,
+        max_model_bytes=max_bytes,
+        allow_private=allow_private,
+        credentials=ModelCredentials({}),
+    )
+    source = ModelFromUrl(models.url(name))
+    ref = ModelInputRef(
+        param="checkpoint", folder="checkpoints", url=source.url, name=source.file_name(),
+        targets=["1.ckpt_name"],
+    )  # fmt: skip
+    return store, ref
+
+
+async def test_the_gpu_worker_refuses_a_private_address_itself(tmp_path: Path, models: ModelServer):
+    # A workflow started without the API reaches the worker unchecked: it applies the policy too.
+    models.files["m.safetensors"] = model_bytes(16, 5)
+    store, ref = _store_and_ref(
+        tmp_path, models, "m.safetensors", allow_private=False, max_bytes=SIZE
+    )
+    with pytest.raises(ModelDownloadError) as refused:
+        await store.acquire(ref)
+    assert refused.value.type == "ModelUrlRefused"
+    assert "loopback" in refused.value.reason
+    assert models.requests == []
+
+
+async def test_a_file_over_the_size_cap_is_refused(tmp_path: Path, models: ModelServer):
+    models.files["huge.safetensors"] = model_bytes(SIZE, 6)
+    store, ref = _store_and_ref(
+        tmp_path, models, "huge.safetensors", allow_private=True, max_bytes=SIZE // 2
+    )
+    with pytest.raises(ModelDownloadError) as refused:
+        await store.acquire(ref)
+    assert refused.value.type == "ModelTooLarge"
+    assert not refused.value.retryable
+    assert not (tmp_path / "checkpoints" / ref.name).exists()
