@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ApiError
 from manifests.definitions import WorkflowManifest
 from manifests.loading.loras import LORA_NAME_INPUT
+from manifests.model_inputs import is_model_reference
 from manifests.render import is_link
 from manifests.validation import same_value
 from temporal_workflows.inventory import PoolInventory
@@ -193,8 +194,8 @@ def check_model_names(
     misses: list[ModelMiss] = []
     for name, targets in loader_targets(manifest).items():
         value = params.get(name)
-        if not isinstance(value, str):
-            continue
+        if not isinstance(value, str) or is_model_reference(value):
+            continue  # a file the GPU worker downloads is on no disk yet (docs/models.md)
         for target in targets:
             if target.node_id in bypassed:
                 continue

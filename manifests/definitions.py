@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from manifests.model_inputs import LOADER_INPUTS
+
 ParamType = Literal["string", "integer", "float", "boolean", "image", "file"]
 # Types whose value is an input file for ComfyUI's input directory (a name, a URL or base64):
 # `image` is ours, `file` the original format's (an image, mask, video or audio file).
@@ -276,6 +278,28 @@ def parameter_json_schema(defn: ParameterDef) -> dict[str, Any]:
     return schema
 
 
+def _with_model_reference(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model parameter's schema: its file name, or a file the GPU worker downloads."""
+    outer: dict[str, Any] = {k: schema.pop(k) for k in ("description", "default") if k in schema}
+    reference = {
+        "anyOf": [
+            schema,
+            {"type": "string", "pattern": "^hf://", "description": "hf://org/repo[@rev]/path"},
+            {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string"},
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "filename": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"},
+                },
+                "required": ["url"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    return {**reference, **outer}
+
+
 class WorkflowManifest(BaseModel):
     """One workflow, with base.yaml definitions and its overrides merged and bound to its graph."""
 
@@ -306,6 +330,8 @@ class WorkflowManifest(BaseModel):
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of the `params` object a request sends for this workflow."""
         properties = {name: parameter_json_schema(d) for name, d in self.parameters.items()}
+        for name in self.model_folders():
+            properties[name] = _with_model_reference(properties[name])
         required = [name for name, d in self.parameters.items() if d.required]
         schema: dict[str, Any] = {
             "type": "object",
@@ -318,6 +344,21 @@ class WorkflowManifest(BaseModel):
         if required:
             schema["required"] = required
         return schema
+
+    def model_folders(self) -> dict[str, str]:
+        """The `string` parameters bound only to model loader inputs of one model folder, with
+        that folder (manifests/model_inputs.py): they also take a URL or an hf:// reference."""
+        folders: dict[str, str] = {}
+        for name, refs in self.bindings.items():
+            if not refs or self.parameters[name].type != "string":
+                continue
+            found = {
+                LOADER_INPUTS.get((self.template[ref.node_id].get("class_type", ""), ref.input))
+                for ref in refs
+            }
+            if len(found) == 1 and None not in found:
+                folders[name] = str(found.pop())
+        return folders
 
     def param_bindings(self) -> dict[str, str]:
         """Maps "<node id>.<input name>" to the parameter that sets it (to name it in errors)."""

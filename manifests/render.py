@@ -19,6 +19,7 @@ from manifests.image_inputs import (
     parse_image_source,
     upload_placeholder,
 )
+from manifests.model_inputs import ModelFromUrl, is_model_reference, parse_model_source
 from manifests.validation import same_value, validate_params
 
 _system_random = random.SystemRandom()
@@ -36,12 +37,23 @@ class RenderedPrompt:
     # to its ComfyUI and writes the uploaded name into `targets` ("<node id>.<input>"), which hold
     # a placeholder.
     image_inputs: list[ImageInput] = field(default_factory=list)
+    # Model files the request gives by URL: the graph already names each by the file name the GPU
+    # worker gives it in `folder` (ModelFromUrl.file_name); the worker downloads it first.
+    model_inputs: list[ModelInput] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ImageInput:
     param: str
     source: ImageSource
+    targets: list[str]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    param: str
+    folder: str
+    source: ModelFromUrl
     targets: list[str]
 
 
@@ -118,10 +130,18 @@ def render_prompt(
     if manifest.lora_prompt is not None:
         apply_lora_prompt(manifest.lora_prompt, resolved)
     graph = copy.deepcopy(manifest.template)
+    model_folders = manifest.model_folders()
+    models: dict[str, ModelFromUrl] = {
+        name: parse_model_source(value)
+        for name, value in resolved.items()
+        if name in model_folders and is_model_reference(value)
+    }
     for name, value in resolved.items():
         defn = manifest.parameters[name]
         if defn.takes_file and is_inline_image(value):
             value = upload_placeholder(name)
+        elif name in models:
+            value = models[name].file_name()
         for ref in manifest.bindings.get(name, []):
             graph[ref.node_id]["inputs"][ref.input] = copy.deepcopy(value)
     for name, bypass in manifest.bypasses.items():
@@ -137,10 +157,20 @@ def render_prompt(
         for name, value in resolved.items()
         if manifest.parameters[name].takes_file and is_inline_image(value)
     ]
+    model_inputs = [
+        ModelInput(
+            param=name,
+            folder=model_folders[name],
+            source=source,
+            targets=[ref.key() for ref in manifest.bindings.get(name, []) if ref.node_id in graph],
+        )
+        for name, source in models.items()
+    ]
     return RenderedPrompt(
         workflow_id=manifest.id,
         prompt=graph,
         params=resolved,
         revision=revision,
         image_inputs=image_inputs,
+        model_inputs=[m for m in model_inputs if m.targets],
     )

@@ -14,6 +14,7 @@ from typing import Any
 from manifests.definitions import ParameterDef, WorkflowManifest
 from manifests.errors import ParamError, ParamsInvalid
 from manifests.image_inputs import image_value_problem, is_inline_image
+from manifests.model_inputs import is_model_reference, model_value_problem
 
 
 def _describe(value: Any) -> str:
@@ -42,14 +43,19 @@ def same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def check_value(defn: ParameterDef, value: Any) -> str | None:
-    """Why `value` is not acceptable for `defn`, or None when it is."""
+def check_value(defn: ParameterDef, value: Any, *, model_folder: str | None = None) -> str | None:
+    """Why `value` is not acceptable for `defn`, or None when it is. With `model_folder` (the
+    parameter sets a model loader's file), a file to download is accepted too."""
     token = defn.random_token()
     if token is not None and same_value(value, token):
         return None
     kind = defn.type
     if value is None:
         return "must not be null (omit the parameter to use its default)"
+    if model_folder is not None and is_model_reference(value):
+        if defn.choices is not None:
+            return "takes one of the listed files only, not a file to download"
+        return model_value_problem(value)
     if defn.takes_file and is_inline_image(value):
         # A file the request brings (url / base64): its shape here, its content at the API.
         return image_value_problem(value)
@@ -128,9 +134,10 @@ def validate_params(manifest: WorkflowManifest, params: Mapping[str, Any]) -> di
             listed = ", ".join(known) if known else "none"
             errors.append(ParamError(str(name), f"unknown parameter (accepted: {listed})"))
     resolved: dict[str, Any] = {}
+    model_folders = manifest.model_folders()
     for name, defn in known.items():
         if name in params:
-            reason = check_value(defn, params[name])
+            reason = check_value(defn, params[name], model_folder=model_folders.get(name))
             if reason is not None:
                 errors.append(ParamError(name, reason))
                 continue

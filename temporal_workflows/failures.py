@@ -41,6 +41,11 @@ class ErrorType(StrEnum):
     IMAGE_INPUT_TOO_LARGE = "ImageInputTooLarge"
     IMAGE_INPUT_REFUSED = "ImageInputRefused"
     IMAGE_INPUT_UNAVAILABLE = "ImageInputUnavailable"
+    MODEL_URL_REFUSED = "ModelUrlRefused"
+    MODEL_UNAVAILABLE = "ModelUnavailable"
+    MODEL_HASH_MISMATCH = "ModelHashMismatch"
+    MODEL_TOO_LARGE = "ModelTooLarge"
+    MODEL_STORE = "ModelStoreError"
     WORKER_LOST = "WorkerLost"
     TIMEOUT = "Timeout"
     ACTIVITY_ERROR = "ActivityError"
@@ -78,6 +83,7 @@ class FailureKind:
 
 _JOB, _INFRA = Fault.JOB, Fault.INFRASTRUCTURE
 _IMAGE_TEXT = "image parameter '{param}': {reason}"
+_MODEL_TEXT = "model parameter '{param}' ({url}): {reason}"
 
 FAILURES: dict[ErrorType, FailureKind] = {
     # Rendering (prepare_generation): the request does not fit the manifest.
@@ -118,6 +124,17 @@ FAILURES: dict[ErrorType, FailureKind] = {
     # Final when the server answered 4xx (except 408/429); a 5xx or a network error may pass. The
     # server is the request's, not ours: its failures spend the job's retries.
     ErrorType.IMAGE_INPUT_UNAVAILABLE: FailureKind(True, _JOB, _IMAGE_TEXT),
+    # Model files by URL (activities/models/): the address policy and the size cap answer the
+    # same on every attempt, and so does a file whose bytes do not match the hash it was given.
+    ErrorType.MODEL_URL_REFUSED: FailureKind(False, _JOB, _MODEL_TEXT),
+    ErrorType.MODEL_TOO_LARGE: FailureKind(False, _JOB, _MODEL_TEXT),
+    ErrorType.MODEL_HASH_MISMATCH: FailureKind(False, _JOB, _MODEL_TEXT),
+    # Final when the server answered 4xx (404, 403, ...) except 408/429; a 5xx or a cut
+    # connection is retried, and the retry resumes the partial file (HTTP Range).
+    # The server is the request's, not ours: its failures spend the job's retries.
+    ErrorType.MODEL_UNAVAILABLE: FailureKind(True, _JOB, _MODEL_TEXT),
+    # The worker cannot keep the file (no models directory, a full disk): another may.
+    ErrorType.MODEL_STORE: FailureKind(True, _INFRA, _MODEL_TEXT),
     # No heartbeat for 10 s: Temporal's heartbeat timeout, retried on another GPU.
     ErrorType.WORKER_LOST: FailureKind(
         True, _INFRA, "the GPU worker stopped reporting (it or its host died)"

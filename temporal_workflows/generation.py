@@ -294,6 +294,7 @@ class GenerationWorkflow:
                 timeout_seconds=prepared.timeout_seconds,
                 previews=prepared.previews,
                 image_inputs=prepared.image_inputs,
+                model_inputs=prepared.model_inputs,
                 stall_timeout=prepared.stall_timeout,
             ),
             result_type=ExecuteResult,

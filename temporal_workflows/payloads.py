@@ -81,6 +81,21 @@ class PreparedPrompt(_Payload):
     stall_timeout: float | None = Field(
         default=None, description="The manifest's limit on ComfyUI's silence while it runs."
     )
+    model_inputs: list[ModelInputRef] = Field(
+        default_factory=list, description="Model files by URL, downloaded by the GPU worker."
+    )
+
+
+class ModelInputRef(_Payload):
+    """A model file the request gives by URL, for the GPU worker to have in its ComfyUI's model
+    folder before it submits the graph, which already names it (`name`)."""
+
+    param: str
+    folder: str = Field(description="ComfyUI's model folder: checkpoints, loras, vae, ...")
+    url: str = Field(description="http(s); an hf:// reference arrives resolved.")
+    sha256: str | None = None
+    name: str = Field(description="File name in the folder, as the graph's loader inputs hold it.")
+    targets: list[str] = Field(description='Graph inputs ("<node id>.<input>") naming it.')
 
 
 class ImageInputRef(_Payload):
@@ -132,6 +147,10 @@ class ExecuteInput(_Payload):
             "the ComfyUI prompt id."
         ),
     )
+    model_inputs: list[ModelInputRef] = Field(
+        default_factory=list,
+        description="Model files to have in ComfyUI's model folders before submitting.",
+    )
 
 
 class CancelRequest(_Payload):
@@ -151,10 +170,20 @@ class PriorityChange(_Payload):
     priority: int = Field(ge=1, le=5)
 
 
+class ModelDownloadProgress(_Payload):
+    """A model file the GPU worker is downloading for the job."""
+
+    param: str
+    url: str
+    bytes_done: int = 0
+    bytes_total: int | None = Field(default=None, description="None until the server says.")
+
+
 class Progress(_Payload):
     """Heartbeat details of `execute_prompt`: the live progress the API shows."""
 
-    phase: Literal["queued", "running", "storing"] = "queued"
+    phase: Literal["downloading_model", "queued", "running", "storing"] = "queued"
+    download: ModelDownloadProgress | None = None
     worker: str | None = None
     comfy_prompt_id: str | None = None
     queue_position: int | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ import httpx
 
 from activities.comfyui.errors import ComfyUIStartError, ComfyUIUnavailable
 from activities.io.ports import free_port
+from manifests.model_inputs import FOLDER_DIRECTORIES
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,12 @@ class ComfyUIProcess:
         stable_after: float = 60.0,
         health_interval: float | None = 10.0,
         health_failures: int = 3,
+        models_dir: Path | None = None,
     ) -> None:
         self.install_dir = Path(install_dir).resolve()
+        # A models directory of the worker's own (downloads by URL), read by ComfyUI besides its
+        # install's models/ through an extra model paths file (§1.3).
+        self.models_dir = Path(models_dir).resolve() if models_dir is not None else None
         self.work_dir = Path(work_dir).resolve()
         self.python = resolve_python(self.install_dir, python)
         self.cuda_device = cuda_device
@@ -184,6 +190,18 @@ class ComfyUIProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
+    @property
+    def extra_model_paths_file(self) -> Path:
+        return self.work_dir / "extra_model_paths.yaml"
+
+    def _write_extra_model_paths(self) -> None:
+        assert self.models_dir is not None
+        # JSON is YAML: utils/extra_config.py reads it with yaml.safe_load.
+        folders = {folder: folder for folder in FOLDER_DIRECTORIES}
+        config = {"comfy_temporal": {"base_path": str(self.models_dir), **folders}}
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_model_paths_file.write_text(json.dumps(config, indent=1), encoding="utf-8")
+
     def command(self) -> list[str]:
         args = [
             self.python,
@@ -202,6 +220,8 @@ class ComfyUIProcess:
             str(self.user_dir),
             "--disable-auto-launch",
         ]
+        if self.models_dir is not None:
+            args += ["--extra-model-paths-config", str(self.extra_model_paths_file)]
         if self.cuda_device is not None:
             # Pins the process to one GPU; inside it the device is cuda:0 (§1.2).
             args += ["--cuda-device", str(self.cuda_device)]
@@ -230,6 +250,8 @@ class ComfyUIProcess:
         for directory in (self.output_dir, self.input_dir, self.user_dir):
             # --user-directory must exist, and a custom input dir is not created (§1.3).
             directory.mkdir(parents=True, exist_ok=True)
+        if self.models_dir is not None:
+            self._write_extra_model_paths()
         self._stopping = False
         self._was_ready = False
         self._exited.clear()

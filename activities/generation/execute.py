@@ -28,17 +28,25 @@ from activities.comfyui.events import (
 )
 from activities.generation.failures import HandedBack, RunTimedOut, execute_failure, reported
 from activities.generation.image_uploads import upload_image_inputs
+from activities.generation.model_inputs import fetch_model_inputs
 from activities.generation.node_clock import NodeClock
 from activities.io.output_store import OutputStore, OutputStoreError
 from activities.workers.logs import job_log_context
 from temporal_workflows.failures import ErrorType, activity_failure, generation_error
 from temporal_workflows.names import EXECUTE_ACTIVITY
-from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
+from temporal_workflows.payloads import (
+    ExecuteInput,
+    ExecuteResult,
+    ModelInputRef,
+    OutputRef,
+    Progress,
+)
 
 if TYPE_CHECKING:
     from activities.comfyui.client import ComfyUIClient
     from activities.comfyui.events import ComfyEvent
     from activities.comfyui.outputs import PromptResult
+    from activities.models.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +156,11 @@ class ExecuteActivities:
         stall_timeout: float | None = None,
         restart_comfyui: Callable[[str], Awaitable[None]] | None = None,
         stall_interrupt_grace: float = STALL_INTERRUPT_GRACE,
+        models: ModelStore | None = None,
     ) -> None:
         self._comfy = comfy
+        # Where model files given by URL go; None: this worker refuses them (docs/models.md).
+        self._models = models
         self._store = store
         self.worker_name = worker_name
         self._tick_seconds = tick_seconds
@@ -194,12 +205,28 @@ class ExecuteActivities:
         tracker = _ProgressTracker(
             self.worker_name, prompt_id, request.prompt, keep_previews=request.previews
         )
+        if request.model_inputs:
+            tracker.progress.phase = "downloading_model"  # the task's phases only move forward
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
+        models: list[ModelInputRef] = []
         logger.debug(
             "task %s: attempt %d as ComfyUI prompt %s", request.task_id, attempt, prompt_id
         )
         try:
+            if request.model_inputs:
+                # Model files named by URL must be in ComfyUI's model folders before it
+                # validates the graph, which already names them.
+                prompt = await fetch_model_inputs(
+                    self._models,
+                    request.model_inputs,
+                    request.prompt,
+                    progress=tracker.progress,
+                    heartbeat=tracker.heartbeat,
+                    acquired=models,
+                    tick_seconds=self._tick_seconds,
+                )
+                request = request.model_copy(update={"prompt": prompt, "model_inputs": []})
             if request.image_inputs:
                 # Images the request brought go into this ComfyUI's input directory first; the
                 # graph then names the uploaded files.
@@ -237,6 +264,9 @@ class ExecuteActivities:
                 await self._free_stalled(prompt_id, tracker)
             raise activity_failure(error) from None
         finally:
+            for model in models:
+                if self._models is not None:
+                    self._models.release(model)
             self._store.discard_staging(request.task_id, attempt_key)
             if request.previews:
                 if tracker.preview_write is not None:

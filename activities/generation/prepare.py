@@ -17,7 +17,7 @@ from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.render import render_prompt
 from temporal_workflows.failures import ErrorType, activity_failure, generation_error
 from temporal_workflows.names import PREPARE_ACTIVITY
-from temporal_workflows.payloads import PreparedPrompt, PrepareInput
+from temporal_workflows.payloads import ModelInputRef, PreparedPrompt, PrepareInput
 
 if TYPE_CHECKING:
     from manifests.registry import ManifestRegistry
@@ -76,4 +76,15 @@ class PrepareActivities:
             previews=manifest.previews,
             stall_timeout=manifest.stall_timeout,
             image_inputs=image_input_refs(rendered),
+            model_inputs=[
+                ModelInputRef(
+                    param=m.param,
+                    folder=m.folder,
+                    url=m.source.url,
+                    sha256=m.source.sha256,
+                    name=m.source.file_name(),
+                    targets=m.targets,
+                )
+                for m in rendered.model_inputs
+            ],
         )

@@ -270,6 +270,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=float, metavar="SECONDS", help="on SIGTERM, how long running jobs may take to finish",
     )  # fmt: skip
     add_setting_flag(
+        gpu, GpuWorkerProcessSettings, "models_dir", "--models-dir",
+        type=Path, metavar="DIR",
+        help="model files given by URL are downloaded to DIR/<folder>/ (default "
+        "<data-dir>/models/<worker name>, given to the ComfyUI it launches as an extra model "
+        "path; with --comfyui-url, a directory that ComfyUI reads, else URLs are refused)",
+    )  # fmt: skip
+    add_setting_flag(
+        gpu, GpuWorkerProcessSettings, "model_cache_gb", "--model-cache-gb",
+        type=float, metavar="GB",
+        help="disk the downloaded models may take; the least recently used are deleted first",
+    )  # fmt: skip
+    add_setting_flag(
+        gpu, GpuWorkerProcessSettings, "max_model_gb", "--max-model-gb",
+        type=float, metavar="GB", help="largest model file a request may have downloaded",
+    )  # fmt: skip
+    add_setting_flag(
         gpu, GpuWorkerProcessSettings, "prefetch", "--no-prefetch",
         action="store_const", const=False,
         help="take a job only when idle; with prefetch on, a busy worker queues one more job in "
@@ -359,6 +375,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
 
     configure_logging(log_format=settings.log_format)
     from activities.comfyui.process import ComfyUIAttached
+    from activities.models.download import ModelCredentials
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.workers.metrics import GpuWorkerMetrics
     from activities.workers.temporal_client import connect_temporal
@@ -377,6 +394,9 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
     name = settings.worker_name or default_worker_name(settings.gpu)
     data_dir = settings.data_dir.resolve()
     open_configured_store(settings, data_dir)
+    models_dir = settings.models_dir
+    if models_dir is None and not settings.comfyui_url:
+        models_dir = data_dir / "models" / name
     worker_settings = GpuWorkerSettings(
         name=name,
         pool=settings.pool,
@@ -384,6 +404,16 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         output_store=settings.output_store,
         prefetch=settings.prefetch,
         shutdown_grace=timedelta(seconds=settings.shutdown_grace),
+        models_dir=models_dir.expanduser().resolve() if models_dir is not None else None,
+        comfyui_models_dir=(
+            settings.comfyui_path.expanduser().resolve() / "models"
+            if settings.comfyui_path is not None and not settings.comfyui_url
+            else None
+        ),
+        model_cache_bytes=settings.model_cache_bytes,
+        max_model_bytes=settings.max_model_bytes,
+        allow_private_urls=settings.allow_private_image_urls,
+        model_credentials=ModelCredentials.parse(settings.hf_token, settings.model_tokens),
     )
 
     async def main() -> int:
@@ -402,6 +432,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
                 cuda_device=settings.gpu,
                 extra_args=settings.comfyui_args,
                 name=f"comfyui:{name}",
+                models_dir=worker_settings.models_dir,
             )
             # The first start shows whether this ComfyUI can run at all (a wrong interpreter
             # fails here): say so once and exit, rather than restart it in a loop.

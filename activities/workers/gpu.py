@@ -32,9 +32,18 @@ from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
 from activities.io.output_store import open_output_store
+from activities.models.download import ModelCredentials
+from activities.models.inventory import model_files
+from activities.models.store import ModelStore
 from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
 from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
+from activities.workers.settings import (
+    DEFAULT_MAX_MODEL_GB,
+    DEFAULT_MODEL_CACHE_GB,
+    ImageInputSettings,
+    ModelSettings,
+)
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue, worker_task_queue
 
@@ -85,6 +94,15 @@ class GpuWorkerSettings:
     # control queue) this often (activities/workers/inventory.py).
     inventory_interval: timedelta = INVENTORY_INTERVAL
     control_queue: str = CONTROL_TASK_QUEUE
+    # Model files by URL go to <models_dir>/<folder>/ (a directory its ComfyUI reads); None:
+    # the worker refuses them. `comfyui_models_dir` is the install's own, for the inventory.
+    models_dir: Path | None = None
+    comfyui_models_dir: Path | None = None
+    model_cache_bytes: int = int(DEFAULT_MODEL_CACHE_GB * 1e9)
+    max_model_bytes: int = int(DEFAULT_MAX_MODEL_GB * 1e9)
+    # None: from the environment (COMFY_ALLOW_PRIVATE_IMAGE_URLS, HF_TOKEN, COMFY_MODEL_TOKENS).
+    allow_private_urls: bool | None = None
+    model_credentials: ModelCredentials | None = None
 
     @property
     def pool_queue(self) -> str:
@@ -115,9 +133,17 @@ class GpuWorker:
         )
         self.metrics.watch_comfyui(comfyui)
         self.store = open_output_store(settings.output_store, settings.data_dir)
+        self.models = _model_store(settings)
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
         self.inventory: InventoryReporter | None = None  # while ComfyUI is healthy
+
+    def model_files(self) -> dict[str, list[str]]:
+        """The model files on this worker's disk, per loader folder (checkpoints, loras, ...):
+        its ComfyUI install's and those it downloaded. Walks the directories: call it off the
+        event loop (asyncio.to_thread) where they may be large."""
+        roots = [self.settings.comfyui_models_dir, self.settings.models_dir]
+        return model_files(root for root in roots if root is not None)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: supervise ComfyUI and poll while it is healthy. Then finish
@@ -131,6 +157,7 @@ class GpuWorker:
                     self.settings.name,
                     stall_timeout=self.settings.stall_timeout,
                     restart_comfyui=self.comfyui.restart,
+                    models=self.models,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)
@@ -223,6 +250,25 @@ class GpuWorker:
             **common,  # type: ignore[arg-type]
         )
         return [pool_worker, own_worker]
+
+
+def _model_store(settings: GpuWorkerSettings) -> ModelStore | None:
+    if settings.models_dir is None:
+        return None
+    credentials = settings.model_credentials
+    if credentials is None:
+        configured = ModelSettings()
+        credentials = ModelCredentials.parse(configured.hf_token, configured.model_tokens)
+    allow_private = settings.allow_private_urls
+    if allow_private is None:
+        allow_private = ImageInputSettings().allow_private_image_urls
+    return ModelStore(
+        settings.models_dir,
+        cache_bytes=settings.model_cache_bytes,
+        max_model_bytes=settings.max_model_bytes,
+        allow_private=allow_private,
+        credentials=credentials,
+    )
 
 
 async def _first(*aws: Awaitable) -> None:

@@ -23,6 +23,8 @@ from manifests.definitions import DEFAULT_POOL
 
 DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+DEFAULT_MODEL_CACHE_GB = 100.0
+DEFAULT_MAX_MODEL_GB = 50.0
 
 
 class ProcessSettings(BaseSettings):
@@ -153,6 +155,52 @@ class ImageInputSettings(ProcessSettings):
     )
 
 
+class ModelSettings(ProcessSettings):
+    """Model files by URL on a GPU worker (docs/models.md): where they go, how much disk they may
+    take, and the credentials downloads send. Whether private addresses are allowed is the image
+    inputs' switch (COMFY_ALLOW_PRIVATE_IMAGE_URLS): one outbound policy for request URLs."""
+
+    models_dir: Path | None = Field(
+        default=None,
+        alias="COMFY_MODELS_DIR",
+        description=(
+            "Downloaded models go to <dir>/<folder>/; None = <data-dir>/models/<worker name> for "
+            "a ComfyUI the worker launches (given to it as an extra model path); an attached "
+            "ComfyUI needs one it reads."
+        ),
+    )
+    model_cache_gb: float = Field(
+        default=DEFAULT_MODEL_CACHE_GB,
+        gt=0,
+        alias="COMFY_MODEL_CACHE_GB",
+        description="Disk the downloaded models may take; least recently used ones go first.",
+    )
+    max_model_gb: float = Field(
+        default=DEFAULT_MAX_MODEL_GB,
+        gt=0,
+        alias="COMFY_MAX_MODEL_GB",
+        description="Largest model file a request may have downloaded.",
+    )
+    hf_token: str | None = Field(
+        default=None,
+        alias="HF_TOKEN",
+        description="Bearer token for huggingface.co downloads (gated or private repositories).",
+    )
+    model_tokens: str | None = Field(
+        default=None,
+        alias="COMFY_MODEL_TOKENS",
+        description="Bearer tokens per host for model downloads: host=token,host2=token2.",
+    )
+
+    @property
+    def model_cache_bytes(self) -> int:
+        return int(self.model_cache_gb * 1e9)
+
+    @property
+    def max_model_bytes(self) -> int:
+        return int(self.max_model_gb * 1e9)
+
+
 class MetricsSettings(ProcessSettings):
     """A worker's Prometheus endpoint (the API serves GET /metrics on its own port instead)."""
 
@@ -226,6 +274,7 @@ class GpuWorkerProcessSettings(
     OutputStoreSettings,
     TemporalSettings,
     ImageInputSettings,
+    ModelSettings,
     ComfyUISettings,
     LogSettings,
     MetricsSettings,

@@ -117,10 +117,16 @@ def _describe(task: dict[str, Any]) -> str:
             "preparing": "preparing",
             "waiting_for_gpu_worker": "waiting for a GPU worker",
             "submitting_to_comfyui": "being submitted to ComfyUI",
+            "downloading_model": "downloading a model file",
             "queued_in_comfyui": "queued in ComfyUI",
         }.get(queue.get("phase", ""), "queued")
         if queue.get("backlog"):
             phase += f", {queue['backlog']} in queue"
+        download = queue.get("download") or {}
+        if download:
+            total = download.get("bytes_total")
+            phase += f" for {download.get('param')}: {download.get('bytes_done', 0)}"
+            phase += f"/{total} bytes" if total else " bytes"
         return f"PENDING  {phase}"
     if status == "PROGRESS":
         text = "PROGRESS"

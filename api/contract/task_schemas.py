@@ -26,6 +26,15 @@ class TaskProgress(BaseModel):
     updated_at: datetime | None = None
 
 
+class TaskModelDownload(BaseModel):
+    """A model file the GPU worker downloads for the job before ComfyUI gets it (docs/models.md)."""
+
+    param: str = Field(description="The parameter that gave the file by URL.")
+    url: str
+    bytes_done: int
+    bytes_total: int | None = Field(default=None, description="None until the server says.")
+
+
 class TaskQueueInfo(BaseModel):
     """Why a PENDING job is not running yet, as far as Temporal and ComfyUI tell."""
 
@@ -33,9 +42,13 @@ class TaskQueueInfo(BaseModel):
         "preparing",
         "waiting_for_gpu_worker",
         "submitting_to_comfyui",
+        "downloading_model",
         "queued_in_comfyui",
         "retrying",
     ] = Field(description='"retrying": the job failed and waits out a backoff before its next try.')
+    download: TaskModelDownload | None = Field(
+        default=None, description="While `phase` is downloading_model: which file, how far."
+    )
     position: int | None = Field(
         default=None, description="Position in ComfyUI's queue (0 = next), when known."
     )

@@ -31,6 +31,7 @@ from manifests.image_inputs import (
     is_inline_image,
     parse_image_source,
 )
+from manifests.model_inputs import is_model_reference, parse_model_source
 
 
 class RequestInputsInvalid(ApiError):
@@ -139,3 +140,22 @@ async def stage_image_inputs(
     if problems:
         raise RequestInputsInvalid(problems)
     return staged
+
+
+async def check_model_urls(
+    manifest: WorkflowManifest, params: dict[str, Any], settings: Settings
+) -> None:
+    """Model files given by URL pass the image inputs' address policy now, as the GPU worker
+    checks again when it downloads (docs/models.md). Raises RequestInputsInvalid."""
+    problems: list[tuple[list[str | int], str, str]] = []
+    for name in manifest.model_folders():
+        value = params.get(name)
+        if not is_model_reference(value):
+            continue
+        source = parse_model_source(value)  # the manifest check already accepted the shape
+        try:
+            await check_url(source.url, allow_private=settings.allow_private_image_urls)
+        except UrlRefused as err:
+            problems.append((["body", "params", name], f"url {err}", "invalid_url"))
+    if problems:
+        raise RequestInputsInvalid(problems)

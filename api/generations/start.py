@@ -35,7 +35,12 @@ from api.generations.idempotency import (
     check_idempotency_key,
     idempotent_task_id,
 )
-from api.generations.inputs import checked_callback_url, inline_images_removed, stage_image_inputs
+from api.generations.inputs import (
+    check_model_urls,
+    checked_callback_url,
+    inline_images_removed,
+    stage_image_inputs,
+)
 from api.inventory import InventoryCache, check_model_names
 from api.schemas import GenerateCreate, GenerateOptions
 from api.settings import Settings
@@ -236,6 +241,7 @@ async def start_generation(
             worker=options.worker if options is not None else None,
         )
     params = await stage_image_inputs(manifest, body.params, settings, store)
+    await check_model_urls(manifest, params, settings)
     start = generation_start(
         manifest,
         params,

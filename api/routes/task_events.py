@@ -7,9 +7,10 @@ derived from the task's state, not from a counter kept by this process, so any A
 resume a stream from the `Last-Event-ID` a client sends back:
 
     <attempt>.<stage>.<tick>    compared as a tuple of integers
-    stage: 1 preparing, 2 waiting for a GPU worker, 3 being submitted to ComfyUI, 4 queued in
-           ComfyUI, 5 running, 9 finished
-    tick:  while running, the worker's time (ms) of the heartbeat that carried the progress; else 0
+    stage: 1 preparing, 2 waiting for a GPU worker, 3 being submitted to ComfyUI, 4 downloading
+           a model file, 5 queued in ComfyUI, 6 running, 9 finished
+    tick:  while running, the worker's time (ms) of the heartbeat that carried the progress; while
+           downloading, the bytes done; else 0
 
 A retry raises <attempt>; a later heartbeat raises <tick>; so ids only grow over a task's life, and
 a stream never sends an id that is not greater than the last one sent (or than Last-Event-ID).
@@ -54,9 +55,10 @@ _QUEUE_STAGES = {
     "preparing": 1,
     "waiting_for_gpu_worker": 2,
     "submitting_to_comfyui": 3,
-    "queued_in_comfyui": 4,
+    "downloading_model": 4,
+    "queued_in_comfyui": 5,
 }
-_PROGRESS_STAGE = 5
+_PROGRESS_STAGE = 6
 _FINAL_STAGE = 9
 
 
@@ -101,7 +103,8 @@ def event_id_for(task: TaskPublic, attempt: int) -> EventId:
         tick = int(updated.timestamp() * 1000) if updated else 0
         return EventId(attempt, _PROGRESS_STAGE, tick)
     stage = _QUEUE_STAGES.get(task.queue.phase, 1) if task.queue else 1
-    return EventId(attempt, stage, 0)
+    download = task.queue.download if task.queue else None
+    return EventId(attempt, stage, download.bytes_done if download else 0)
 
 
 def _sse(event: str, event_id: EventId, data: dict[str, Any]) -> str:

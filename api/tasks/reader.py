@@ -35,6 +35,7 @@ from api.contract.signed_urls import UrlSigner
 from api.contract.task_schemas import (
     InfrastructureFaultPublic,
     TaskError,
+    TaskModelDownload,
     TaskProgress,
     TaskPublic,
     TaskQueueInfo,
@@ -372,7 +373,25 @@ async def _fill_from_execute(
         PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
         PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED,
     )
-    if started and (progress is None or progress.phase == "queued"):
+    if started and progress is not None and progress.phase == "downloading_model":
+        # The GPU worker fetches a model file the request gave by URL: ComfyUI has nothing yet.
+        task.status = "PENDING"
+        download = progress.download
+        task.queue = TaskQueueInfo(
+            phase="downloading_model",
+            download=TaskModelDownload(
+                param=download.param,
+                url=download.url,
+                bytes_done=download.bytes_done,
+                bytes_total=download.bytes_total,
+            )
+            if download is not None
+            else None,
+            waiting_seconds=_seconds_since(pa.scheduled_time.ToDatetime(tzinfo=UTC)),
+            attempt=pa.attempt,
+            last_failure=last_failure,
+        )
+    elif started and (progress is None or progress.phase == "queued"):
         # A GPU worker holds the job, but ComfyUI does not run it yet: it is being submitted
         # (no heartbeat yet), or it waits in that ComfyUI's queue behind the running prompt
         # (prefetched). PROGRESS only once ComfyUI runs it, so the status never goes back.

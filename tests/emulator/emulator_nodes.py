@@ -52,6 +52,8 @@ MODEL_FOLDERS = {
     "upscale_models": ("upscale_models",),
 }
 MODEL_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+# Filled at startup from --extra-model-paths-config: folder -> more directories it reads.
+EXTRA_MODEL_PATHS: dict[str, list[Path]] = {}
 
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 
@@ -525,16 +527,20 @@ class EmulatorSaveVideo(Node):
         )
 
 
+def model_directories(folder: str) -> list[Path]:
+    """Where ComfyUI looks for a folder's files, in order: models/<name> for each of its names,
+    then what --extra-model-paths-config added (folder_paths.py, `folder_names_and_paths`)."""
+    root = DIRECTORIES.get("models")
+    own = [root / sub for sub in MODEL_FOLDERS[folder]] if root is not None else []
+    return own + EXTRA_MODEL_PATHS.get(folder, [])
+
+
 def model_files(folder: str) -> list[str]:
     """ComfyUI's `get_filename_list(folder)`: every file with a model extension under the
-    folder's subfolders of models/, recursively, as relative paths with "/", sorted, each once.
+    folder's directories, recursively, as relative paths with "/", sorted, each once.
     Read on every call, so a file copied in shows in the next /object_info."""
-    root = DIRECTORIES.get("models")
     found: set[str] = set()
-    if root is None:
-        return []
-    for sub in MODEL_FOLDERS[folder]:
-        base = root / sub
+    for base in model_directories(folder):
         if not base.is_dir():
             continue
         for path in base.rglob("*"):

@@ -27,8 +27,10 @@ from emulator_nodes import (
     ANY,
     BOOLEAN,
     DIRECTORIES,
+    EXTRA_MODEL_PATHS,
     FLOAT,
     INT,
+    MODEL_FOLDERS,
     NODE_CLASSES,
     STRING,
     EmulatedFailure,
@@ -36,6 +38,7 @@ from emulator_nodes import (
     Node,
     NodeContext,
     input_specs,
+    model_files,
     object_info,
 )
 
@@ -95,6 +98,8 @@ class Directories:
     temp: Path
     user: Path
     models: Path
+    # From --extra-model-paths-config: folder -> more directories (comfyui-protocol.md §1.3).
+    extra_models: dict[str, list[Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class EmulatorServer:
         }
         self.background: set[asyncio.Task] = set()
         DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp, models=dirs.models)
+        EXTRA_MODEL_PATHS.update(dirs.extra_models)
 
     # ------------------------------------------------------------------ app and routes
     @web.middleware
@@ -190,6 +196,7 @@ class EmulatorServer:
             ("POST", "/free", self.post_free),
             ("GET", "/embeddings", self.get_embeddings),
             ("GET", "/models", self.get_models),
+            ("GET", "/models/{folder}", self.get_models_folder),
             ("GET", "/emulator/faults", self.get_faults),
             ("POST", "/emulator/faults", self.post_faults),
             ("GET", "/emulator/free-requests", self.get_free_requests),
@@ -966,7 +973,13 @@ class EmulatorServer:
         return web.json_response([])
 
     async def get_models(self, request: web.Request) -> web.Response:
-        return web.json_response(["checkpoints", "loras", "vae", "upscale_models"])
+        return web.json_response(list(MODEL_FOLDERS))
+
+    async def get_models_folder(self, request: web.Request) -> web.Response:
+        folder = request.match_info["folder"]
+        if folder not in MODEL_FOLDERS:
+            return web.Response(status=404)
+        return web.json_response(model_files(folder))
 
     # ------------------------------------------------------------------ faults
     async def get_faults(self, request: web.Request) -> web.Response:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -149,7 +152,39 @@ def directories(args: argparse.Namespace) -> Directories:
         input_dir.mkdir(parents=True, exist_ok=True)
     # Loaders list <base>/models/<folder> (comfyui-protocol.md §1.3); not created, as in ComfyUI
     # with a custom base directory [inferred].
-    return Directories(output=output, input=input_dir, temp=temp, user=user, models=base / "models")
+    extra = extra_model_paths(args.extra_model_paths_config or [])
+    return Directories(
+        output=output, input=input_dir, temp=temp, user=user, models=base / "models",
+        extra_models=extra,
+    )  # fmt: skip
+
+
+def extra_model_paths(configs: list[list[str]]) -> dict[str, list[Path]]:
+    """What each --extra-model-paths-config YAML adds, read as utils/extra_config.py does:
+    `base_path` (relative to the file) joined with each listed path, one per line; the legacy
+    names unet and clip mean diffusion_models and text_encoders (`map_legacy`)."""
+    legacy = {"unet": "diffusion_models", "clip": "text_encoders"}
+    folders: dict[str, list[Path]] = {}
+    for config_path in itertools.chain(*configs):
+        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        here = os.path.dirname(os.path.abspath(config_path))
+        for conf in config.values():
+            if not conf:
+                continue
+            conf = dict(conf)
+            base_path = conf.pop("base_path", None)
+            conf.pop("is_default", None)
+            if base_path is not None:
+                base_path = os.path.expandvars(os.path.expanduser(base_path))
+                base_path = os.path.join(here, base_path)  # an absolute one stays as it is
+            for folder, paths in conf.items():
+                for line in str(paths).split("\n"):
+                    if line:
+                        full = os.path.join(base_path or here, line)
+                        folders.setdefault(legacy.get(folder, folder), []).append(
+                            Path(os.path.normpath(full))
+                        )
+    return folders
 
 
 def cleanup_temp(temp: Path) -> None:

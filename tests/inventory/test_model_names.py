@@ -34,6 +34,17 @@ async def test_a_name_no_gpu_has_is_refused_with_the_closest_names(
     assert "closest: alpha-v1.safetensors" in error["msg"]
 
 
+async def test_a_model_given_by_url_is_not_looked_up_in_the_inventory(
+    http: httpx.AsyncClient,
+) -> None:
+    # The download decides (docs/models.md); this host never resolves, so the API's URL check
+    # refuses it, and that is the only refusal.
+    url = "https://models.invalid/alpha-v2.safetensors"
+    response = await _generate(http, {"checkpoint": {"url": url}})
+    assert response.status_code == 422
+    assert [e["type"] for e in response.json()["detail"]] == ["invalid_url"]
+
+
 async def test_every_bad_name_is_named_at_once(http: httpx.AsyncClient) -> None:
     response = await _generate(http, {"checkpoint": "nope.ckpt", "lora": "style-z.safetensors"})
     assert response.status_code == 422

@@ -114,3 +114,19 @@ def model_graph(prefix: str = "models") -> Graph:
         "4": sampler,
         "5": save_image("4", prefix),
     }
+
+
+def checkpoint_graph(ckpt_name: str = "none.safetensors", prefix: str = "loaded") -> Graph:
+    """EmptyImage -> EmulatorSampler fed the MODEL of a CheckpointLoaderSimple -> SaveImage: the
+    run validates only if the emulator's checkpoints folder lists `ckpt_name`."""
+    sampler = emulator_sampler("2", 1, 0.0)
+    sampler["inputs"]["model"] = ["1", 0]
+    return {
+        "1": node("CheckpointLoaderSimple", "Load Checkpoint", ckpt_name=ckpt_name),
+        "2": empty_image(8, 8, color=0),
+        "3": sampler,
+        "4": save_image("3", prefix),
+    }
+
+
+CHECKPOINT_GRAPH = checkpoint_graph()

@@ -14,6 +14,7 @@ import yaml
 
 from manifests.registry import DEFAULT_MANIFESTS_DIR, DEFAULT_WORKFLOWS_DIR, ManifestRegistry
 from tests.support.graphs import (
+    CHECKPOINT_GRAPH,
     EMULATOR_SAMPLER_GRAPH,
     INVERT_IMAGE_GRAPH,
     SAMPLED_IMAGE_GRAPH,
@@ -268,3 +269,37 @@ def idle_pool_registry(dest: Path, pool: str) -> ManifestRegistry:
     """emulator_sampler_registry plus IDLE_POOL_WORKFLOW_ID on `pool`, which no worker polls: a
     job waits for a GPU until it is cancelled."""
     return emulator_sampler_registry(dest, idle_pool_workflow(pool))
+
+
+# --- `load_checkpoint`: a checkpoint parameter (a file name, or a file the GPU worker downloads).
+
+CHECKPOINT_WORKFLOW_ID = "load_checkpoint"
+
+CHECKPOINT_BASE_YAML = """
+checkpoint:
+  type: string
+  required: true
+  description: The checkpoint to load, by name or URL.
+  targets: [{node: Load Checkpoint, input: ckpt_name}]
+"""
+
+CHECKPOINT_WORKFLOWS_YAML = f"""
+{CHECKPOINT_WORKFLOW_ID}:
+  workflow_file: {CHECKPOINT_WORKFLOW_ID}.json
+  description: Loads a checkpoint and shows which file it read.
+  parameters: [checkpoint]
+  timeout: 60
+  retries: 2
+"""
+
+
+def write_checkpoint_manifests(dest: Path) -> ManifestRegistry:
+    """`load_checkpoint` under `dest`; returns its (valid) registry."""
+    return valid_registry(
+        *write_manifest_dirs(
+            dest,
+            CHECKPOINT_BASE_YAML,
+            CHECKPOINT_WORKFLOWS_YAML,
+            {f"{CHECKPOINT_WORKFLOW_ID}.json": CHECKPOINT_GRAPH},
+        )
+    )

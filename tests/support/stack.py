@@ -108,16 +108,21 @@ class GenerationStack:
         *,
         shutdown_grace: float = 5.0,
         inventory_interval: float | None = None,
+        model_settings: dict[str, Any] | None = None,
         **emulator_kwargs: Any,
     ) -> RunningGpuWorker:
         """A GPU worker on the stack's pool driving an emulator of its own; returns once it
-        polls. `emulator_kwargs` go to the emulator's ComfyUIProcess."""
+        polls. `model_settings` go to its GpuWorkerSettings (e.g. model_cache_bytes),
+        `emulator_kwargs` to the emulator's ComfyUIProcess."""
         name = name or unique("gpu")
         extra_args = emulator_kwargs.pop("extra_args", self.emulator_args)
+        # Model files by URL land here, which the emulator reads as an extra model path.
+        models_dir = self.base_dir / "models" / name
         process = emulator_process(
             self.base_dir / "comfyui" / name,
             extra_args=extra_args,
             name=f"emulator:{name}",
+            models_dir=models_dir,
             **emulator_kwargs,
         )
         settings = GpuWorkerSettings(
@@ -126,6 +131,8 @@ class GenerationStack:
             data_dir=self.data_dir,
             shutdown_grace=timedelta(seconds=shutdown_grace),
             control_queue=self.control_queue,
+            models_dir=models_dir,
+            **(model_settings or {}),
         )
         if inventory_interval is not None:
             settings.inventory_interval = timedelta(seconds=inventory_interval)
