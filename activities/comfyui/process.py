@@ -32,11 +32,23 @@ log = logging.getLogger(__name__)
 LAST_LINES = 200
 
 # Why ComfyUIProcess restarted ComfyUI (its `on_restart` argument): it exited by itself, it stopped
-# answering health checks, or `restart()` was asked for (a stalled prompt ignored the interrupt).
+# answering health checks, `restart()` was asked for (a stalled prompt ignored the interrupt), or
+# the GPU worker recycled it between jobs (`recycle()`) past its memory, VRAM or job-count limit
+# (activities/workers/recycling.py).
 RESTART_EXITED = "exited"
 RESTART_UNRESPONSIVE = "unresponsive"
 RESTART_REQUESTED = "requested"
-RESTART_REASONS = (RESTART_EXITED, RESTART_UNRESPONSIVE, RESTART_REQUESTED)
+RESTART_RECYCLED_RSS = "recycled_rss"
+RESTART_RECYCLED_VRAM = "recycled_vram"
+RESTART_RECYCLED_JOBS = "recycled_jobs"
+RESTART_REASONS = (
+    RESTART_EXITED,
+    RESTART_UNRESPONSIVE,
+    RESTART_REQUESTED,
+    RESTART_RECYCLED_RSS,
+    RESTART_RECYCLED_VRAM,
+    RESTART_RECYCLED_JOBS,
+)
 
 
 def resolve_python(install_dir: Path, python: str | None) -> str:
@@ -113,6 +125,9 @@ async def _answers(client: httpx.AsyncClient, url: str) -> bool:
 class ComfyUIProcess:
     """Supervises one ComfyUI subprocess started from an install directory."""
 
+    # Ours to restart: a GPU worker may recycle it between jobs.
+    restartable = True
+
     def __init__(
         self,
         install_dir: Path,
@@ -158,6 +173,7 @@ class ComfyUIProcess:
         # Called with one of RESTART_REASONS when supervise() sees ComfyUI gone (for metrics).
         self.on_restart: Callable[[str], None] | None = None
         self._kill_reason: str | None = None
+        self.recycles = 0
         self.last_exit_code: int | None = None
         self._lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
         self._health = _Health()
@@ -166,6 +182,7 @@ class ComfyUIProcess:
         self._watcher: asyncio.Task[None] | None = None
         self._exited = asyncio.Event()
         self._stopping = False
+        self._recycling = False
         # Set once this run answered; an exit before that is reported by start() alone.
         self._was_ready = False
 
@@ -325,7 +342,7 @@ class ComfyUIProcess:
         self.last_exit_code = code
         self._health.set(False)
         self._exited.set()
-        if not self._stopping and self._was_ready:
+        if not self._stopping and not self._recycling and self._was_ready:
             tail = "\n".join(self.last_lines[-20:])
             log.error("[%s] exited with code %s; last lines:\n%s", self.name, code, tail)
 
@@ -362,6 +379,10 @@ class ComfyUIProcess:
                 reason, self._kill_reason = self._kill_reason or RESTART_EXITED, None
                 if self.on_restart is not None:
                     self.on_restart(reason)
+                if self._recycling:  # a planned restart: at once, and no crash to back off from
+                    self._recycling = False
+                    self.recycles += 1
+                    continue
                 if time.monotonic() - started_at >= self.stable_after:
                     backoff = self.restart_backoff
                 log.warning("[%s] restarting in %.1f s", self.name, backoff)
@@ -411,13 +432,25 @@ class ComfyUIProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """SIGINT to the whole process group (ComfyUI then cleans its temp dir, §1.5), SIGKILL
-        after `grace` seconds."""
-        self._stopping = True
+    async def recycle(self, reason: str, restart_reason: str, grace: float = 10.0) -> None:
+        """Stop ComfyUI as `stop` does (SIGINT, then SIGKILL after `grace`), and have `supervise`
+        start a fresh one at once: a planned restart between jobs, to give back the memory it
+        grew; `on_restart` is told `restart_reason` (one of RESTART_REASONS). Returns once the
+        old process is gone."""
         proc = self._proc
-        if proc is None:
+        if proc is None or proc.returncode is not None:
             return
+        log.warning("[%s] recycling: %s", self.name, reason)
+        self._recycling = True
+        self._kill_reason = restart_reason
+        self._health.set(False)
+        watcher = self._watcher
+        await self._end_group(proc, grace)
+        if watcher is not None:
+            # Not `_exited`: `supervise` may clear it again for the fresh process first.
+            await watcher
+
+    async def _end_group(self, proc: asyncio.subprocess.Process, grace: float) -> None:
         pgid = proc.pid  # start_new_session: the child leads its own group
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -430,6 +463,15 @@ class ComfyUIProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         await proc.wait()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGINT to the whole process group (ComfyUI then cleans its temp dir, §1.5), SIGKILL
+        after `grace` seconds."""
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        await self._end_group(proc, grace)
         await self._drain_pumps()
         self._health.set(False)
 
@@ -437,6 +479,8 @@ class ComfyUIProcess:
 class ComfyUIAttached:
     """A ComfyUI already running at `url` (not ours to start or stop): health by polling
     GET /queue."""
+
+    restartable = False
 
     def __init__(
         self,
@@ -489,9 +533,17 @@ class ComfyUIAttached:
                 self._health.set(healthy)
                 await asyncio.sleep(self.poll_interval)
 
+    @property
+    def pid(self) -> int | None:
+        return None  # another host's, or another supervisor's: its memory is not ours to read
+
     async def restart(self, reason: str) -> None:
         """Not ours to restart: say so, and let whoever runs it act."""
         log.error("[%s] %s; it is not ours to restart", self.name, reason)
+
+    async def recycle(self, reason: str, restart_reason: str, grace: float = 10.0) -> None:
+        """Not ours to restart (GpuWorker never recycles one that is not `restartable`)."""
+        log.warning("[%s] would be recycled (%s), but it is not ours to restart", self.name, reason)
 
     async def stop(self, grace: float = 10.0) -> None:
         self._health.set(False)

@@ -157,6 +157,7 @@ class ExecuteActivities:
         restart_comfyui: Callable[[str], Awaitable[None]] | None = None,
         stall_interrupt_grace: float = STALL_INTERRUPT_GRACE,
         models: ModelStore | None = None,
+        on_job_end: Callable[[], None] | None = None,
     ) -> None:
         self._comfy = comfy
         # Where model files given by URL go; None: this worker refuses them (docs/models.md).
@@ -169,6 +170,13 @@ class ExecuteActivities:
         # restarts ComfyUI, so the GPU is not held by a hung node forever.
         self._restart_comfyui = restart_comfyui
         self._stall_interrupt_grace = stall_interrupt_grace
+        # Told when a job ends, whatever its outcome: the worker counts them and measures
+        # ComfyUI's memory between jobs (activities/workers/recycling.py).
+        self._on_job_end = on_job_end
+        # On worker shutdown, a prompt ComfyUI has not started yet goes back to the queue. Off
+        # while the worker drains to recycle ComfyUI: that prompt runs here, next, and no attempt
+        # of it is spent.
+        self.hand_back_on_shutdown = True
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -194,6 +202,9 @@ class ExecuteActivities:
                     reason=f"{type(err).__name__}: {err}",
                 )
                 raise ApplicationError(error.message, error, type=error.type) from err
+            finally:
+                if self._on_job_end is not None:
+                    self._on_job_end()
 
     async def _execute(self, request: ExecuteInput) -> ExecuteResult:
         info = activity.info()
@@ -404,7 +415,11 @@ class ExecuteActivities:
                 tracker.preview_write = asyncio.create_task(self._write_preview(task_id, tracker))
             if stopped:
                 continue
-            if tracker.started_monotonic is None and activity.is_worker_shutdown():
+            if (
+                tracker.started_monotonic is None
+                and activity.is_worker_shutdown()
+                and self.hand_back_on_shutdown
+            ):
                 stopped.append(HandedBack())
                 run.cancel()
             elif (

@@ -291,6 +291,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="take a job only when idle; with prefetch on, a busy worker queues one more job in "
         "its ComfyUI",
     )  # fmt: skip
+    recycle = gpu.add_argument_group(
+        "recycling",
+        "restart ComfyUI between jobs, after finishing the jobs the worker holds, before its "
+        "memory grows too far (all off by default)",
+    )
+    add_setting_flag(
+        recycle, GpuWorkerProcessSettings, "recycle_rss_mb", "--recycle-rss-mb",
+        type=float, metavar="MIB",
+        help="once the resident memory of ComfyUI's process tree passes this",
+    )  # fmt: skip
+    add_setting_flag(
+        recycle, GpuWorkerProcessSettings, "recycle_vram_mb", "--recycle-vram-mb",
+        type=float, metavar="MIB", help="once the VRAM ComfyUI holds while idle passes this",
+    )  # fmt: skip
+    add_setting_flag(
+        recycle, GpuWorkerProcessSettings, "recycle_after_jobs", "--recycle-after-jobs",
+        type=int, metavar="N", help="after this many jobs",
+    )  # fmt: skip
     add_temporal_flags(gpu)
     add_log_format_flag(gpu)
     add_metrics_flags(gpu)
@@ -378,6 +396,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
     from activities.models.download import ModelCredentials
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.workers.metrics import GpuWorkerMetrics
+    from activities.workers.recycling import RecyclePolicy
     from activities.workers.temporal_client import connect_temporal
 
     if not settings.configured:
@@ -414,6 +433,11 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         max_model_bytes=settings.max_model_bytes,
         allow_private_urls=settings.allow_private_image_urls,
         model_credentials=ModelCredentials.parse(settings.hf_token, settings.model_tokens),
+        recycle=RecyclePolicy(
+            rss_mb=settings.recycle_rss_mb,
+            vram_mb=settings.recycle_vram_mb,
+            after_jobs=settings.recycle_after_jobs,
+        ),
     )
 
     async def main() -> int:
@@ -423,6 +447,13 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         comfyui: ComfyUIProcess | ComfyUIAttached
         if settings.comfyui_url:
             comfyui = ComfyUIAttached(settings.comfyui_url, name=f"comfyui:{name}")
+            if worker_settings.recycle.enabled:
+                logger.warning(
+                    "gpu worker %s: the ComfyUI at %s is not ours to restart; the recycling "
+                    "limits are ignored",
+                    name,
+                    settings.comfyui_url,
+                )
         else:
             assert settings.comfyui_path is not None
             comfyui = ComfyUIProcess(

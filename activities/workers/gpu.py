@@ -11,16 +11,22 @@ orders waiting pollers by poll start time, service/matching matcher_data.go `pol
 worker's prefetch poll starts only once its job started, so a GPU that was already idle gets the
 next job first. A poll is renewed every minute (matching.longPollExpirationInterval), which can
 reorder them; the effect is then one job waiting behind another on a busy GPU, never a lost job.
+
+Recycling (recycling.py): when a job ends and ComfyUI has passed a limit of the worker's
+RecyclePolicy, the worker stops polling (the pool's jobs go to other GPUs), lets the jobs it holds
+finish (a prefetched prompt already queued in ComfyUI runs here rather than being handed back, so
+no attempt is spent), then restarts ComfyUI and polls again once it is healthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +44,7 @@ from activities.models.store import ModelStore
 from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
 from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
+from activities.workers.recycling import RecycleCheck, RecyclePolicy, RecycleReason
 from activities.workers.settings import (
     DEFAULT_MAX_MODEL_GB,
     DEFAULT_MODEL_CACHE_GB,
@@ -62,14 +69,19 @@ def default_worker_name(gpu: int | None) -> str:
 class ComfyUISupervisor(Protocol):
     """What the worker needs from ComfyUIProcess / ComfyUIAttached."""
 
+    restartable: bool
+
     @property
     def url(self) -> str: ...
     @property
     def healthy(self) -> bool: ...
+    @property
+    def pid(self) -> int | None: ...
     async def wait_healthy(self, timeout: float | None = None) -> None: ...
     async def wait_unhealthy(self) -> None: ...
     async def supervise(self) -> None: ...
     async def restart(self, reason: str) -> None: ...
+    async def recycle(self, reason: str, restart_reason: str, grace: float = 10.0) -> None: ...
     async def stop(self, grace: float = 10.0) -> None: ...
 
 
@@ -103,6 +115,8 @@ class GpuWorkerSettings:
     # None: from the environment (COMFY_ALLOW_PRIVATE_IMAGE_URLS, HF_TOKEN, COMFY_MODEL_TOKENS).
     allow_private_urls: bool | None = None
     model_credentials: ModelCredentials | None = None
+    # Restart ComfyUI between jobs past these limits (default: never).
+    recycle: RecyclePolicy = field(default_factory=RecyclePolicy)
 
     @property
     def pool_queue(self) -> str:
@@ -137,6 +151,17 @@ class GpuWorker:
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
         self.inventory: InventoryReporter | None = None  # while ComfyUI is healthy
+        # ComfyUI restarts between jobs, by reason kind ("rss", "vram", "jobs").
+        self.recycles: collections.Counter[str] = collections.Counter()
+        self._recycle_check = RecycleCheck(settings.recycle)
+        self._recycle_due: RecycleReason | None = None
+        self._recycle_wanted = asyncio.Event()
+        self._measuring: asyncio.Task[None] | None = None
+
+    @property
+    def recycling(self) -> bool:
+        """Whether this worker restarts its ComfyUI between jobs past the policy's limits."""
+        return self.settings.recycle.enabled and self.comfyui.restartable
 
     def model_files(self) -> dict[str, list[str]]:
         """The model files on this worker's disk, per loader folder (checkpoints, loras, ...):
@@ -158,6 +183,7 @@ class GpuWorker:
                     stall_timeout=self.settings.stall_timeout,
                     restart_comfyui=self.comfyui.restart,
                     models=self.models,
+                    on_job_end=(lambda: self._job_ended(comfy)) if self.recycling else None,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)
@@ -165,13 +191,49 @@ class GpuWorker:
                         supervisor.result()  # a supervisor crash is fatal: raise it
                     if stop.is_set():
                         break
-                    await self._poll_while_healthy(comfy, activities, stop, supervisor)
+                    drained = await self._poll_while_healthy(comfy, activities, stop, supervisor)
+                    reason, self._recycle_due = self._recycle_due, None
+                    self._recycle_wanted.clear()
+                    if reason is not None and drained and not stop.is_set():
+                        await self._recycle(reason)
+                    elif reason is not None:
+                        # ComfyUI went down meanwhile and the supervisor starts a fresh one.
+                        self._recycle_check.started()
         finally:
             self.polling.clear()
+            if self._measuring is not None:
+                self._measuring.cancel()
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
             await self.comfyui.stop()
+
+    def _job_ended(self, comfy: ComfyUIClient) -> None:
+        """A job ended: count it and, unless a measure runs already, measure ComfyUI."""
+        self._recycle_check.job_ended()
+        if self._recycle_due is None and (self._measuring is None or self._measuring.done()):
+            self._measuring = asyncio.create_task(self._measure(comfy), name="recycle check")
+
+    async def _measure(self, comfy: ComfyUIClient) -> None:
+        try:
+            reason = await self._recycle_check.reason(self.comfyui.pid, comfy)
+        except Exception:  # a failed measure must never stop the worker
+            logger.exception("%s: measuring ComfyUI failed", self.settings.name)
+            return
+        if reason is not None and self._recycle_due is None:
+            self._recycle_due = reason
+            self._recycle_wanted.set()
+
+    async def _recycle(self, reason: RecycleReason) -> None:
+        """Restart ComfyUI (nothing runs on it any more); polling resumes once it is healthy."""
+        self.recycles[reason.kind] += 1
+        logger.warning(
+            "%s: recycling ComfyUI (%s): %s", self.settings.name, reason.kind, reason.text
+        )
+        try:
+            await self.comfyui.recycle(reason.text, reason.restart_reason)
+        finally:
+            self._recycle_check.started()
 
     async def _poll_while_healthy(
         self,
@@ -179,7 +241,9 @@ class GpuWorker:
         activities: ExecuteActivities,
         stop: asyncio.Event,
         supervisor: asyncio.Task,
-    ) -> None:
+    ) -> bool:
+        """Poll until ComfyUI is unhealthy, `stop` is set or a recycle is due; True when it
+        stopped for a recycle and every job it held has ended."""
         workers = self._build_workers(activities)
         runs = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
         inventory = self.inventory = InventoryReporter(
@@ -199,26 +263,47 @@ class GpuWorker:
         )
         self.polling.set()
         try:
-            await _first(self.comfyui.wait_unhealthy(), stop.wait(), supervisor, *runs)
+            await _first(
+                self.comfyui.wait_unhealthy(),
+                stop.wait(),
+                self._recycle_wanted.wait(),
+                supervisor,
+                *runs,
+            )
         finally:
             self.polling.clear()
             unhealthy = not stop.is_set() and not self.comfyui.healthy
+            draining = self._recycle_due is not None and not stop.is_set() and not unhealthy
             if unhealthy:
                 logger.warning("%s: ComfyUI unhealthy; stopped polling", self.settings.name)
+            elif draining:
+                logger.info(
+                    "%s: stopped polling to recycle ComfyUI; finishing the jobs it holds",
+                    self.settings.name,
+                )
+                activities.hand_back_on_shutdown = False
             reporting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporting
             self.inventory = None
             # Withdrawn while the Workers drain (which may take the whole grace): the API stops
-            # accepting names only this worker has at once.
-            withdrawn = inventory.withdraw("ComfyUI unhealthy" if unhealthy else "stopping")
-            await asyncio.gather(
-                withdrawn, *(w.shutdown() for w in workers), return_exceptions=True
+            # accepting names only this worker has at once. Not for a recycle: the same ComfyUI
+            # install is back within seconds, and jobs naming its models may wait for it.
+            why = "ComfyUI unhealthy" if unhealthy else "stopping"
+            withdrawn = [] if draining else [inventory.withdraw(why)]
+            shutdowns = asyncio.gather(
+                *withdrawn, *(w.shutdown() for w in workers), return_exceptions=True
             )
+            if draining:
+                # A SIGTERM meanwhile is a shutdown again: unstarted prompts go back at once.
+                await _first(shutdowns, stop.wait())
+                activities.hand_back_on_shutdown = True
+            await shutdowns
             results = await asyncio.gather(*runs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+        return draining and not stop.is_set() and self.comfyui.healthy
 
     def _build_workers(self, activities: ExecuteActivities) -> list[Worker]:
         settings = self.settings

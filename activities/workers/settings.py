@@ -292,6 +292,27 @@ class GpuWorkerProcessSettings(
         alias="COMFY_PREFETCH",
         description="Queue one more job in ComfyUI while busy (off: take a job only when idle).",
     )
+    # ComfyUI recycling (activities/workers/recycling.py): every limit is off unless set.
+    recycle_rss_mb: float | None = Field(
+        default=None,
+        gt=0,
+        alias="COMFY_RECYCLE_RSS_MB",
+        description="Restart ComfyUI between jobs once its process tree's resident memory passes"
+        " this many MiB (a ComfyUI the worker launched, not one it attaches to).",
+    )
+    recycle_vram_mb: float | None = Field(
+        default=None,
+        gt=0,
+        alias="COMFY_RECYCLE_VRAM_MB",
+        description="Restart ComfyUI between jobs once the VRAM it holds while idle passes this"
+        " many MiB (its /system_stats).",
+    )
+    recycle_after_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        alias="COMFY_RECYCLE_AFTER_JOBS",
+        description="Restart ComfyUI after this many jobs.",
+    )
 
 
 S = TypeVar("S", bound=ProcessSettings)

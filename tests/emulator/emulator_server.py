@@ -157,6 +157,9 @@ class EmulatorServer:
             "extension": {"manager": {"supports_v4": True}},
         }
         self.background: set[asyncio.Task] = set()
+        # --leak-mb-per-prompt: memory held forever after each prompt, as a leaking ComfyUI does.
+        self.leak_bytes_per_prompt = int(getattr(args, "leak_mb_per_prompt", 0) * 1024 * 1024)
+        self.leaked: list[bytearray] = []
         DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp, models=dirs.models)
         EXTRA_MODEL_PATHS.update(dirs.extra_models)
 
@@ -925,7 +928,8 @@ class EmulatorServer:
 
     # ------------------------------------------------------------------ introspection
     async def system_stats(self, request: web.Request) -> web.Response:
-        total, free = 16 * 1024**3, 12 * 1024**3
+        total = 16 * 1024**3
+        free = max(12 * 1024**3 - self.leaked_bytes, 0)
         device = (
             {"name": "cpu", "type": "cpu", "index": None}
             if self.args.cpu
@@ -1059,6 +1063,17 @@ class EmulatorServer:
                 self.send("executing", {"node": None, "prompt_id": item.prompt_id}, client_id)
             if self.free_memory_requested:
                 self.reset_cache()
+            self.leak()
+
+    def leak(self) -> None:
+        """Hold `leak_bytes_per_prompt` more, written through so every page is resident (a
+        zeroed bytearray would only reserve address space, and RSS would not move)."""
+        if self.leak_bytes_per_prompt > 0:
+            self.leaked.append(bytearray(b"\x01") * self.leak_bytes_per_prompt)
+
+    @property
+    def leaked_bytes(self) -> int:
+        return sum(len(block) for block in self.leaked)
 
     def _signature(self, prompt: dict, node_id: str, memo: dict) -> Any:
         if node_id in memo:

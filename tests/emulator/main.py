@@ -3,7 +3,10 @@
 It makes tests/emulator/ look like a ComfyUI install directory, so ComfyUIProcess starts it
 exactly like ComfyUI: it accepts ComfyUI 0.8.0's command-line flags (comfyui-protocol.md §1),
 rejects unknown ones with exit status 2 like argparse does, and binds its port only once it is
-ready (§1.5). Test-only extra: `--emulator-fault KEY=VALUE` (see emulator_server.post_faults).
+ready (§1.5). Test-only extras: `--emulator-fault KEY=VALUE` (see emulator_server.post_faults),
+and `--leak-mb-per-prompt N`: every prompt it runs allocates N MiB that it never frees, so its
+resident memory really grows and /system_stats reports that much more VRAM in use, like a ComfyUI
+whose memory grows run after run (for the GPU worker's recycling).
 """
 
 from __future__ import annotations
@@ -118,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="test-only fault, e.g. crash_on_node=EmulatorSampler or refuse_connections=true",
+    )
+    parser.add_argument(
+        "--leak-mb-per-prompt",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="test-only: hold N MiB more memory after every prompt run (RSS and VRAM used grow)",
     )
     return parser
 

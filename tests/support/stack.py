@@ -21,6 +21,7 @@ from activities.comfyui.client import ComfyUIClient
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.control import build_control_worker
 from activities.workers.gpu import GpuWorker, GpuWorkerSettings
+from activities.workers.recycling import RecyclePolicy
 from activities.workers.temporal_client import connect_temporal
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
@@ -109,6 +110,7 @@ class GenerationStack:
         shutdown_grace: float = 5.0,
         inventory_interval: float | None = None,
         model_settings: dict[str, Any] | None = None,
+        recycle: RecyclePolicy | None = None,
         **emulator_kwargs: Any,
     ) -> RunningGpuWorker:
         """A GPU worker on the stack's pool driving an emulator of its own; returns once it
@@ -133,6 +135,7 @@ class GenerationStack:
             control_queue=self.control_queue,
             models_dir=models_dir,
             **(model_settings or {}),
+            recycle=recycle or RecyclePolicy(),
         )
         if inventory_interval is not None:
             settings.inventory_interval = timedelta(seconds=inventory_interval)
