@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -45,6 +45,9 @@ from api.routes import (
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
+if TYPE_CHECKING:
+    from activities.generation.admission import PoolAdmission
+
 log = logging.getLogger("api")
 
 DESCRIPTION = """\
@@ -74,9 +77,11 @@ async def embedded_control_worker(
     url_signer: UrlSigner,
     settings: Settings,
     metrics: ApiMetrics,
+    admission: PoolAdmission,
 ) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
-    webhooks carry download URLs signed with this API's key; its metrics join the API's."""
+    webhooks carry download URLs signed with this API's key; its metrics join the API's, and a
+    schedule's runs are admitted by the API's own admission control."""
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import run_control_worker
     from activities.workers.metrics import ControlWorkerMetrics
@@ -88,6 +93,7 @@ async def embedded_control_worker(
             registry,
             stop=stop,
             identity=f"api-{os.getpid()}@{_host()}",
+            admission=admission,
             webhooks=WebhookActivities(
                 settings.webhook_secret,
                 allow_private=settings.allow_private_callback_urls,
@@ -127,8 +133,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from activities.generation.admission import PoolAdmission
+
         client = temporal_client or await connect(settings)
         app.state.temporal = client
+        app.state.admission = PoolAdmission.from_settings(client, settings)
         async with contextlib.AsyncExitStack() as stack:
             if settings.embedded_control_worker:
                 await stack.enter_async_context(
@@ -138,6 +147,7 @@ def create_app(
                         app.state.url_signer,
                         settings,
                         app.state.metrics,
+                        app.state.admission,
                     )
                 )
             yield

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from activities.generation.admission import PoolAdmission
 from activities.io.output_store import OutputStore
 from api.api_keys import ApiKeys, Unauthorized, presented_keys
 from api.async_manifests import AsyncManifestRegistry
@@ -43,7 +44,14 @@ def get_base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def get_admission(request: Request) -> PoolAdmission | None:
+    """The pools' admission control; None while the API is not connected to Temporal yet."""
+    admission: PoolAdmission | None = getattr(request.app.state, "admission", None)
+    return admission
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+AdmissionDep = Annotated[PoolAdmission | None, Depends(get_admission)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 ManifestsDep = Annotated[AsyncManifestRegistry, Depends(get_manifests)]
 BaseUrlDep = Annotated[str, Depends(get_base_url)]

@@ -36,6 +36,7 @@ DEFAULT_DESCRIPTIONS: dict[int, str] = {
     409: "Conflicts with the current state.",
     413: "The request body (or `params`) is over the size limit.",
     422: "Invalid input; one entry per bad field.",
+    429: "Too many jobs wait in the pool; try again after `Retry-After` seconds.",
     503: "Temporal is not reachable; try again later.",
 }
 

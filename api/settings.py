@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from activities.workers.settings import (
+    AdmissionSettings,
     ComfyUISettings,
     DownloadUrlSettings,
     ImageInputSettings,
@@ -31,6 +32,7 @@ class Settings(
     TemporalSettings,
     WebhookSettings,
     ImageInputSettings,
+    AdmissionSettings,
     LogSettings,
 ):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""

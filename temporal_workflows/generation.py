@@ -41,6 +41,9 @@ with workflow.unsafe.imports_passed_through():
         generation_error,
     )
     from temporal_workflows.names import (
+        ADMISSION_ACTIVITY,
+        ADMISSION_MEMO,
+        ADMISSION_PATCH,
         CANCEL_SIGNAL,
         EXECUTE_ACTIVITY,
         EXECUTE_ACTIVITY_ID,
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         SA_POOL,
         SA_WORKER,
         SA_WORKFLOW,
+        SCHEDULE_MEMO,
         SET_PRIORITY_SIGNAL,
         STATUS_QUERY,
         UPDATE_PRIORITY_ACTIVITY,
@@ -61,6 +65,8 @@ with workflow.unsafe.imports_passed_through():
         worker_task_queue,
     )
     from temporal_workflows.payloads import (
+        AdmissionCheck,
+        AdmissionOutcome,
         CancelRequest,
         ExecuteInput,
         ExecuteResult,
@@ -91,6 +97,7 @@ EXECUTE_RETRY_MAXIMUM = timedelta(seconds=30)
 # Workflows that reach the GPU step with this patch keep two retry budgets (module docstring);
 # older histories replay the single Temporal retry policy of `retries` + 1 attempts.
 TWO_BUDGETS_PATCH = "two-retry-budgets"
+ADMISSION_TIMEOUT = timedelta(seconds=10)
 
 # Webhooks: one POST may take this long; Temporal retries it with backoff (1 s, 2 s, 4 s, ... at
 # most an hour apart) for up to a day, on whichever control worker polls, across restarts of
@@ -210,6 +217,12 @@ class GenerationWorkflow:
         # Decided first, before any command: replay then meets the patch marker where it was
         # recorded, not after the local activity's marker.
         two_budgets = workflow.patched(TWO_BUDGETS_PATCH)
+        # A schedule's run asks whether its pool takes one more job (POST /generate asked before
+        # it started the workflow); only runs of schedules take this step (so only they carry the
+        # marker), and only those recorded with the patch, so older histories replay unchanged.
+        admission = workflow.memo_value(SCHEDULE_MEMO, None) is not None and workflow.patched(
+            ADMISSION_PATCH
+        )
         task_id = workflow.info().workflow_id
         started = workflow.now()
         self._status.phase = "rendering"
@@ -218,6 +231,8 @@ class GenerationWorkflow:
 
         prepared = await self._prepare(task_id, request)
         self._status.params = prepared.params
+        if admission:
+            await self._admit(task_id, prepared.pool)
         prepared_at = workflow.now()
 
         queue = (
@@ -467,6 +482,39 @@ class GenerationWorkflow:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err
             raise _generation_failure(err, None) from None
+
+    async def _admit(self, task_id: str, pool: str) -> None:
+        """Go on if `pool` takes one more job; else end this run as skipped: Canceled, with the
+        reason as its cancel reason and the outcome in the memo (GET /schedules counts them)."""
+        try:
+            outcome = await workflow.execute_local_activity(
+                ADMISSION_ACTIVITY,
+                AdmissionCheck(task_id=task_id, pool=pool),
+                result_type=AdmissionOutcome,
+                start_to_close_timeout=ADMISSION_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"admission to {pool}",
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            # Never skipped for want of an answer: the job queues as it would without a limit.
+            workflow.logger.warning("admission to %s not checked: %s", pool, err.cause or err)
+            return
+        if outcome.admitted:
+            return
+        workflow.upsert_memo({ADMISSION_MEMO: outcome.model_dump(mode="json")})
+        # The same way as the cancel signal: a run cannot end itself as Canceled.
+        self._cancel_reason = outcome.skip_reason()
+        self._status.cancel_reason = self._cancel_reason
+        info = workflow.info()
+        await workflow.execute_local_activity(
+            REQUEST_CANCEL_ACTIVITY,
+            CancelRequest(task_id=info.workflow_id, run_id=info.run_id, reason=self._cancel_reason),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary="skipped: pool full",
+        )
+        await workflow.wait_condition(lambda: False)  # until the cancellation arrives
 
     def _finish(self, outcome: str, detail: str | None) -> None:
         """The generation ended: phase "done", and the Web UI's Current Details say how."""

@@ -9,9 +9,10 @@ GENERATION_WORKFLOW = "GenerationWorkflow"
 # One per GPU pool, id `inventory-<pool>`, on the control queue: which models each worker has.
 POOL_INVENTORY_WORKFLOW = "PoolInventoryWorkflow"
 
-# Activity types: prepare, request_cancel and update_priority run as local activities of the
-# control worker, notify on the control queue, execute on a GPU queue.
+# Activity types: prepare, check_admission, request_cancel and update_priority run as local
+# activities of the control worker, notify on the control queue, execute on a GPU queue.
 PREPARE_ACTIVITY = "prepare_generation"
+ADMISSION_ACTIVITY = "check_admission"
 EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"
 UPDATE_PRIORITY_ACTIVITY = "update_priority"
@@ -34,11 +35,17 @@ INVENTORY_QUERY = "inventory"
 # id of the schedule that started the run.
 # RETRY_COUNTS_MEMO: a RetryCounts, written when the workflow schedules its second execute
 # activity and each one after.
+# ADMISSION_MEMO: why a schedule's run was skipped (an AdmissionOutcome: its pool was full).
 REQUEST_MEMO = "request"
+ADMISSION_MEMO = "admission"
 WEBHOOK_MEMO = "webhook"
 IDEMPOTENCY_MEMO = "idempotency"
 SCHEDULE_MEMO = "schedule_id"
 RETRY_COUNTS_MEMO = "retry_counts"
+
+# GenerationWorkflow's patch id of the admission check of a schedule's runs: histories of runs
+# recorded before it replay without the check.
+ADMISSION_PATCH = "schedule-admission"
 
 CONTROL_TASK_QUEUE = "comfy-control"
 

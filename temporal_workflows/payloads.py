@@ -153,6 +153,28 @@ class ExecuteInput(_Payload):
     )
 
 
+class AdmissionCheck(_Payload):
+    """Input of the `check_admission` local activity: may a schedule's run queue its job?"""
+
+    task_id: str
+    pool: str
+
+
+class AdmissionOutcome(_Payload):
+    """Result of `check_admission`; the memo of a run skipped because its pool was full."""
+
+    admitted: bool
+    pool: str
+    backlog: int | None = Field(default=None, description="Jobs waiting in the pool (approx.).")
+    max_backlog: int | None = Field(default=None, description="The pool's limit; None: none.")
+
+    def skip_reason(self) -> str:
+        return (
+            f"skipped: pool '{self.pool}' is full ({self.backlog} jobs waiting, at most "
+            f"{self.max_backlog})"
+        )
+
+
 class CancelRequest(_Payload):
     """Input of the `request_cancel` local activity, started by the `cancel` signal."""
 

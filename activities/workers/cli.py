@@ -21,6 +21,7 @@ from activities.comfyui.process import ComfyUIProcess, resolve_python
 from activities.workers.logs import LOG_FORMATS, configure_logging
 from activities.workers.metrics_server import add_metrics_flags
 from activities.workers.settings import (
+    AdmissionSettings,
     ComfyUISettings,
     ControlWorkerSettings,
     GpuWorkerProcessSettings,
@@ -89,6 +90,20 @@ def add_data_dir_flag(parser: argparse.ArgumentParser, help: str) -> None:
     add_setting_flag(
         parser, SharedSettings, "data_dir", "--data-dir", type=Path, metavar="DIR", help=help
     )
+
+
+def add_admission_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-backlog and --max-backlog-pool: the API's and the control worker's, alike."""
+    add_setting_flag(
+        parser, AdmissionSettings, "max_backlog", "--max-backlog", type=int, metavar="N",
+        help="most jobs a pool's GPU queue may hold: POST /generate answers 429 with "
+        "Retry-After beyond it, and a schedule's run is skipped",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, AdmissionSettings, "max_backlog_pools", "--max-backlog-pool",
+        action="append", metavar="POOL=N",
+        help="the limit of one pool, over --max-backlog; repeatable",
+    )  # fmt: skip
 
 
 def add_log_format_flag(parser: argparse.ArgumentParser) -> None:
@@ -243,6 +258,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
     add_output_store_flags(control, download_mode=True)
+    add_admission_flags(control)
     add_temporal_flags(control)
     add_log_format_flag(control)
     add_metrics_flags(control)
@@ -344,6 +360,7 @@ def control_worker_command(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     configure_logging(log_format=settings.log_format)
+    from activities.generation.admission import PoolAdmission
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
     from activities.workers.metrics import ControlWorkerMetrics
@@ -381,7 +398,14 @@ def control_worker_command(args: argparse.Namespace) -> int:
             allow_private=settings.allow_private_callback_urls,
             url_signer=url_signer,
         )
-        await run_control_worker(client, registry, stop=stop, webhooks=webhooks, metrics=metrics)
+        await run_control_worker(
+            client,
+            registry,
+            stop=stop,
+            webhooks=webhooks,
+            metrics=metrics,
+            admission=PoolAdmission.from_settings(client, settings),
+        )
         return 0
 
     exit_now(asyncio.run(main()))

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.generation.admission import AdmissionActivities, PoolAdmission
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
@@ -62,6 +63,7 @@ def build_control_worker(
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
+    admission: PoolAdmission | None = None,
 ) -> Worker:
     """A Worker for GenerationWorkflow and PoolInventoryWorkflow; use it as `async with` or
     `await worker.run()`.
@@ -70,6 +72,7 @@ def build_control_worker(
     from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS, and its download URLs are
     unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
     `metrics` counts finished jobs and webhook deliveries.
+    `admission` decides whether a schedule's run may queue its job (None: always).
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
@@ -81,6 +84,7 @@ def build_control_worker(
         workflows=[GenerationWorkflow, PoolInventoryWorkflow],
         activities=[
             PrepareActivities(registry).prepare_generation,
+            AdmissionActivities(admission).check_admission,
             request_cancel,
             update_priority,
             webhooks.notify,
@@ -106,6 +110,7 @@ async def run_control_worker(
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
+    admission: PoolAdmission | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
     worker = build_control_worker(
@@ -115,6 +120,7 @@ async def run_control_worker(
         identity=identity,
         webhooks=webhooks,
         metrics=metrics,
+        admission=admission,
     )
     logger.info("control worker polling %s", task_queue)
     async with worker:

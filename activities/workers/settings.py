@@ -218,11 +218,59 @@ class MetricsSettings(ProcessSettings):
     )
 
 
+class AdmissionSettings(ProcessSettings):
+    """Admission control (activities/generation/admission.py): the API refuses submits past a
+    pool's maximum backlog, the control worker skips a schedule's runs; give both the same."""
+
+    max_backlog: int | None = Field(
+        default=None,
+        ge=1,
+        alias="COMFY_MAX_BACKLOG",
+        description="Most jobs a pool's GPU queue may hold; more get 429 (schedules: the run is"
+        " skipped). None = no limit.",
+    )
+    max_backlog_pools: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        alias="COMFY_MAX_BACKLOG_POOLS",
+        description="Per pool limits over COMFY_MAX_BACKLOG, as POOL=N, comma-separated.",
+    )
+    backlog_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        alias="COMFY_BACKLOG_CACHE_SECONDS",
+        description="How long a reading of a pool's backlog from Temporal is reused.",
+    )
+
+    @field_validator("max_backlog_pools", mode="before")
+    @classmethod
+    def _pool_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            return value
+        limits: dict[str, Any] = {}
+        for item in value:
+            pool, sep, limit = str(item).partition("=")
+            if not sep or not pool.strip():
+                raise ValueError(f"{item!r} is not POOL=N")
+            limits[pool.strip()] = limit.strip()
+        return limits
+
+    @field_validator("max_backlog_pools", mode="after")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for pool, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"the limit of pool {pool!r} must be at least 1")
+        return value
+
+
 class ControlWorkerSettings(
     DownloadUrlSettings,
     OutputStoreSettings,
     TemporalSettings,
     WebhookSettings,
+    AdmissionSettings,
     LogSettings,
     MetricsSettings,
 ):

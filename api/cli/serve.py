@@ -24,6 +24,7 @@ import uvicorn
 from activities.io.ports import free_port
 from activities.workers.cli import (
     EXIT_COMFYUI_UNUSABLE,
+    add_admission_flags,
     add_comfyui_flags,
     add_data_dir_flag,
     add_log_format_flag,
@@ -81,6 +82,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         p, Settings, "max_body_bytes", "--max-body-bytes", type=int, metavar="BYTES",
         help="largest request body accepted, 413 above",
     )  # fmt: skip
+    add_admission_flags(p)
     add_setting_flag(
         p, Settings, "log_level", "--log-level",
         choices=["debug", "info", "warning", "error"], help="log level",

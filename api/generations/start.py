@@ -26,9 +26,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.generation.admission import PoolAdmission
 from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
+from api.generations.admission import check_admission
 from api.generations.idempotency import (
     IdempotencyConflict,
     body_fingerprint,
@@ -200,14 +202,15 @@ async def start_generation(
     key_scope: str = "",
     inventory: InventoryCache | None = None,
     store: OutputStore | None = None,
+    admission: PoolAdmission | None = None,
 ) -> str:
     """Check the request, stage its inputs and start its workflow; returns the task id.
 
     Raises (before anything reaches Temporal) UnknownWorkflow / ParamsInvalid, ParamsTooLarge,
     RequestInputsInvalid, UnknownWorker, ModelNotFound (a model file no GPU of the pool has,
-    after `inventory`); with an `idempotency_key` (scoped by `key_scope`, the
-    caller's API key), a repeat returns the first task's id and the same key with another body
-    raises IdempotencyConflict.
+    after `inventory`); PoolFull when `admission` finds the workflow's pool full; with an
+    `idempotency_key` (scoped by `key_scope`, the caller's API key), a repeat returns the first
+    task's id and the same key with another body raises IdempotencyConflict.
     """
     fingerprint: str | None = None
     if idempotency_key is not None:
@@ -242,6 +245,8 @@ async def start_generation(
         )
     params = await stage_image_inputs(manifest, body.params, settings, store)
     await check_model_urls(manifest, params, settings)
+    # Last, so that a refused job costs nothing else, and an admitted one counts at once.
+    await check_admission(admission, manifest.pool)
     start = generation_start(
         manifest,
         params,

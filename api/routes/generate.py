@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Request, Response, status
 
 from api.api_keys import presented_keys
 from api.contract.task_view import status_url
-from api.deps import BaseUrlDep, ManifestsDep, OutputStoreDep, SettingsDep, TemporalDep
+from api.deps import (
+    AdmissionDep,
+    BaseUrlDep,
+    ManifestsDep,
+    OutputStoreDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.generations.start import start_generation
 from api.responses import error_responses
 from api.schemas import GenerateAccepted, GenerateCreate
@@ -24,11 +31,15 @@ router = APIRouter(tags=["generate"])
         409,
         413,
         422,
+        429,
         503,
         descriptions={
             409: "The Idempotency-Key was already used with a different body.",
             422: "Unknown workflow or bad parameters (or a bad Idempotency-Key), or a model file"
             " no GPU worker of the pool has (with the closest names); one entry per bad field.",
+            429: "The workflow's pool already holds its maximum backlog (--max-backlog): nothing"
+            " was queued. `Retry-After` says in how many seconds to try again; the entry's"
+            " `ctx` names the pool, its backlog and its limit.",
         },
     ),
     summary="Start a generation",
@@ -42,6 +53,7 @@ async def generate(
     base_url: BaseUrlDep,
     settings: SettingsDep,
     store: OutputStoreDep,
+    admission: AdmissionDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -62,6 +74,7 @@ async def generate(
         key_scope=_key_scope(http_request),
         inventory=http_request.app.state.inventory,
         store=store,
+        admission=admission,
     )
     return _accepted(response, base_url, task_id)
 

@@ -340,6 +340,11 @@ class ScheduleRun(BaseModel):
         default=None, description="None when Temporal no longer has the run (retention)."
     )
     temporal_status: str | None = None
+    skipped: str | None = Field(
+        default=None,
+        description="Set when the run was skipped because its pool was full (admission"
+        " control, --max-backlog): it ended CANCELLED with this reason, and ran nothing.",
+    )
     status_url: str
 
 
@@ -363,6 +368,12 @@ class SchedulePublic(BaseModel):
     running_task_ids: list[str]
     num_runs: int = Field(description="Runs started so far, triggered ones included.")
     num_skipped_overlap: int = Field(description="Runs dropped by the overlap policy.")
+    num_skipped_pool_full: int = Field(
+        default=0,
+        description="Runs that started but were skipped because their pool already held its"
+        " maximum backlog (admission control); counted from the runs Temporal still keeps,"
+        " and approximate: a run skipped a moment ago may not count yet.",
+    )
     num_missed_catchup_window: int
     created_at: datetime | None = None
     updated_at: datetime | None = None

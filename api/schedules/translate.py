@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import (
@@ -51,8 +52,13 @@ from api.schedules.schemas import ScheduleState as ScheduleStatePublic
 from api.schemas import GenerateOptions
 from api.tasks.reader import task_status_name
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW, SCHEDULE_MEMO
-from temporal_workflows.payloads import GenerationRequest
+from temporal_workflows.names import (
+    ADMISSION_MEMO,
+    GENERATION_WORKFLOW,
+    SA_WORKFLOW,
+    SCHEDULE_MEMO,
+)
+from temporal_workflows.payloads import AdmissionOutcome, GenerationRequest
 
 OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
     "skip": ScheduleOverlapPolicy.SKIP,
@@ -62,6 +68,8 @@ OVERLAP_POLICIES: dict[OverlapName, ScheduleOverlapPolicy] = {
     "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
+# Skipped runs are counted over at most this many cancelled runs of a schedule (newest first).
+MAX_CANCELLED_RUNS_SCANNED = 1000
 # Temporal's own default: a run missed while the server was down may start up to a year late.
 _DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 _OVERLAP_NAMES = {policy: name for name, policy in OVERLAP_POLICIES.items()}
@@ -293,16 +301,43 @@ async def describe_generation_schedule(client: Client, schedule_id: str) -> Sche
     return description
 
 
+def _skip_reason(memo: Mapping[str, Any]) -> str | None:
+    """Why admission skipped a run (its pool was full, GenerationWorkflow._admit), or None."""
+    raw = memo.get(ADMISSION_MEMO)
+    if not isinstance(raw, dict):
+        return None
+    return AdmissionOutcome.model_validate(raw).skip_reason()
+
+
 async def _run_status(
     client: Client, task_id: str, run_id: str | None
-) -> WorkflowExecutionStatus | None:
+) -> tuple[WorkflowExecutionStatus | None, str | None]:
+    """The run's status and, when admission skipped it, why."""
     try:
         desc = await client.get_workflow_handle(task_id, run_id=run_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return None
+            return None, None
         raise
-    return desc.status
+    skipped = None
+    if desc.status == WorkflowExecutionStatus.CANCELED:
+        skipped = _skip_reason(await desc.memo())
+    return desc.status, skipped
+
+
+async def skipped_runs(client: Client, schedule_id: str) -> int:
+    """Runs of the schedule that admission skipped because their pool was full, among its
+    newest MAX_CANCELLED_RUNS_SCANNED cancelled runs that Temporal still keeps (visibility,
+    eventually consistent: a run skipped a moment ago may not count yet)."""
+    query = (
+        f"TemporalScheduledById = '{schedule_id}' AND ExecutionStatus = 'Canceled'"
+        f" AND WorkflowType = '{GENERATION_WORKFLOW}'"
+    )
+    count = 0
+    async for execution in client.list_workflows(query, limit=MAX_CANCELLED_RUNS_SCANNED):
+        if _skip_reason(await execution.memo()) is not None:
+            count += 1
+    return count
 
 
 async def read_schedule(
@@ -315,8 +350,11 @@ async def read_schedule(
         for result in info.recent_actions
         if isinstance(result.action, ScheduleActionExecutionStartWorkflow)
     ]
-    statuses = await asyncio.gather(
-        *(_run_status(client, a.workflow_id, a.first_execution_run_id) for _, a in runs)
+    statuses, skipped = await asyncio.gather(
+        asyncio.gather(
+            *(_run_status(client, a.workflow_id, a.first_execution_run_id) for _, a in runs)
+        ),
+        skipped_runs(client, description.id),
     )
     recent = [
         ScheduleRun(
@@ -326,9 +364,10 @@ async def read_schedule(
             started_at=result.started_at,
             status=task_status_name(status) if status is not None else None,
             temporal_status=status.name if status is not None else None,
+            skipped=skip_reason,
             status_url=status_url(base_url, action.workflow_id),
         )
-        for (result, action), status in zip(runs, statuses, strict=True)
+        for (result, action), (status, skip_reason) in zip(runs, statuses, strict=True)
     ]
     state = description.schedule.state
     return SchedulePublic(
@@ -348,6 +387,7 @@ async def read_schedule(
         ],
         num_runs=info.num_actions,
         num_skipped_overlap=info.num_actions_skipped_overlap,
+        num_skipped_pool_full=skipped,
         num_missed_catchup_window=info.num_actions_missed_catchup_window,
         created_at=info.created_at,
         updated_at=info.last_updated_at,
