@@ -220,7 +220,8 @@ class GpuWorkerMetrics:
         )
         self.comfyui_restarts = Counter(
             "comfy_comfyui_restarts",
-            "Restarts of the worker's ComfyUI by reason: exited, unresponsive, requested.",
+            "Restarts of the worker's ComfyUI by reason: exited, unresponsive, requested, or"
+            " recycled_rss / recycled_vram / recycled_jobs (planned, between jobs).",
             ["worker", "reason"],
             registry=registry,
         )

@@ -12,6 +12,7 @@ import pytest
 from activities.workers.recycling import RecyclePolicy
 from tests.support.outputs import assert_stored_once, comfyui_saves, new_prefix, submit_with_prefix
 from tests.support.stack import GenerationStack, RunningGpuWorker
+from tests.support.waiting import wait_for
 
 # The emulator starts at ~40 MiB resident: two leaking prompts take it past the limit.
 LEAK_MB = 48
@@ -22,6 +23,18 @@ VRAM_BASE_MB = 4096
 
 def leaking(mb: int = LEAK_MB) -> list[str]:
     return ["--cache-none", "--leak-mb-per-prompt", str(mb)]
+
+
+async def settled(gpu: RunningGpuWorker) -> None:
+    """Until the worker recycled its ComfyUI at least once (a measure may still run after the
+    last job) and polls again, its ComfyUI having counted every restart the worker asked for."""
+
+    async def polling_again() -> bool:
+        asked = gpu.worker.recycles.total()
+        process = gpu.emulator.process
+        return asked >= 1 and gpu.worker.polling.is_set() and process.recycles == asked
+
+    await wait_for(polling_again, "the worker to poll again after recycling")
 
 
 def restarts_counted(gpu: RunningGpuWorker, reason: str) -> float:
@@ -61,9 +74,9 @@ async def test_worker_over_its_memory_limit_recycles_comfyui_and_every_job_succe
     first_pid = gpu.emulator.process.pid
 
     await run_jobs_at_once(fault_stack, gpu, 4)
+    await settled(gpu)
 
     assert gpu.worker.recycles["rss"] >= 1
-    assert gpu.emulator.process.recycles == gpu.worker.recycles.total()
     assert gpu.emulator.process.restarts == 0  # a planned restart, not a crash
     assert gpu.emulator.process.pid != first_pid
     assert restarts_counted(gpu, "recycled_rss") == gpu.worker.recycles["rss"]
@@ -79,6 +92,7 @@ async def test_worker_recycles_comfyui_after_the_configured_number_of_jobs(
     gpu = await fault_stack.start_gpu_worker("gpu-jobs", recycle=RecyclePolicy(after_jobs=2))
 
     await run_jobs_at_once(fault_stack, gpu, 4)
+    await settled(gpu)
 
     # Two jobs, or three when a prefetched one was already queued when the limit was reached.
     assert 1 <= gpu.worker.recycles["jobs"] <= 2
@@ -99,6 +113,7 @@ async def test_worker_recycles_comfyui_holding_too_much_vram_while_idle(
     # One job at a time, so ComfyUI is idle when each ends: 32 MiB, then 64 MiB over the base.
     for _ in range(3):
         await run_jobs_at_once(fault_stack, gpu, 1)
+    await settled(gpu)
 
     assert gpu.worker.recycles["vram"] == 1
     assert restarts_counted(gpu, "recycled_vram") == 1
