@@ -15,16 +15,19 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.batches.schemas import BatchCreate
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.inputs import (
     RequestInputsInvalid,
+    check_model_urls,
     checked_callback_url,
     inline_images_removed,
     stage_image_inputs,
 )
 from api.generations.start import MAX_PARAMS_BYTES, UnknownWorker, new_task_id
+from api.inventory import InventoryCache, ModelNotFound, PoolInventory, check_model_names
 from api.schemas import GenerateCreate
 from api.settings import Settings
 from api.tasks.queues import queue_pollers
@@ -92,11 +95,14 @@ async def start_batch(
     settings: Settings,
     *,
     base_url: str,
+    inventory: InventoryCache | None = None,
+    store: OutputStore | None = None,
 ) -> str:
     """Check the batch, stage its inputs and start its BatchWorkflow; returns the batch id.
 
-    Raises (before anything reaches Temporal) BatchTooLarge, UnknownWorkflow, BatchInvalid,
-    RequestInputsInvalid, UnknownWorker.
+    Raises (before anything reaches Temporal) BatchTooLarge, UnknownWorkflow, UnknownWorker,
+    BatchInvalid (bad params, model files no GPU of the pool has), RequestInputsInvalid.
+    The checks are POST /generate's, item by item.
     """
     size = body.size
     if size > settings.max_batch_items:
@@ -106,21 +112,22 @@ async def start_batch(
             loc=["body", "items" if body.items is not None else "sweep"],
         )
     manifest = await manifests.get(body.workflow_id)
-    problems = await asyncio.to_thread(_item_problems, manifest, body)
+    options = body.options
+    worker = options.worker if options is not None else None
+    if worker:
+        queue = worker_task_queue(manifest.pool, worker)
+        if not await queue_pollers(temporal, queue):
+            raise UnknownWorker(
+                f"no GPU worker '{worker}' is polling {queue}", loc=["body", "options", "worker"]
+            )
+    models = await inventory.get(temporal, manifest.pool) if inventory is not None else None
+    problems = await asyncio.to_thread(_item_problems, manifest, body, models, worker)
     if problems:
         raise BatchInvalid(problems)
     callback_url = await checked_callback_url(
         GenerateCreate(workflow_id=body.workflow_id, options=body.options), settings
     )
-    batch = await _staged(manifest, body, settings)
-    options = body.options
-    if options is not None and options.worker:
-        queue = worker_task_queue(manifest.pool, options.worker)
-        if not await queue_pollers(temporal, queue):
-            raise UnknownWorker(
-                f"no GPU worker '{options.worker}' is polling {queue}",
-                loc=["body", "options", "worker"],
-            )
+    batch = await _staged(manifest, body, settings, store)
     batch.options = GenerationOptions(
         worker=options.worker if options else None,
         priority=(
@@ -156,7 +163,10 @@ async def start_batch(
 
 
 def _item_problems(
-    manifest: WorkflowManifest, body: BatchCreate
+    manifest: WorkflowManifest,
+    body: BatchCreate,
+    models: PoolInventory | None,
+    worker: str | None,
 ) -> dict[tuple[tuple[str | int, ...], str], list[int]]:
     """Every problem of every item: (where, what) -> the items it is in. Runs in a thread: a
     thousand items take a few milliseconds of checks, which the event loop need not wait on."""
@@ -172,9 +182,12 @@ def _item_problems(
         params = request.item_params(index)
         found: list[tuple[Loc, str]] = []
         try:
-            validate_params(manifest, params)
+            checked = validate_params(manifest, params)
+            check_model_names(manifest, checked, models, worker=worker)
         except ParamsInvalid as err:
             found = [(_item_loc(body, index, e.param), e.reason) for e in err.errors]
+        except ModelNotFound as err:
+            found = [(_item_loc(body, index, m.param), m.message) for m in err.misses]
         size = len(json.dumps(inline_images_removed(params), separators=(",", ":")))
         if size > MAX_PARAMS_BYTES:
             found.append(
@@ -211,11 +224,13 @@ def _sweep_position(sweep: dict[str, list[Any]], index: int, param: str) -> int:
 
 
 async def _staged(
-    manifest: WorkflowManifest, body: BatchCreate, settings: Settings
+    manifest: WorkflowManifest, body: BatchCreate, settings: Settings, store: OutputStore | None
 ) -> BatchRequest:
-    """The batch with its image inputs checked and inline ones stored (as POST /generate does),
-    shared params once, each item's and each sweep value's where they carry an image."""
+    """The batch with its image inputs checked and inline ones stored, and model URLs checked, as
+    POST /generate does: shared params once, each item's and each sweep value's where they carry
+    an image or a model file."""
     images = {name for name, defn in manifest.parameters.items() if defn.takes_file}
+    images.update(manifest.model_folders())
     problems: list[tuple[Loc, str, str]] = []
 
     async def staged(
@@ -225,7 +240,9 @@ async def _staged(
         if not images.intersection(values):
             return values
         try:
-            return await stage_image_inputs(manifest, values, settings)
+            values = await stage_image_inputs(manifest, values, settings, store)
+            await check_model_urls(manifest, values, settings)
+            return values
         except RequestInputsInvalid as err:
             # stage_image_inputs names `body.params.<name>`; say where the value really is.
             problems.extend(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from api.batches.reader import cancel_batch, read_batch, tasks_url
 from api.batches.schemas import BatchAccepted, BatchCancelAnswer, BatchCreate, BatchPublic
 from api.batches.submit import start_batch
-from api.deps import BaseUrlDep, ManifestsDep, SettingsDep, TemporalDep
+from api.deps import BaseUrlDep, ManifestsDep, OutputStoreDep, SettingsDep, TemporalDep
 from api.responses import error_responses
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -24,7 +24,8 @@ router = APIRouter(prefix="/batches", tags=["batches"])
         422,
         503,
         descriptions={
-            422: "Unknown workflow, too many items, or bad items: one entry per bad field, its"
+            422: "Unknown workflow, too many items, or bad items (as POST /generate checks one,"
+            " model files included): one entry per bad field, its"
             " `loc` naming the item (`items`, index) or the sweep value, `ctx.items` the items"
             " it is bad in. Nothing was started.",
         },
@@ -33,13 +34,23 @@ router = APIRouter(prefix="/batches", tags=["batches"])
 )
 async def create_batch(
     body: BatchCreate,
+    http_request: Request,
     response: Response,
     temporal: TemporalDep,
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
     settings: SettingsDep,
+    store: OutputStoreDep,
 ) -> BatchAccepted:
-    batch_id = await start_batch(body, temporal, manifests, settings, base_url=base_url)
+    batch_id = await start_batch(
+        body,
+        temporal,
+        manifests,
+        settings,
+        base_url=base_url,
+        inventory=http_request.app.state.inventory,
+        store=store,
+    )
     url = f"{base_url}/batches/{batch_id}"
     response.headers["Location"] = url
     return BatchAccepted(
