@@ -33,6 +33,7 @@ from api.metrics import router as metrics_router
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
 from api.routes import (
+    batches,
     generate,
     health,
     loras,
@@ -188,6 +189,7 @@ def create_app(
     keyed = [Depends(require_api_key)]
     for router in (
         generate.router,
+        batches.router,
         tasks.router,
         workflows.router,
         loras.router,

@@ -82,6 +82,13 @@ class Settings(
         description="Largest request body accepted (413 above).",
     )
 
+    max_batch_items: int = Field(
+        default=1000,
+        ge=1,
+        alias="COMFY_MAX_BATCH_ITEMS",
+        description="Most items one POST /batches may hold (a list, or a sweep's combinations).",
+    )
+
     @field_validator("api_keys", "ready_pools", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
