@@ -19,13 +19,19 @@ from activities.workers.settings import (
     ImageInputSettings,
     LogSettings,
     TemporalSettings,
+    TracingSettings,
     WebhookSettings,
 )
 from api.api_keys import parse_api_keys
 
 
 class Settings(
-    DownloadUrlSettings, TemporalSettings, WebhookSettings, ImageInputSettings, LogSettings
+    DownloadUrlSettings,
+    TemporalSettings,
+    WebhookSettings,
+    ImageInputSettings,
+    LogSettings,
+    TracingSettings,
 ):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 

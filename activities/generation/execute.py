@@ -28,6 +28,7 @@ from activities.comfyui.events import (
 from activities.generation.failures import HandedBack, RunTimedOut, execute_failure, reported
 from activities.generation.image_uploads import upload_image_inputs
 from activities.generation.node_clock import NodeClock
+from activities.generation.node_spans import record_node_spans
 from activities.io.output_store import OutputStore, OutputStoreError
 from activities.workers.logs import job_log_context
 from temporal_workflows.failures import activity_failure
@@ -35,6 +36,8 @@ from temporal_workflows.names import EXECUTE_ACTIVITY
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from activities.comfyui.client import ComfyUIClient
     from activities.comfyui.events import ComfyEvent
     from activities.comfyui.outputs import PromptResult
@@ -144,6 +147,7 @@ class ExecuteActivities:
         stall_timeout: float | None = None,
         restart_comfyui: Callable[[str], Awaitable[None]] | None = None,
         stall_interrupt_grace: float = STALL_INTERRUPT_GRACE,
+        tracer: Tracer | None = None,
     ) -> None:
         self._comfy = comfy
         self._store = store
@@ -154,6 +158,8 @@ class ExecuteActivities:
         # restarts ComfyUI, so the GPU is not held by a hung node forever.
         self._restart_comfyui = restart_comfyui
         self._stall_interrupt_grace = stall_interrupt_grace
+        # With traces on: a span per node ComfyUI ran, failed attempts included.
+        self._tracer = tracer
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -210,6 +216,8 @@ class ExecuteActivities:
                 await self._free_stalled(prompt_id, tracker)
             raise activity_failure(error) from None
         finally:
+            if self._tracer is not None:
+                record_node_spans(self._tracer, tracker.nodes.runs(), prompt_id=prompt_id)
             self._store.discard_staging(request.task_id, attempt_key)
             if request.previews:
                 if tracker.preview_write is not None:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
@@ -37,6 +37,9 @@ from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue, worker_task_queue
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +106,12 @@ class GpuWorker:
         settings: GpuWorkerSettings,
         *,
         metrics: GpuWorkerMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer` (traces on) records a span per ComfyUI node; the spans of the activity
+        itself come from the tracing interceptor on `client`."""
         self.client = client
+        self.tracer = tracer
         self.comfyui = comfyui
         self.settings = settings
         # Always measured; the process serves them only with --metrics-port.
@@ -129,6 +136,7 @@ class GpuWorker:
                     self.settings.name,
                     stall_timeout=self.settings.stall_timeout,
                     restart_comfyui=self.comfyui.restart,
+                    tracer=self.tracer,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)
