@@ -21,6 +21,7 @@ from activities.workers.settings import (
     LogSettings,
     OutputStoreSettings,
     TemporalSettings,
+    TracingSettings,
     WebhookSettings,
 )
 from api.api_keys import parse_api_keys
@@ -34,6 +35,7 @@ class Settings(
     ImageInputSettings,
     AdmissionSettings,
     LogSettings,
+    TracingSettings,
 ):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 
