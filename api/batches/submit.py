@@ -15,10 +15,12 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.generation.admission import PoolAdmission
 from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.batches.schemas import BatchCreate
 from api.errors import ApiError, TemporalUnavailable
+from api.generations.admission import check_admission
 from api.generations.inputs import (
     RequestInputsInvalid,
     check_model_urls,
@@ -97,11 +99,13 @@ async def start_batch(
     base_url: str,
     inventory: InventoryCache | None = None,
     store: OutputStore | None = None,
+    admission: PoolAdmission | None = None,
 ) -> str:
     """Check the batch, stage its inputs and start its BatchWorkflow; returns the batch id.
 
     Raises (before anything reaches Temporal) BatchTooLarge, UnknownWorkflow, UnknownWorker,
-    BatchInvalid (bad params, model files no GPU of the pool has), RequestInputsInvalid.
+    BatchInvalid (bad params, model files no GPU of the pool has), RequestInputsInvalid, and
+    PoolFull when `admission` finds no room in the pool for every item (all or none).
     The checks are POST /generate's, item by item.
     """
     size = body.size
@@ -127,6 +131,8 @@ async def start_batch(
     callback_url = await checked_callback_url(
         GenerateCreate(workflow_id=body.workflow_id, options=body.options), settings
     )
+    # Admitted items count against the pool from now on: the last check before anything starts.
+    await check_admission(admission, manifest.pool, jobs=size)
     batch = await _staged(manifest, body, settings, store)
     batch.options = GenerationOptions(
         worker=options.worker if options else None,

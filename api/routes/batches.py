@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query, Request, Response, status
 from api.batches.reader import cancel_batch, read_batch, tasks_url
 from api.batches.schemas import BatchAccepted, BatchCancelAnswer, BatchCreate, BatchPublic
 from api.batches.submit import start_batch
-from api.deps import BaseUrlDep, ManifestsDep, OutputStoreDep, SettingsDep, TemporalDep
+from api.deps import (
+    AdmissionDep,
+    BaseUrlDep,
+    ManifestsDep,
+    OutputStoreDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.responses import error_responses
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -22,6 +29,7 @@ router = APIRouter(prefix="/batches", tags=["batches"])
     responses=error_responses(
         413,
         422,
+        429,
         503,
         descriptions={
             422: "Unknown workflow, too many items, or bad items (as POST /generate checks one,"
@@ -41,6 +49,7 @@ async def create_batch(
     base_url: BaseUrlDep,
     settings: SettingsDep,
     store: OutputStoreDep,
+    admission: AdmissionDep,
 ) -> BatchAccepted:
     batch_id = await start_batch(
         body,
@@ -50,6 +59,7 @@ async def create_batch(
         base_url=base_url,
         inventory=http_request.app.state.inventory,
         store=store,
+        admission=admission,
     )
     url = f"{base_url}/batches/{batch_id}"
     response.headers["Location"] = url
