@@ -55,7 +55,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name, value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `manifests` command group and the `render` command."""
     manifests_parser = subparsers.add_parser(
         "manifests", help="check workflow manifests", description="Work with workflow manifests."

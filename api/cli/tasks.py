@@ -137,7 +137,7 @@ def _describe(task: dict[str, Any]) -> str:
         if progress.get("step") is not None and progress.get("max"):
             text += f" {progress['step']}/{progress['max']}"
         return text
-    return status
+    return str(status)
 
 
 class ProgressView:
