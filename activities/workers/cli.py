@@ -381,7 +381,11 @@ def control_worker_command(args: argparse.Namespace) -> int:
         exit_now(2)
 
     async def main() -> int:
-        registry = ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
+        registry = ManifestRegistry(
+            settings.manifests_dir,
+            settings.workflows_dir,
+            experimental=settings.experimental_workflows,
+        )
         snapshot = registry.snapshot()
         for error in snapshot.errors:
             logger.warning("manifest problem: %s", error)
