@@ -133,7 +133,12 @@ def create_app(
     `tracing`, every request gets a span; give `temporal_client` its interceptor so that the jobs
     started join the request's trace."""
     manifests = AsyncManifestRegistry(
-        registry or ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
+        registry
+        or ManifestRegistry(
+            settings.manifests_dir,
+            settings.workflows_dir,
+            experimental=settings.experimental_workflows,
+        )
     )
 
     @contextlib.asynccontextmanager

@@ -28,13 +28,13 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from activities.io.media_types import content_type_for
 from activities.io.output_store import (
     OutputStore,
     OutputStoreError,
     StoredFile,
     check_name,
     content_disposition,
-    content_type_for,
     sha256_of,
 )
 
@@ -191,7 +191,9 @@ class S3OutputStore(OutputStore):
         )
         return StoredFile(path.name, size, digest, content_type, store_key=store_key)
 
-    def _write_manifest(self, task_id: str, run_id: str, manifest: dict) -> dict:
+    def _write_manifest(
+        self, task_id: str, run_id: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
         """Write the manifest unless one of this run exists; returns the manifest in force."""
         key = self.key(f"outputs/{task_id}/{MANIFEST_NAME}")
         body = json.dumps(manifest, indent=1).encode()
@@ -229,7 +231,7 @@ class S3OutputStore(OutputStore):
                     raise
         raise OutputStoreError(f"the outputs of {task_id} changed under three commits in a row")
 
-    def _read_manifest(self, task_id: str) -> tuple[dict | None, str]:
+    def _read_manifest(self, task_id: str) -> tuple[dict[str, Any] | None, str]:
         try:
             response = self._client.get_object(
                 Bucket=self.bucket, Key=self.key(f"outputs/{task_id}/{MANIFEST_NAME}")
@@ -261,7 +263,9 @@ class S3OutputStore(OutputStore):
         except (BotoCoreError, ClientError) as err:
             logger.warning("could not remove other attempts' files of %s: %s", task_id, err)
 
-    def _delete_under(self, store_prefix: str, keep: Callable[[str], bool] = lambda _: False):
+    def _delete_under(
+        self, store_prefix: str, keep: Callable[[str], bool] = lambda _: False
+    ) -> None:
         paginator = self._client.get_paginator("list_objects_v2")
         doomed: list[dict[str, str]] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(store_prefix)):
@@ -383,7 +387,7 @@ class S3OutputStore(OutputStore):
             logger.warning("%s", err)
 
 
-def _stored_files(manifest: dict) -> list[StoredFile]:
+def _stored_files(manifest: dict[str, Any]) -> list[StoredFile]:
     return [
         StoredFile(
             filename=f["filename"],
