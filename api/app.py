@@ -26,9 +26,21 @@ from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
 from api.docs_assets import install_docs
 from api.errors import install_error_handlers
+from api.inventory import InventoryCache
+from api.metrics import ApiMetrics, HttpMetricsMiddleware
+from api.metrics import router as metrics_router
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
-from api.routes import generate, health, outputs, schedules, task_events, tasks, workflows
+from api.routes import (
+    generate,
+    health,
+    loras,
+    outputs,
+    schedules,
+    task_events,
+    tasks,
+    workflows,
+)
 from api.settings import Settings
 from manifests.registry import ManifestRegistry
 
@@ -57,12 +69,17 @@ async def connect(settings: Settings) -> Client:
 
 @contextlib.asynccontextmanager
 async def embedded_control_worker(
-    client: Client, registry: ManifestRegistry, url_signer: UrlSigner, settings: Settings
+    client: Client,
+    registry: ManifestRegistry,
+    url_signer: UrlSigner,
+    settings: Settings,
+    metrics: ApiMetrics,
 ) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
-    webhooks carry download URLs signed with this API's key."""
+    webhooks carry download URLs signed with this API's key; its metrics join the API's."""
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import run_control_worker
+    from activities.workers.metrics import ControlWorkerMetrics
 
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -76,6 +93,7 @@ async def embedded_control_worker(
                 allow_private=settings.allow_private_callback_urls,
                 url_signer=url_signer,
             ),
+            metrics=ControlWorkerMetrics(metrics.registry),
         ),
         name="control-worker",
     )
@@ -99,8 +117,10 @@ def create_app(
     *,
     temporal_client: Client | None = None,
     registry: ManifestRegistry | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
-    """The app; `temporal_client` / `registry` replace the ones built from `settings`."""
+    """The app; `temporal_client` / `registry` / `metrics` replace the ones built from
+    `settings` (give `metrics` a registry that holds the process's other collectors)."""
     manifests = AsyncManifestRegistry(
         registry or ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
     )
@@ -113,7 +133,11 @@ def create_app(
             if settings.embedded_control_worker:
                 await stack.enter_async_context(
                     embedded_control_worker(
-                        client, manifests.registry, app.state.url_signer, settings
+                        client,
+                        manifests.registry,
+                        app.state.url_signer,
+                        settings,
+                        app.state.metrics,
                     )
                 )
             yield
@@ -134,10 +158,13 @@ def create_app(
     signing_key = load_signing_key(settings.data_dir, settings.url_signing_key)
     app.state.url_signer = UrlSigner(signing_key, settings.download_url_ttl_seconds)
     app.state.page_tokens = PageTokens(signing_key)
+    app.state.metrics = metrics or ApiMetrics()
+    app.state.inventory = InventoryCache()
     install_error_handlers(app)
     # The last added runs first: the size limit, then the text of what is left.
     app.add_middleware(BodyTextCheck)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)  # outermost
     # Liveness/readiness probes and the docs stay open; outputs check a key or a signature.
     app.include_router(health.router)
     app.include_router(outputs.router)
@@ -146,8 +173,10 @@ def create_app(
         generate.router,
         tasks.router,
         workflows.router,
+        loras.router,
         schedules.router,
         task_events.router,
+        metrics_router,
     ):
         app.include_router(router, dependencies=keyed)
 

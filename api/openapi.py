@@ -23,6 +23,7 @@ _REF_PREFIX = "#/components/schemas/"
 NO_TEMPORAL_PATHS = {
     "/health",
     "/ping",
+    "/metrics",
     "/workflows",
     "/workflows/{workflow_id}",
     "/tasks/{task_id}/outputs/{filename}",

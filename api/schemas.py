@@ -143,13 +143,31 @@ class WorkflowPublic(BaseModel):
         description="Seconds ComfyUI may stay silent while running it before the attempt fails "
         "as ComfyUIStalled (manifest `stall_timeout`); null = no limit."
     )
-    parameters: dict[str, dict[str, Any]] = Field(description="Parameter definitions, in order.")
+    parameters: dict[str, dict[str, Any]] = Field(
+        description="Parameter definitions, in order. A parameter bound to a model loader input "
+        "(ckpt_name, lora_name, ...) has `choices_from_gpus`: the names the GPU workers of the "
+        "pool report (only on GET /workflows/{id}, and only once a worker has reported)."
+    )
     params_schema: dict[str, Any] = Field(description="JSON Schema of the `params` object.")
     experimental: bool = Field(
         default=False,
         description="A workflows/exp_*.json graph served without a manifest entry, taking every "
         "base.yaml parameter (off with COMFY_EXPERIMENTAL_WORKFLOWS=0).",
     )
+
+
+class LoraPublic(BaseModel):
+    """A LoRA of loras.yaml (GET /loras), in the original service's shape."""
+
+    name: str = Field(description="The LoRA's file name, as a request's `lora` names it.")
+    description: str | None = None
+    prefix: str | None = Field(
+        default=None, description="Trigger words put before the prompt when it is selected."
+    )
+    suffix: str | None = Field(
+        default=None, description="Trigger words put after the prompt when it is selected."
+    )
+    examples: list[str] = Field(default_factory=list)
 
 
 class WorkflowList(BaseModel):

@@ -17,13 +17,16 @@ from activities.workers.settings import (
     ComfyUISettings,
     DownloadUrlSettings,
     ImageInputSettings,
+    LogSettings,
     TemporalSettings,
     WebhookSettings,
 )
 from api.api_keys import parse_api_keys
 
 
-class Settings(DownloadUrlSettings, TemporalSettings, WebhookSettings, ImageInputSettings):
+class Settings(
+    DownloadUrlSettings, TemporalSettings, WebhookSettings, ImageInputSettings, LogSettings
+):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 
     host: str = Field(default="127.0.0.1", alias="COMFY_API_HOST", description="Bind address.")

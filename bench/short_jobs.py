@@ -58,7 +58,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
-from tests.api.emulator_workflow import EMULATOR_WORKFLOW_ID  # noqa: E402
 
 from activities.comfyui.client import ComfyUIClient  # noqa: E402
 from activities.comfyui.prompt_run import outcome_from_history  # noqa: E402
@@ -78,6 +77,7 @@ from bench.overhead import (  # noqa: E402
 )
 from bench.processes import CpuMeter, CpuPinning, command_prefix  # noqa: E402
 from bench.temporal_floor import FloorProcess, floor_process  # noqa: E402
+from tests.support.manifests import EMULATOR_WORKFLOW_ID  # noqa: E402
 
 FINAL = {"SUCCESS", "FAILURE", "CANCELLED"}
 SERVICE_ROLES = ("temporal", "api", "gpu-worker")

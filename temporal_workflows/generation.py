@@ -264,6 +264,10 @@ class GenerationWorkflow:
         }
         if result.comfy_execution_seconds is not None:
             timings["comfy_execution_seconds"] = result.comfy_execution_seconds
+            timings["execution_seconds"] = result.comfy_execution_seconds
+        # Absent from results recorded before the GPU worker measured it.
+        if result.queue_wait_seconds is not None:
+            timings["queue_wait_seconds"] = result.queue_wait_seconds
         return GenerationResult(
             task_id=task_id,
             workflow_id=prepared.workflow_id,
@@ -273,6 +277,7 @@ class GenerationWorkflow:
             worker=result.worker,
             attempts=result.attempt,
             timings=timings,
+            node_timings=result.node_timings,
         )
 
     async def _prepare(self, task_id: str, request: GenerationRequest) -> PreparedPrompt:

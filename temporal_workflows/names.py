@@ -6,6 +6,8 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 GENERATION_WORKFLOW = "GenerationWorkflow"
+# One per GPU pool, id `inventory-<pool>`, on the control queue: which models each worker has.
+POOL_INVENTORY_WORKFLOW = "PoolInventoryWorkflow"
 
 # Activity types: prepare, request_cancel and update_priority run as local activities of the
 # control worker, notify on the control queue, execute on a GPU queue.
@@ -20,6 +22,10 @@ EXECUTE_ACTIVITY_ID = "execute"
 STATUS_QUERY = "status"
 CANCEL_SIGNAL = "cancel"
 SET_PRIORITY_SIGNAL = "set_priority"
+# PoolInventoryWorkflow: GPU workers signal (report with signal-with-start); the API queries.
+REPORT_INVENTORY_SIGNAL = "report_inventory"
+WITHDRAW_INVENTORY_SIGNAL = "withdraw_inventory"
+INVENTORY_QUERY = "inventory"
 
 # Memo keys. REQUEST_MEMO: the GenerationRequest as JSON, written at start (POST /generate and
 # schedules). WEBHOOK_MEMO: the webhook's final delivery state (a WebhookDelivery), written by the
@@ -47,3 +53,8 @@ def pool_task_queue(pool: str) -> str:
 def worker_task_queue(pool: str, worker: str) -> str:
     """A GPU worker's own queue: work pinned to that worker."""
     return f"comfy-gpu-{pool}.{worker}"
+
+
+def inventory_workflow_id(pool: str) -> str:
+    """The id of the pool's PoolInventoryWorkflow: one per pool, found without a lookup."""
+    return f"inventory-{pool}"

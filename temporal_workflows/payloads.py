@@ -163,6 +163,18 @@ class OutputRef(_Payload):
     sha256: str | None = None
 
 
+class NodeTiming(_Payload):
+    """How long ComfyUI took over one node of the graph, from its WebSocket events."""
+
+    node_id: str
+    class_type: str | None = None
+    seconds: float = Field(
+        description="From its `executing` message to the next node's, or to the prompt's end; "
+        "0 for a cached node."
+    )
+    cached: bool = Field(default=False, description="ComfyUI reused its output from its cache.")
+
+
 class ExecuteResult(_Payload):
     """Output of `execute_prompt`."""
 
@@ -177,6 +189,13 @@ class ExecuteResult(_Payload):
         default=None, description="ComfyUI's own execution time (execution_start to success)."
     )
     attempt: int = Field(default=1, description="Which attempt of `execute_prompt` produced this.")
+    queue_wait_seconds: float | None = Field(
+        default=None,
+        description="From Temporal scheduling this attempt to ComfyUI starting the prompt.",
+    )
+    node_timings: list[NodeTiming] = Field(
+        default_factory=list, description="Each node ComfyUI ran or took from its cache, in order."
+    )
 
 
 class GenerationResult(_Payload):
@@ -190,6 +209,9 @@ class GenerationResult(_Payload):
     worker: str
     attempts: int
     timings: dict[str, float] = Field(default_factory=dict)
+    node_timings: list[NodeTiming] = Field(
+        default_factory=list, description="Per-node times of the attempt that succeeded."
+    )
     webhook: WebhookDelivery | None = Field(
         default=None, description="How the webhook (options.callback_url) was delivered."
     )

@@ -1,11 +1,16 @@
 """Typed events of one prompt's life, decoded from ComfyUI's WebSocket messages
 (comfyui-protocol.md §3.2, §3.3). `run_prompt` passes them to its `on_event` callback.
+
+Events that bound a node's run carry `received_at`, the monotonic time their message arrived
+(`time.monotonic()`): `executing` has no timestamp of its own (§3.2), and events received while
+the prompt is being submitted reach the callback later, all at once.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 
 from activities.comfyui.protocol import PreviewMetadata, UIOutput
@@ -35,6 +40,7 @@ class NodeExecuting:
     prompt_id: str
     node_id: str
     class_type: str | None
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class NodeExecuted:
     prompt_id: str
     node_id: str
     output: UIOutput = field(default_factory=dict)
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class PreviewFrame:
 class PromptSucceeded:
     prompt_id: str
     timestamp_ms: int | None
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class PromptFailed:
     class_type: str | None
     exception_type: str
     exception_message: str
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class PromptInterrupted:
     prompt_id: str
     node_id: str | None
     class_type: str | None
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,13 @@ from activities.io.ports import free_port
 log = logging.getLogger(__name__)
 
 LAST_LINES = 200
+
+# Why ComfyUIProcess restarted ComfyUI (its `on_restart` argument): it exited by itself, it stopped
+# answering health checks, or `restart()` was asked for (a stalled prompt ignored the interrupt).
+RESTART_EXITED = "exited"
+RESTART_UNRESPONSIVE = "unresponsive"
+RESTART_REQUESTED = "requested"
+RESTART_REASONS = (RESTART_EXITED, RESTART_UNRESPONSIVE, RESTART_REQUESTED)
 
 
 def resolve_python(install_dir: Path, python: str | None) -> str:
@@ -142,6 +149,9 @@ class ComfyUIProcess:
         self.temp_dir = self.work_dir / "temp"  # ComfyUI appends /temp to --temp-directory (§1.3)
         self.user_dir = self.work_dir / "user"
         self.restarts = 0
+        # Called with one of RESTART_REASONS when supervise() sees ComfyUI gone (for metrics).
+        self.on_restart: Callable[[str], None] | None = None
+        self._kill_reason: str | None = None
         self.last_exit_code: int | None = None
         self._lines: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
         self._health = _Health()
@@ -327,6 +337,9 @@ class ComfyUIProcess:
                         await watchdog
                 if self._stopping:
                     return
+                reason, self._kill_reason = self._kill_reason or RESTART_EXITED, None
+                if self.on_restart is not None:
+                    self.on_restart(reason)
                 if time.monotonic() - started_at >= self.stable_after:
                     backoff = self.restart_backoff
                 log.warning("[%s] restarting in %.1f s", self.name, backoff)
@@ -359,6 +372,7 @@ class ComfyUIProcess:
                         misses,
                     )
                     self._health.set(False)
+                    self._kill_reason = RESTART_UNRESPONSIVE
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(self._proc.pid, signal.SIGKILL)
                     return
@@ -371,6 +385,7 @@ class ComfyUIProcess:
             return
         log.error("[%s] %s; killing it to restart", self.name, reason)
         self._health.set(False)
+        self._kill_reason = RESTART_REQUESTED
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
 

@@ -425,7 +425,9 @@ class PromptFollower:
                 return
             self.current_node = str(node)
             class_type = (self.graph.get(self.current_node) or {}).get("class_type")
-            self.emit(NodeExecuting(self.prompt_id, self.current_node, class_type))
+            self.emit(
+                NodeExecuting(self.prompt_id, self.current_node, class_type, self.last_message_at)
+            )
         elif message["type"] == "progress":
             progress = message["data"]
             node = str(progress.get("node") or self.current_node or "")
@@ -447,7 +449,7 @@ class PromptFollower:
                     merged[key] = merged[key] + value
                 else:
                     merged[key] = value
-            self.emit(NodeExecuted(self.prompt_id, node, output))
+            self.emit(NodeExecuted(self.prompt_id, node, output, self.last_message_at))
         elif message["type"] == "execution_start":
             self.started = True
             self.started_ms = message["data"].get("timestamp")
@@ -457,7 +459,7 @@ class PromptFollower:
             self.emit(NodesCached(self.prompt_id, list(self.cached_nodes)))
         elif message["type"] == "execution_success":
             self.finished_ms = message["data"].get("timestamp")
-            self.emit(PromptSucceeded(self.prompt_id, self.finished_ms))
+            self.emit(PromptSucceeded(self.prompt_id, self.finished_ms, self.last_message_at))
         elif message["type"] == "execution_error":
             error = self.error = message["data"]
             self.emit(
@@ -467,6 +469,7 @@ class PromptFollower:
                     error.get("node_type"),
                     str(error.get("exception_type") or ""),
                     str(error.get("exception_message") or ""),
+                    self.last_message_at,
                 )
             )
         elif message["type"] == "execution_interrupted":
@@ -476,6 +479,7 @@ class PromptFollower:
                     self.prompt_id,
                     _str_or_none(interrupted.get("node_id")),
                     interrupted.get("node_type"),
+                    self.last_message_at,
                 )
             )
 

@@ -257,6 +257,20 @@ class NodeInputs(TypedDict, total=False):
     hidden: dict[str, Any]
 
 
+def combo_options(spec: list[Any]) -> list[Any] | None:
+    """The choices of a COMBO input's spec in /object_info, None for any other input: a V1 node
+    lists them first (`[[...], {...}]`), a V3 node writes `["COMBO", {"options": [...]}]` (§2.8).
+    """
+    if not spec:
+        return None
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        options = spec[1].get("options")
+        return options if isinstance(options, list) else None
+    return None
+
+
 class NodeInfo(TypedDict, total=False):
     """One node class in GET /object_info (§2.8); V3-schema nodes add a few keys."""
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
@@ -27,7 +27,9 @@ from activities.comfyui.events import (
 )
 from activities.generation.failures import HandedBack, RunTimedOut, execute_failure, reported
 from activities.generation.image_uploads import upload_image_inputs
+from activities.generation.node_clock import NodeClock
 from activities.io.output_store import OutputStore, OutputStoreError
+from activities.workers.logs import job_log_context
 from temporal_workflows.failures import activity_failure
 from temporal_workflows.names import EXECUTE_ACTIVITY
 from temporal_workflows.payloads import ExecuteInput, ExecuteResult, OutputRef, Progress
@@ -56,15 +58,31 @@ def prompt_id_for(task_id: str, run_id: str, attempt: int) -> str:
     return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{attempt}"))
 
 
+def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    # Temporal's clock and this worker's: never negative, whatever their skew.
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # execute_prompt (GPU worker)
 
 
 class _ProgressTracker:
-    """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run."""
+    """Turns ComfyUI's events into the Progress heartbeat; notes when ComfyUI started the run and
+    how long each node took."""
 
-    def __init__(self, worker: str, prompt_id: str, *, keep_previews: bool = False) -> None:
+    def __init__(
+        self,
+        worker: str,
+        prompt_id: str,
+        graph: dict[str, Any],
+        *,
+        keep_previews: bool = False,
+    ) -> None:
         self.progress = Progress(phase="queued", worker=worker, comfy_prompt_id=prompt_id)
+        self.nodes = NodeClock(graph)
         self.started_monotonic: float | None = None
         self.started_at: datetime | None = None
         self.keep_previews = keep_previews
@@ -74,6 +92,7 @@ class _ProgressTracker:
         self.preview_write: asyncio.Task[None] | None = None
 
     def on_event(self, event: ComfyEvent) -> None:
+        self.nodes.on_event(event)
         progress = self.progress
         if isinstance(event, PreviewFrame):
             if self.keep_previews:
@@ -138,7 +157,15 @@ class ExecuteActivities:
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
-        with reported(request.task_id, logger):
+        with (
+            job_log_context(
+                request.task_id,
+                workflow=request.workflow_id,
+                worker=self.worker_name,
+                attempt=activity.info().attempt,
+            ),
+            reported(request.task_id, logger),
+        ):
             return await self._execute(request)
 
     async def _execute(self, request: ExecuteInput) -> ExecuteResult:
@@ -146,9 +173,14 @@ class ExecuteActivities:
         attempt = info.attempt
         prompt_id = prompt_id_for(request.task_id, info.workflow_run_id or "", attempt)
         attempt_key = f"attempt-{attempt}"
-        tracker = _ProgressTracker(self.worker_name, prompt_id, keep_previews=request.previews)
+        tracker = _ProgressTracker(
+            self.worker_name, prompt_id, request.prompt, keep_previews=request.previews
+        )
         tracker.heartbeat()
         queued_at = datetime.now(UTC)
+        logger.debug(
+            "task %s: attempt %d as ComfyUI prompt %s", request.task_id, attempt, prompt_id
+        )
         try:
             if request.image_inputs:
                 # Images the request brought go into this ComfyUI's input directory first; the
@@ -159,6 +191,7 @@ class ExecuteActivities:
                 request = request.model_copy(update={"prompt": prompt, "image_inputs": []})
             staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
+            node_timings = tracker.nodes.timings()
             tracker.progress.phase = "storing"
             tracker.heartbeat()
             stored = await self._store.commit(request.task_id, [f.path for f in result.outputs])
@@ -194,6 +227,13 @@ class ExecuteActivities:
             )
             for s in stored
         ]
+        logger.info(
+            "task %s: done as ComfyUI prompt %s, %d output(s), ComfyUI ran it in %s s",
+            request.task_id,
+            prompt_id,
+            len(outputs),
+            "?" if result.execution_seconds is None else f"{result.execution_seconds:.2f}",
+        )
         return ExecuteResult(
             outputs=outputs,
             worker=self.worker_name,
@@ -204,6 +244,10 @@ class ExecuteActivities:
             finished_at=datetime.now(UTC),
             comfy_execution_seconds=result.execution_seconds,
             attempt=attempt,
+            queue_wait_seconds=_seconds_between(
+                info.current_attempt_scheduled_time, tracker.started_at
+            ),
+            node_timings=node_timings,
         )
 
     async def _free_stalled(self, prompt_id: str, tracker: _ProgressTracker) -> None:

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.generation.failures import reported
 from activities.generation.image_uploads import image_input_refs
+from activities.workers.logs import job_log_context
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.render import render_prompt
 from temporal_workflows.failures import ErrorType, activity_failure, generation_error
@@ -32,7 +33,12 @@ class PrepareActivities:
 
     @activity.defn(name=PREPARE_ACTIVITY)
     async def prepare_generation(self, request: PrepareInput) -> PreparedPrompt:
-        with reported(request.task_id, logger):
+        with (
+            job_log_context(
+                request.task_id, workflow=request.workflow_id, attempt=activity.info().attempt
+            ),
+            reported(request.task_id, logger),
+        ):
             # Reading manifests touches the disk; keep the worker's event loop free.
             return await asyncio.to_thread(self._prepare, request)
 

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.generation.failures import reported
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
+from activities.workers.logs import job_log_context
 from activities.workers.settings import WebhookSettings
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_view import finished_view, status_url
@@ -119,7 +120,12 @@ class WebhookActivities:
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def notify(self, request: NotifyInput) -> NotifyResult:
-        with reported(request.task_id, logger):
+        with (
+            job_log_context(
+                request.task_id, workflow=request.workflow_id, attempt=activity.info().attempt
+            ),
+            reported(request.task_id, logger),
+        ):
             return await self._notify(request)
 
     async def _notify(self, request: NotifyInput) -> NotifyResult:

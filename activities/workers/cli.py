@@ -14,20 +14,28 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from activities.comfyui.errors import ComfyUIStartError
 from activities.comfyui.process import ComfyUIProcess, resolve_python
-from activities.workers.logs import configure_logging
+from activities.workers.logs import LOG_FORMATS, configure_logging
+from activities.workers.metrics_server import add_metrics_flags
 from activities.workers.settings import (
     ComfyUISettings,
     ControlWorkerSettings,
     GpuWorkerProcessSettings,
+    LogSettings,
+    MetricsSettings,
     SharedSettings,
     TemporalSettings,
     add_setting_flag,
     settings_from_args,
 )
 from activities.workers.temporal_client import exit_now
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from temporalio.runtime import Runtime
 
 logger = logging.getLogger("comfy_temporal.worker")
 
@@ -78,6 +86,14 @@ def add_data_dir_flag(parser: argparse.ArgumentParser, help: str) -> None:
     add_setting_flag(
         parser, SharedSettings, "data_dir", "--data-dir", type=Path, metavar="DIR", help=help
     )
+
+
+def add_log_format_flag(parser: argparse.ArgumentParser) -> None:
+    add_setting_flag(
+        parser, LogSettings, "log_format", "--log-format", choices=LOG_FORMATS,
+        help="log lines as text, or as one JSON object per line naming the job's task id, "
+        "workflow, worker and attempt where known",
+    )  # fmt: skip
 
 
 def add_comfyui_flags(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +211,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
     add_temporal_flags(control)
+    add_log_format_flag(control)
+    add_metrics_flags(control)
     control.set_defaults(func=control_worker_command)
 
     gpu = subparsers.add_parser(
@@ -220,6 +238,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "its ComfyUI",
     )  # fmt: skip
     add_temporal_flags(gpu)
+    add_log_format_flag(gpu)
+    add_metrics_flags(gpu)
     gpu.set_defaults(func=gpu_worker_command)
 
 
@@ -229,11 +249,32 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def _serve_process_metrics(
+    settings: MetricsSettings, process: str, registry: CollectorRegistry
+) -> Runtime | None:
+    """With a metrics port: serve `registry` plus the Temporal SDK's metrics, and return the
+    runtime the process's client must use for the latter; None without one."""
+    if settings.metrics_port is None:
+        return None
+    from activities.workers.metrics_server import TemporalSdkMetrics, serve_metrics
+
+    sdk = TemporalSdkMetrics(process)
+    registry.register(sdk)
+    try:
+        serve_metrics(registry, settings.metrics_host, settings.metrics_port)
+    except OSError as err:
+        raise SystemExit(f"error: cannot serve metrics on {settings.metrics_port}: {err}") from None
+    return sdk.runtime
+
+
 def control_worker_command(args: argparse.Namespace) -> int:
-    configure_logging()
     settings = settings_from_args(ControlWorkerSettings, args)
+    from prometheus_client import CollectorRegistry
+
+    configure_logging(log_format=settings.log_format)
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
+    from activities.workers.metrics import ControlWorkerMetrics
     from activities.workers.temporal_client import connect_temporal
     from manifests.registry import ManifestRegistry
 
@@ -248,8 +289,12 @@ def control_worker_command(args: argparse.Namespace) -> int:
         snapshot = registry.snapshot()
         for error in snapshot.errors:
             logger.warning("manifest problem: %s", error)
+        metrics = ControlWorkerMetrics(CollectorRegistry())
+        runtime = _serve_process_metrics(settings, "control-worker", metrics.registry)
         try:
-            client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+            client = await connect_temporal(
+                settings.temporal_address, settings.temporal_namespace, runtime=runtime
+            )
         except Exception as err:  # connection problems are the user's to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
@@ -260,17 +305,20 @@ def control_worker_command(args: argparse.Namespace) -> int:
             allow_private=settings.allow_private_callback_urls,
             url_signer=url_signer,
         )
-        await run_control_worker(client, registry, stop=stop, webhooks=webhooks)
+        await run_control_worker(client, registry, stop=stop, webhooks=webhooks, metrics=metrics)
         return 0
 
     exit_now(asyncio.run(main()))
 
 
 def gpu_worker_command(args: argparse.Namespace) -> int:
-    configure_logging()
     settings = settings_from_args(GpuWorkerProcessSettings, args)
+    from prometheus_client import CollectorRegistry
+
+    configure_logging(log_format=settings.log_format)
     from activities.comfyui.process import ComfyUIAttached
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
+    from activities.workers.metrics import GpuWorkerMetrics
     from activities.workers.temporal_client import connect_temporal
 
     if not settings.configured:
@@ -295,6 +343,9 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
     )
 
     async def main() -> int:
+        # Served before ComfyUI starts, so a taken port ends the command with nothing to stop.
+        metrics = GpuWorkerMetrics(name, settings.pool, CollectorRegistry())
+        runtime = _serve_process_metrics(settings, f"gpu-worker:{name}", metrics.registry)
         comfyui: ComfyUIProcess | ComfyUIAttached
         if settings.comfyui_url:
             comfyui = ComfyUIAttached(settings.comfyui_url, name=f"comfyui:{name}")
@@ -318,7 +369,10 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
                 return EXIT_COMFYUI_UNUSABLE
         try:
             client = await connect_temporal(
-                settings.temporal_address, settings.temporal_namespace, identity=name
+                settings.temporal_address,
+                settings.temporal_namespace,
+                identity=name,
+                runtime=runtime,
             )
         except Exception as err:
             await comfyui.stop()
@@ -333,7 +387,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
             worker_settings.own_queue,
         )
         try:
-            await GpuWorker(client, comfyui, worker_settings).run(stop)
+            await GpuWorker(client, comfyui, worker_settings, metrics=metrics).run(stop)
         except Exception as err:  # e.g. Temporal refused the Workers: say why, exit non-zero
             logger.error("gpu worker %s failed: %s", name, err)
             return 1

@@ -17,12 +17,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
+from activities.workers.metrics import ControlWorkerMetrics
 from activities.workers.settings import DownloadUrlSettings
 from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.contract.signed_urls import UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
+from temporal_workflows.pool_inventory import PoolInventoryWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 # run, so the sandbox keeps checking GenerationWorkflow's code for non-deterministic calls.
 WORKFLOW_PASSTHROUGH_MODULES = (
     "temporal_workflows.payloads",
+    "temporal_workflows.inventory",
     "temporal_workflows.names",
     "pydantic",
     "pydantic_core",
@@ -55,21 +58,24 @@ def build_control_worker(
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
+    metrics: ControlWorkerMetrics | None = None,
 ) -> Worker:
-    """A Worker for GenerationWorkflow; use it as `async with` or `await worker.run()`.
+    """A Worker for GenerationWorkflow and PoolInventoryWorkflow; use it as `async with` or
+    `await worker.run()`.
 
     `webhooks` signs and sends the `notify` POSTs; by default its secret and address policy come
     from COMFY_WEBHOOK_SECRET and COMFY_ALLOW_PRIVATE_CALLBACK_URLS, and its download URLs are
     unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
+    `metrics` counts finished jobs and webhook deliveries.
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
     # The sandbox imports GenerationWorkflow's module for every run; compile it only once.
-    install_workflow_code_cache([GenerationWorkflow.__module__])
+    install_workflow_code_cache([GenerationWorkflow.__module__, PoolInventoryWorkflow.__module__])
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GenerationWorkflow],
+        workflows=[GenerationWorkflow, PoolInventoryWorkflow],
         activities=[
             PrepareActivities(registry).prepare_generation,
             request_cancel,
@@ -78,6 +84,7 @@ def build_control_worker(
         ],
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[metrics.interceptor()] if metrics is not None else [],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
                 *WORKFLOW_PASSTHROUGH_MODULES
@@ -95,10 +102,16 @@ async def run_control_worker(
     task_queue: str = CONTROL_TASK_QUEUE,
     identity: str | None = None,
     webhooks: WebhookActivities | None = None,
+    metrics: ControlWorkerMetrics | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
     worker = build_control_worker(
-        client, registry, task_queue=task_queue, identity=identity, webhooks=webhooks
+        client,
+        registry,
+        task_queue=task_queue,
+        identity=identity,
+        webhooks=webhooks,
+        metrics=metrics,
     )
     logger.info("control worker polling %s", task_queue)
     async with worker:

@@ -25,15 +25,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
 from activities.comfyui.client import ComfyUIClient
 from activities.generation.execute import ExecuteActivities
 from activities.io.output_store import OutputStore
+from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
+from activities.workers.metrics import GpuWorkerMetrics
 from activities.workers.prefetch_slots import PrefetchSlotSupplier
 from manifests.definitions import DEFAULT_POOL
-from temporal_workflows.names import pool_task_queue, worker_task_queue
+from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue, worker_task_queue
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class GpuWorkerSettings:
     shutdown_grace: timedelta = timedelta(minutes=5)
     heartbeat_throttle: timedelta = HEARTBEAT_THROTTLE
     stall_timeout: float | None = None
+    # Model inventory: read from ComfyUI and reported to the pool's PoolInventoryWorkflow (on the
+    # control queue) this often (activities/workers/inventory.py).
+    inventory_interval: timedelta = INVENTORY_INTERVAL
+    control_queue: str = CONTROL_TASK_QUEUE
 
     @property
     def pool_queue(self) -> str:
@@ -90,14 +97,25 @@ class GpuWorker:
     """Runs one ComfyUI (or attaches to one) and serves `execute_prompt` while it is healthy."""
 
     def __init__(
-        self, client: Client, comfyui: ComfyUISupervisor, settings: GpuWorkerSettings
+        self,
+        client: Client,
+        comfyui: ComfyUISupervisor,
+        settings: GpuWorkerSettings,
+        *,
+        metrics: GpuWorkerMetrics | None = None,
     ) -> None:
         self.client = client
         self.comfyui = comfyui
         self.settings = settings
+        # Always measured; the process serves them only with --metrics-port.
+        self.metrics = metrics or GpuWorkerMetrics(
+            settings.name, settings.pool, CollectorRegistry()
+        )
+        self.metrics.watch_comfyui(comfyui)
         self.store = OutputStore(settings.data_dir)
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
+        self.inventory: InventoryReporter | None = None  # while ComfyUI is healthy
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: supervise ComfyUI and poll while it is healthy. Then finish
@@ -118,7 +136,7 @@ class GpuWorker:
                         supervisor.result()  # a supervisor crash is fatal: raise it
                     if stop.is_set():
                         break
-                    await self._poll_while_healthy(activities, stop, supervisor)
+                    await self._poll_while_healthy(comfy, activities, stop, supervisor)
         finally:
             self.polling.clear()
             supervisor.cancel()
@@ -127,10 +145,23 @@ class GpuWorker:
             await self.comfyui.stop()
 
     async def _poll_while_healthy(
-        self, activities: ExecuteActivities, stop: asyncio.Event, supervisor: asyncio.Task
+        self,
+        comfy: ComfyUIClient,
+        activities: ExecuteActivities,
+        stop: asyncio.Event,
+        supervisor: asyncio.Task,
     ) -> None:
         workers = self._build_workers(activities)
         runs = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
+        inventory = self.inventory = InventoryReporter(
+            self.client,
+            comfy,
+            pool=self.settings.pool,
+            worker=self.settings.name,
+            control_queue=self.settings.control_queue,
+            interval=self.settings.inventory_interval,
+        )
+        reporting = asyncio.create_task(inventory.run(), name="inventory reporter")
         logger.info(
             "%s: ComfyUI healthy at %s; polling %s",
             self.settings.name,
@@ -142,9 +173,19 @@ class GpuWorker:
             await _first(self.comfyui.wait_unhealthy(), stop.wait(), supervisor, *runs)
         finally:
             self.polling.clear()
-            if not stop.is_set() and not self.comfyui.healthy:
+            unhealthy = not stop.is_set() and not self.comfyui.healthy
+            if unhealthy:
                 logger.warning("%s: ComfyUI unhealthy; stopped polling", self.settings.name)
-            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+            reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporting
+            self.inventory = None
+            # Withdrawn while the Workers drain (which may take the whole grace): the API stops
+            # accepting names only this worker has at once.
+            withdrawn = inventory.withdraw("ComfyUI unhealthy" if unhealthy else "stopping")
+            await asyncio.gather(
+                withdrawn, *(w.shutdown() for w in workers), return_exceptions=True
+            )
             results = await asyncio.gather(*runs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
@@ -158,6 +199,7 @@ class GpuWorker:
             max_heartbeat_throttle_interval=settings.heartbeat_throttle,
             default_heartbeat_throttle_interval=settings.heartbeat_throttle,
             graceful_shutdown_timeout=settings.shutdown_grace,
+            interceptors=[self.metrics.interceptor()],
         )
         pool_slots = PrefetchSlotSupplier(max_slots=2 if settings.prefetch else 1)
         self.pool_slots = pool_slots

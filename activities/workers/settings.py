@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from activities.workers.logs import LogFormat
 from manifests.definitions import DEFAULT_POOL
 
 DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
@@ -72,6 +73,17 @@ class TemporalSettings(ProcessSettings):
     )
 
 
+class LogSettings(ProcessSettings):
+    """How every process writes its log (activities/workers/logs.py)."""
+
+    log_format: LogFormat = Field(
+        default="text",
+        alias="COMFY_LOG_FORMAT",
+        description="text, or json: one object per line with the job's task id, workflow, worker"
+        " and attempt where known.",
+    )
+
+
 class DownloadUrlSettings(SharedSettings):
     """Signed download URLs: the API signs them in results, the control worker in webhooks; both
     must use the same key (or the same data dir, which holds it) and lifetime, so the API accepts
@@ -122,7 +134,26 @@ class ImageInputSettings(ProcessSettings):
     )
 
 
-class ControlWorkerSettings(DownloadUrlSettings, TemporalSettings, WebhookSettings):
+class MetricsSettings(ProcessSettings):
+    """A worker's Prometheus endpoint (the API serves GET /metrics on its own port instead)."""
+
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        alias="COMFY_METRICS_PORT",
+        description="Serve Prometheus metrics on this port; None = no metrics endpoint.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        alias="COMFY_METRICS_HOST",
+        description="Address of the metrics endpoint; 0.0.0.0 lets another host scrape it.",
+    )
+
+
+class ControlWorkerSettings(
+    DownloadUrlSettings, TemporalSettings, WebhookSettings, LogSettings, MetricsSettings
+):
     """`comfy-temporal control-worker`."""
 
 
@@ -167,7 +198,12 @@ class ComfyUISettings(ProcessSettings):
 
 
 class GpuWorkerProcessSettings(
-    SharedSettings, TemporalSettings, ImageInputSettings, ComfyUISettings
+    SharedSettings,
+    TemporalSettings,
+    ImageInputSettings,
+    ComfyUISettings,
+    LogSettings,
+    MetricsSettings,
 ):
     """`comfy-temporal gpu-worker` (GpuWorkerSettings in gpu.py is what its loop is given)."""
 

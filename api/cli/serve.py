@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from activities.io.ports import free_port
 from activities.workers.cli import (
     EXIT_COMFYUI_UNUSABLE,
     add_comfyui_flags,
     add_data_dir_flag,
+    add_log_format_flag,
     add_manifest_dir_flags,
     add_temporal_flags,
     comfyui_flags,
@@ -43,6 +45,7 @@ from api.cli.devstack.temporal_server import (
     TemporalDevServer,
     temporal_cli,
 )
+from api.metrics import api_metrics_with_sdk
 from api.settings import DevSettings, Settings
 
 ApiOrDev = TypeVar("ApiOrDev", Settings, DevSettings)
@@ -79,6 +82,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         p, Settings, "log_level", "--log-level",
         choices=["debug", "info", "warning", "error"], help="log level",
     )  # fmt: skip
+    add_log_format_flag(p)
 
 
 def register(subparsers: Any) -> None:
@@ -152,6 +156,8 @@ def _uvicorn_server(app: Any, settings: Settings) -> ApiServer:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # JSON: uvicorn's own handlers stay out, its lines go to the process's JSON handler.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
     )
     return ApiServer(config)
@@ -187,18 +193,23 @@ async def _serve_until_signal(
 
 def run_api_command(args: argparse.Namespace) -> int:
     settings = api_settings(Settings, args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
         from activities.workers.temporal_client import connect_temporal
 
+        metrics, runtime = api_metrics_with_sdk("api")
         try:
-            client = await connect_temporal(settings.temporal_address, settings.temporal_namespace)
+            client = await connect_temporal(
+                settings.temporal_address, settings.temporal_namespace, runtime=runtime
+            )
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
-        server = _uvicorn_server(create_app(settings, temporal_client=client), settings)
+        server = _uvicorn_server(
+            create_app(settings, temporal_client=client, metrics=metrics), settings
+        )
         await _serve_until_signal(server)
         return 0 if server.started else 1
 
@@ -216,6 +227,7 @@ def gpu_worker_command(settings: DevSettings) -> list[str] | None:
         sys.executable, "-m", "api.cli.main", "gpu-worker",
         "--data-dir", str(settings.data_dir),
         *comfyui_flags(settings),
+        "--log-format", settings.log_format,
         # Its jobs get a little less than the whole grace, so it exits before dev kills it.
         "--shutdown-grace", str(max(settings.shutdown_grace - 5, 1)),
     ]  # fmt: skip
@@ -243,8 +255,13 @@ def as_typed(program: str) -> str:
     return str(relative) if relative.parent != Path(".") else f"./{relative}"
 
 
-def _banner(settings: DevSettings, server: TemporalDevServer, gpu: bool) -> str:
+def _banner(
+    settings: DevSettings, server: TemporalDevServer, gpu: bool, gpu_metrics_port: int
+) -> str:
     api_url = f"http://{settings.host}:{settings.port}"
+    metrics = f"{api_url}/metrics (API, control worker)"
+    if gpu:
+        metrics += f", http://127.0.0.1:{gpu_metrics_port}/metrics (GPU worker)"
     try:
         temporal = as_typed(temporal_cli())
     except DevServerError:  # the server runs, so the binary is there; only paranoia
@@ -257,6 +274,7 @@ def _banner(settings: DevSettings, server: TemporalDevServer, gpu: bool) -> str:
         f"  Temporal Web UI:  {server.ui_url or '(headless)'}",
         f"  Temporal address: {server.address}   e.g. {temporal} workflow list"
         f" --address {server.address}",
+        f"  Metrics:          {metrics}",
         f"  Data:             {settings.data_dir}",
     ]
     if gpu:
@@ -334,9 +352,13 @@ async def run_dev(settings: DevSettings) -> int:
 
         from activities.workers.temporal_client import connect_temporal
 
-        client = await connect_temporal(server.address, "default")
+        metrics, runtime = api_metrics_with_sdk("api")
+        client = await connect_temporal(server.address, "default", runtime=runtime)
         argv = gpu_worker_command(settings)
+        gpu_metrics_port = free_port()
         if argv is not None:
+            # On loopback whatever COMFY_METRICS_HOST says, as the banner tells.
+            argv += ["--metrics-port", str(gpu_metrics_port), "--metrics-host", "127.0.0.1"]
             gpu_worker = ChildProcess("gpu-worker", argv, env=_child_env(server.address))
             await gpu_worker.start()
             # The GPU worker's exit is reported, not fatal (the API keeps serving, jobs wait),
@@ -347,11 +369,11 @@ async def run_dev(settings: DevSettings) -> int:
                 update={"embedded_control_worker": True, "temporal_address": server.address}
             ),
             temporal_client=client,
+            metrics=metrics,
         )
         uv = _uvicorn_server(app, settings)
-        waits.append(
-            asyncio.create_task(_print_when_started(uv, _banner(settings, server, bool(argv))))
-        )
+        banner = _banner(settings, server, bool(argv), gpu_metrics_port)
+        waits.append(asyncio.create_task(_print_when_started(uv, banner)))
         await _serve_until_signal(uv, before_stop=before_api_stops, stop=stop)
         if unusable.is_set():
             return EXIT_COMFYUI_UNUSABLE
@@ -388,7 +410,7 @@ async def _report_exit(child: ChildProcess, unusable: asyncio.Event, stop: async
 
 def run_dev_command(args: argparse.Namespace) -> int:
     settings = api_settings(DevSettings, args)  # before Temporal or ComfyUI start
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         code = asyncio.run(run_dev(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):  # stopped while starting up

@@ -58,13 +58,54 @@ class OutputPublic(BaseModel):
     node_id: str
 
 
+class NodeTimingPublic(BaseModel):
+    """How long ComfyUI took over one node, from its own events."""
+
+    node_id: str
+    class_type: str | None = None
+    seconds: float = Field(
+        description="From ComfyUI announcing the node to the next node or the end, measured by "
+        "the GPU worker as the messages arrive; 0 for a cached node."
+    )
+    cached: bool = Field(description="ComfyUI reused the node's output from its cache.")
+
+
+class TaskTimings(BaseModel):
+    """`result.timings`: where a SUCCESS task's time went, in seconds. A key is absent when it
+    was not measured (tasks that ran before a measure existed)."""
+
+    prepare_seconds: float | None = Field(default=None, description="Rendering the graph.")
+    execute_seconds: float | None = Field(
+        default=None, description="From scheduling the GPU step to its result, retries included."
+    )
+    total_seconds: float | None = Field(default=None, description="From submission to the end.")
+    queue_wait_seconds: float | None = Field(
+        default=None,
+        description="From Temporal scheduling the attempt that succeeded to ComfyUI starting it"
+        " on a GPU (waiting in a GPU queue, then in ComfyUI's own queue).",
+    )
+    execution_seconds: float | None = Field(
+        default=None,
+        description="ComfyUI's own execution time, from its execution_start and"
+        " execution_success timestamps.",
+    )
+    comfy_execution_seconds: float | None = Field(
+        default=None, description="The same as execution_seconds (its earlier name)."
+    )
+    nodes: list[NodeTimingPublic] = Field(
+        default_factory=list,
+        description="Each node of the graph: the cached ones first, then those ComfyUI ran, in "
+        "the order it ran them.",
+    )
+
+
 class TaskResult(BaseModel):
     """`result` of a SUCCESS task."""
 
     download_url: str | None = Field(description="Absolute URL of the first output file.")
     outputs: list[OutputPublic]
     params: dict[str, Any] = Field(description="Resolved parameters, e.g. the seed actually used.")
-    timings: dict[str, float]
+    timings: TaskTimings
     worker: str
     attempts: int
     revision: str | None = None

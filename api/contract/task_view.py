@@ -7,10 +7,12 @@ from urllib.parse import quote
 
 from api.contract.signed_urls import UrlSigner
 from api.contract.task_schemas import (
+    NodeTimingPublic,
     OutputPublic,
     TaskError,
     TaskResult,
     TaskStatusName,
+    TaskTimings,
 )
 from temporal_workflows.payloads import GenerationError, GenerationResult
 
@@ -76,11 +78,19 @@ def success_result(
         download_url=outputs[0].url if outputs else None,
         outputs=outputs,
         params=result.params,
-        timings=result.timings,
+        timings=timings_view(result),
         worker=result.worker,
         attempts=result.attempts,
         revision=result.revision,
     )
+
+
+def timings_view(result: GenerationResult) -> TaskTimings:
+    """The result's timings, with its per-node times as `nodes`; keys the result does not know
+    (an unknown measure) are dropped rather than refused."""
+    known = {k: v for k, v in result.timings.items() if k in TaskTimings.model_fields}
+    nodes = [NodeTimingPublic(**node.model_dump()) for node in result.node_timings]
+    return TaskTimings(**known, nodes=nodes)
 
 
 def task_error(error: GenerationError) -> TaskError:

@@ -35,6 +35,7 @@ from api.generations.idempotency import (
     idempotent_task_id,
 )
 from api.generations.inputs import checked_callback_url, inline_images_removed, stage_image_inputs
+from api.inventory import InventoryCache, check_model_names
 from api.schemas import GenerateCreate, GenerateOptions
 from api.settings import Settings
 from api.tasks.queues import queue_pollers
@@ -191,11 +192,13 @@ async def start_generation(
     base_url: str,
     idempotency_key: str | None = None,
     key_scope: str = "",
+    inventory: InventoryCache | None = None,
 ) -> str:
     """Check the request, stage its inputs and start its workflow; returns the task id.
 
     Raises (before anything reaches Temporal) UnknownWorkflow / ParamsInvalid, ParamsTooLarge,
-    RequestInputsInvalid, UnknownWorker; with an `idempotency_key` (scoped by `key_scope`, the
+    RequestInputsInvalid, UnknownWorker, ModelNotFound (a model file no GPU of the pool has,
+    after `inventory`); with an `idempotency_key` (scoped by `key_scope`, the
     caller's API key), a repeat returns the first task's id and the same key with another body
     raises IdempotencyConflict.
     """
@@ -213,9 +216,8 @@ async def start_generation(
     # Inline (base64) images are stored apart, under their own limit (api/generations/inputs.py).
     check_params_size(inline_images_removed(body.params))
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
-    manifest, _ = await manifests.checked(body.workflow_id, body.params)
+    manifest, checked = await manifests.checked(body.workflow_id, body.params)
     callback_url = await checked_callback_url(body, settings)
-    params = await stage_image_inputs(manifest, body.params, settings)
     options = body.options
     if options is not None and options.worker:
         queue = worker_task_queue(manifest.pool, options.worker)
@@ -224,6 +226,14 @@ async def start_generation(
                 f"no GPU worker '{options.worker}' is polling {queue}",
                 loc=["body", "options", "worker"],
             )
+    if inventory is not None:
+        check_model_names(
+            manifest,
+            checked,
+            await inventory.get(temporal, manifest.pool),
+            worker=options.worker if options is not None else None,
+        )
+    params = await stage_image_inputs(manifest, body.params, settings)
     start = generation_start(
         manifest,
         params,

@@ -27,8 +27,8 @@ router = APIRouter(tags=["generate"])
         503,
         descriptions={
             409: "The Idempotency-Key was already used with a different body.",
-            422: "Unknown workflow or bad parameters (or a bad Idempotency-Key); one entry per"
-            " bad field.",
+            422: "Unknown workflow or bad parameters (or a bad Idempotency-Key), or a model file"
+            " no GPU worker of the pool has (with the closest names); one entry per bad field.",
         },
     ),
     summary="Start a generation",
@@ -59,6 +59,7 @@ async def generate(
         base_url=base_url,
         idempotency_key=idempotency_key,
         key_scope=_key_scope(http_request),
+        inventory=http_request.app.state.inventory,
     )
     return _accepted(response, base_url, task_id)
 

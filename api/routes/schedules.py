@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from temporalio.client import (
     Client,
     ScheduleActionStartWorkflow,
@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.deps import BaseUrlDep, ManifestsDep, PageTokensDep, TemporalDep
 from api.generations.start import check_params_size
+from api.inventory import check_model_names_now
 from api.page_tokens import fetch_page
 from api.schedules.schemas import (
     ScheduleChange,
@@ -84,16 +85,20 @@ async def _changed(
 )
 async def create_schedule(
     body: ScheduleCreate,
+    request: Request,
     response: Response,
     temporal: TemporalDep,
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
 ) -> SchedulePublic:
-    # The same checks as POST /generate (raise ParamsTooLarge, UnknownWorkflow, ParamsInvalid);
-    # each run checks again against the manifest of its own time. A schedule keeps its params
-    # whole (inline images too), in its action and in each run's input and memo.
+    # The same checks as POST /generate (raise ParamsTooLarge, UnknownWorkflow, ParamsInvalid,
+    # ModelNotFound); each run checks again against the manifest of its own time. A schedule
+    # keeps its params whole (inline images too), in its action and in each run's input and memo.
     check_params_size(body.params)
-    manifest, _ = await manifests.checked(body.workflow_id, body.params)
+    manifest, checked = await manifests.checked(body.workflow_id, body.params)
+    await check_model_names_now(
+        request, manifest, checked, worker=body.options.worker if body.options else None
+    )
     schedule_id = body.schedule_id or new_schedule_id(body.workflow_id)
     schedule = new_schedule(
         generation_action(schedule_id, manifest, body.params, body.options),
@@ -183,6 +188,7 @@ async def get_schedule(
 async def change_schedule(
     schedule_id: str,
     body: ScheduleChange,
+    http_request: Request,
     temporal: TemporalDep,
     manifests: ManifestsDep,
     base_url: BaseUrlDep,
@@ -193,12 +199,13 @@ async def change_schedule(
     if body.params is not None or body.options is not None:
         params = body.params if body.params is not None else request.params
         check_params_size(params)
-        manifest, _ = await manifests.checked(request.workflow_id, params)
+        manifest, checked = await manifests.checked(request.workflow_id, params)
         options = body.options
         if options is None:
             options = GenerateOptions(
                 worker=request.options.worker, priority=request.options.priority
             )
+        await check_model_names_now(http_request, manifest, checked, worker=options.worker)
         action = generation_action(schedule_id, manifest, params, options)
 
     def updated(update: ScheduleUpdateInput) -> ScheduleUpdate:

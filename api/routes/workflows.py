@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.deps import ManifestsDep
 from api.errors import WorkflowNotFound
+from api.inventory import choices_from_gpus, pool_inventory
 from api.schemas import ManifestErrorPublic, WorkflowList, WorkflowPublic
 from manifests.definitions import WorkflowManifest
 from manifests.errors import ManifestError
@@ -15,7 +16,13 @@ from manifests.errors import ManifestError
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 
-def workflow_public(manifest: WorkflowManifest) -> WorkflowPublic:
+def workflow_public(
+    manifest: WorkflowManifest, gpu_choices: dict[str, list[str]] | None = None
+) -> WorkflowPublic:
+    """The workflow; `gpu_choices` adds `choices_from_gpus` to the parameters it names."""
+    parameters = {name: _definition(p) for name, p in manifest.parameters.items()}
+    for name, choices in (gpu_choices or {}).items():
+        parameters[name]["choices_from_gpus"] = choices
     return WorkflowPublic(
         id=manifest.id,
         description=manifest.description,
@@ -25,7 +32,7 @@ def workflow_public(manifest: WorkflowManifest) -> WorkflowPublic:
         outputs=manifest.outputs,
         previews=manifest.previews,
         stall_timeout=manifest.stall_timeout,
-        parameters={name: _definition(p) for name, p in manifest.parameters.items()},
+        parameters=parameters,
         params_schema=manifest.json_schema(),
         experimental=manifest.experimental,
     )
@@ -65,9 +72,12 @@ async def list_workflows(manifests: ManifestsDep) -> WorkflowList:
     responses={404: {"description": "No workflow with this id."}},
     summary="One workflow's parameters and JSON Schema",
 )
-async def get_workflow(workflow_id: str, manifests: ManifestsDep) -> WorkflowPublic:
+async def get_workflow(
+    workflow_id: str, manifests: ManifestsDep, request: Request
+) -> WorkflowPublic:
     snapshot = await manifests.snapshot()
     manifest = snapshot.workflows.get(workflow_id)
     if manifest is None:
         raise WorkflowNotFound(workflow_id, list(snapshot.workflows))
-    return workflow_public(manifest)
+    inventory = await pool_inventory(request, manifest.pool)
+    return workflow_public(manifest, choices_from_gpus(manifest, inventory))

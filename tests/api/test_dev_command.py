@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from api.cli.devstack.http_server import free_port
 from tests.support.dev_command import REPO_ROOT, DevRun, kill_dev, start_dev, stop_dev
 from tests.support.emulator import EMULATOR_DIR
 from tests.support.environment import python3_without_comfyui_requirements
+from tests.support.metrics import scrape
 from tests.support.waiting import poll_task
 
 
@@ -62,6 +64,13 @@ async def test_dev_runs_a_job_stops_cleanly_and_remembers_it_after_restart(
         task_id = accepted.json()["task_id"]
         done = await _wait_done(http, task_id)
         assert done["status"] == "SUCCESS", done
+    # The banner names both metrics endpoints; each counted the job.
+    assert f"{first.api_url}/metrics (API, control worker)" in output
+    gpu_metrics = re.search(r"(http://127\.0\.0\.1:\d+/metrics) \(GPU worker\)", output)
+    assert gpu_metrics is not None, output
+    api = await scrape(f"{first.api_url}/metrics")
+    assert api.value("comfy_generations_total", workflow="smoke_image", status="SUCCESS") == 1
+    assert (await scrape(gpu_metrics.group(1))).total("comfy_queue_wait_seconds_count") == 1
 
     tree = descendants(first.process.pid)
     assert len(tree) >= 3, first.output()  # Temporal, GPU worker, ComfyUI emulator

@@ -1,5 +1,6 @@
 """Node classes of the ComfyUI emulator: a few stock image nodes executed for real with Pillow,
-plus test-only nodes (a progress-reporting sampler, fake audio/video savers).
+the stock model loaders (their choices are the files in the models folders, as in ComfyUI), plus
+test-only nodes (a progress-reporting sampler, fake audio/video savers).
 
 Input specs follow `/object_info` of ComfyUI 0.8.0 (comfyui-protocol.md §5); validation and
 caching rules live in emulator_server.py. This is a test double, not ComfyUI code.
@@ -34,8 +35,23 @@ STRING = "STRING"
 BOOLEAN = "BOOLEAN"
 ANY = "*"
 
-# Filled by the server at startup: "output" / "input" / "temp" roots for annotated file names.
+# Filled by the server at startup: "output" / "input" / "temp" roots for annotated file names,
+# and "models", the folder the loaders list (<base directory>/models, comfyui-protocol.md §1.3).
 DIRECTORIES: dict[str, Path] = {}
+
+# ComfyUI's model folder names and the subfolders of models/ each reads, legacy names included
+# (folder_paths.py, `folder_names_and_paths`), and the file extensions it lists
+# (`supported_pt_extensions`).
+MODEL_FOLDERS = {
+    "checkpoints": ("checkpoints",),
+    "loras": ("loras",),
+    "vae": ("vae",),
+    "diffusion_models": ("unet", "diffusion_models"),
+    "text_encoders": ("text_encoders", "clip"),
+    "controlnet": ("controlnet", "t2i_adapter"),
+    "upscale_models": ("upscale_models",),
+}
+MODEL_EXTENSIONS = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 
@@ -89,6 +105,10 @@ class Node:
     DESCRIPTION = ""
     HEAVY = False  # run in a thread so a long Pillow call never blocks the server loop
     NOT_IDEMPOTENT = False
+    # Inputs whose choices are the files of a model folder, listed on every call (input -> folder).
+    MODEL_INPUTS: dict[str, str] = {}
+    # A V3-schema node: its combos read ["COMBO", {"options": [...]}] (comfyui-protocol.md §2.8).
+    V3_SCHEMA = False
 
     @classmethod
     def validate(cls, inputs: dict, input_dir: Path) -> list[tuple[str, str]]:
@@ -411,10 +431,12 @@ class EmulatorSampler(Node):
         "steps": (INT, {"default": 20, "min": 1, "max": 10000}),
         "seconds_per_step": (FLOAT, {"default": 0.0, "min": 0.0, "max": 60.0, "step": 0.001}),
     }
+    # A loader's MODEL may feed it, so graphs with model loaders run on the emulator.
+    OPTIONAL = {"model": ("MODEL", {})}
     RETURN_TYPES = (IMAGE,)
     CATEGORY = "sampling"
 
-    async def execute(self, ctx, images, steps, seconds_per_step):
+    async def execute(self, ctx, images, steps, seconds_per_step, model=None):
         for step in range(1, steps + 1):
             if seconds_per_step > 0:
                 await asyncio.sleep(seconds_per_step)
@@ -503,6 +525,154 @@ class EmulatorSaveVideo(Node):
         )
 
 
+def model_files(folder: str) -> list[str]:
+    """ComfyUI's `get_filename_list(folder)`: every file with a model extension under the
+    folder's subfolders of models/, recursively, as relative paths with "/", sorted, each once.
+    Read on every call, so a file copied in shows in the next /object_info."""
+    root = DIRECTORIES.get("models")
+    found: set[str] = set()
+    if root is None:
+        return []
+    for sub in MODEL_FOLDERS[folder]:
+        base = root / sub
+        if not base.is_dir():
+            continue
+        for path in base.rglob("*"):
+            if path.is_file() and path.suffix.lower() in MODEL_EXTENSIONS:
+                found.add(path.relative_to(base).as_posix())
+    return sorted(found)
+
+
+def input_specs(cls: type[Node]) -> tuple[dict[str, tuple[Any, dict]], dict[str, tuple[Any, dict]]]:
+    """REQUIRED and OPTIONAL with each model input's choices listed now."""
+
+    def resolve(items: dict[str, tuple[Any, dict]]) -> dict[str, tuple[Any, dict]]:
+        return {
+            name: (model_files(cls.MODEL_INPUTS[name]), opts)
+            if name in cls.MODEL_INPUTS
+            else (kind, opts)
+            for name, (kind, opts) in items.items()
+        }
+
+    return resolve(cls.REQUIRED), resolve(cls.OPTIONAL)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What a loader hands downstream: the emulator loads no weights, it names the files."""
+
+    kind: str
+    files: tuple[str, ...]
+
+
+class CheckpointLoaderSimple(Node):
+    REQUIRED = {
+        "ckpt_name": ([], {"tooltip": "The name of the checkpoint (model) to load."}),
+    }
+    MODEL_INPUTS = {"ckpt_name": "checkpoints"}
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    CATEGORY = "loaders"
+    DESCRIPTION = (
+        "Loads a diffusion model checkpoint, diffusion models are used to denoise latents."
+    )
+
+    async def execute(self, ctx, ckpt_name):
+        files = (ckpt_name,)
+        return NodeResult(tuple(LoadedModel(kind, files) for kind in self.RETURN_TYPES))
+
+
+_STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
+_STRENGTH_TIP = "How strongly to modify the {} model. This value can be negative."
+
+
+class LoraLoader(Node):
+    REQUIRED = {
+        "model": ("MODEL", {"tooltip": "The diffusion model the LoRA will be applied to."}),
+        "clip": ("CLIP", {"tooltip": "The CLIP model the LoRA will be applied to."}),
+        "lora_name": ([], {"tooltip": "The name of the LoRA."}),
+        "strength_model": (
+            FLOAT,
+            {**_STRENGTH, "tooltip": _STRENGTH_TIP.format("diffusion")},
+        ),
+        "strength_clip": (
+            FLOAT,
+            {**_STRENGTH, "tooltip": _STRENGTH_TIP.format("CLIP")},
+        ),
+    }
+    MODEL_INPUTS = {"lora_name": "loras"}
+    RETURN_TYPES = ("MODEL", "CLIP")
+    CATEGORY = "loaders"
+
+    async def execute(self, ctx, model, clip, lora_name, strength_model, strength_clip):
+        return NodeResult(
+            (
+                LoadedModel("MODEL", (*model.files, lora_name)),
+                LoadedModel("CLIP", (*clip.files, lora_name)),
+            )
+        )
+
+
+class LoraLoaderModelOnly(Node):
+    REQUIRED = {
+        "model": ("MODEL", {}),
+        "lora_name": ([], {}),
+        "strength_model": (FLOAT, dict(_STRENGTH)),
+    }
+    MODEL_INPUTS = {"lora_name": "loras"}
+    RETURN_TYPES = ("MODEL",)
+    CATEGORY = "loaders"
+
+    async def execute(self, ctx, model, lora_name, strength_model):
+        return NodeResult((LoadedModel("MODEL", (*model.files, lora_name)),))
+
+
+class VAELoader(Node):
+    REQUIRED = {"vae_name": ([], {})}
+    MODEL_INPUTS = {"vae_name": "vae"}
+    RETURN_TYPES = ("VAE",)
+    CATEGORY = "loaders"
+
+    async def execute(self, ctx, vae_name):
+        return NodeResult((LoadedModel("VAE", (vae_name,)),))
+
+
+class UNETLoader(Node):
+    REQUIRED = {
+        "unet_name": ([], {}),
+        "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"], {}),
+    }
+    MODEL_INPUTS = {"unet_name": "diffusion_models"}
+    RETURN_TYPES = ("MODEL",)
+    CATEGORY = "advanced/loaders"
+
+    async def execute(self, ctx, unet_name, weight_dtype):
+        return NodeResult((LoadedModel("MODEL", (unet_name,)),))
+
+
+class ControlNetLoader(Node):
+    REQUIRED = {"control_net_name": ([], {})}
+    MODEL_INPUTS = {"control_net_name": "controlnet"}
+    RETURN_TYPES = ("CONTROL_NET",)
+    CATEGORY = "loaders"
+
+    async def execute(self, ctx, control_net_name):
+        return NodeResult((LoadedModel("CONTROL_NET", (control_net_name,)),))
+
+
+class UpscaleModelLoader(Node):
+    """A V3-schema loader, so the emulator also serves the ["COMBO", {"options"}] form [inferred:
+    comfy_extras/nodes_upscale_model.py uses comfy_api.latest's io.Combo]."""
+
+    REQUIRED = {"model_name": ([], {})}
+    MODEL_INPUTS = {"model_name": "upscale_models"}
+    V3_SCHEMA = True
+    RETURN_TYPES = ("UPSCALE_MODEL",)
+    CATEGORY = "loaders"
+
+    async def execute(self, ctx, model_name):
+        return NodeResult((LoadedModel("UPSCALE_MODEL", (model_name,)),))
+
+
 NODE_CLASSES: dict[str, type[Node]] = {
     cls.__name__: cls
     for cls in (
@@ -520,6 +690,13 @@ NODE_CLASSES: dict[str, type[Node]] = {
         EmulatorSampler,
         EmulatorSaveAudio,
         EmulatorSaveVideo,
+        CheckpointLoaderSimple,
+        LoraLoader,
+        LoraLoaderModelOnly,
+        VAELoader,
+        UNETLoader,
+        ControlNetLoader,
+        UpscaleModelLoader,
     )
 }
 
@@ -530,7 +707,9 @@ def object_info(cls: type[Node], input_dir: Path) -> dict:
     def spec(items: dict[str, tuple[Any, dict]]) -> dict:
         out = {}
         for name, (kind, opts) in items.items():
-            if cls is LoadImage and name == "image":
+            if cls.V3_SCHEMA and isinstance(kind, list):
+                out[name] = ["COMBO", {**opts, "options": kind}]
+            elif cls is LoadImage and name == "image":
                 files = (
                     sorted(p.name for p in input_dir.iterdir() if p.is_file())
                     if input_dir.is_dir()
@@ -541,8 +720,9 @@ def object_info(cls: type[Node], input_dir: Path) -> dict:
                 out[name] = [kind, opts] if opts else [kind]
         return out
 
+    required, optional = input_specs(cls)
     info: dict[str, Any] = {
-        "input": {"required": spec(cls.REQUIRED)},
+        "input": {"required": spec(required)},
         "input_order": {"required": list(cls.REQUIRED)},
         "output": list(cls.RETURN_TYPES),
         "output_is_list": [False] * len(cls.RETURN_TYPES),
@@ -554,7 +734,15 @@ def object_info(cls: type[Node], input_dir: Path) -> dict:
         "category": cls.CATEGORY,
         "output_node": cls.OUTPUT_NODE,
     }
-    if cls.OPTIONAL:
-        info["input"]["optional"] = spec(cls.OPTIONAL)
-        info["input_order"]["optional"] = list(cls.OPTIONAL)
+    if optional:
+        info["input"]["optional"] = spec(optional)
+        info["input_order"]["optional"] = list(optional)
+    if cls.V3_SCHEMA:
+        info.update(
+            output_tooltips=[None] * len(cls.RETURN_TYPES),
+            output_matchtypes=None,
+            deprecated=False,
+            experimental=False,
+            api_node=False,
+        )
     return info

@@ -35,6 +35,7 @@ from emulator_nodes import (
     InterruptProcessing,
     Node,
     NodeContext,
+    input_specs,
     object_info,
 )
 
@@ -93,6 +94,7 @@ class Directories:
     input: Path
     temp: Path
     user: Path
+    models: Path
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class EmulatorServer:
             "extension": {"manager": {"supports_v4": True}},
         }
         self.background: set[asyncio.Task] = set()
-        DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp)
+        DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp, models=dirs.models)
 
     # ------------------------------------------------------------------ app and routes
     @web.middleware
@@ -467,7 +469,8 @@ class EmulatorServer:
         inputs = node.get("inputs", {})
         errors: list[dict] = []
         upstream_ok = True
-        specs = {**cls.REQUIRED, **cls.OPTIONAL}
+        required, optional = input_specs(cls)
+        specs = {**required, **optional}
         for name, (kind, opts) in specs.items():
             if name not in inputs:
                 if name in cls.REQUIRED:

@@ -147,7 +147,9 @@ def directories(args: argparse.Namespace) -> Directories:
     output.mkdir(parents=True, exist_ok=True)
     if not args.input_directory:
         input_dir.mkdir(parents=True, exist_ok=True)
-    return Directories(output=output, input=input_dir, temp=temp, user=user)
+    # Loaders list <base>/models/<folder> (comfyui-protocol.md §1.3); not created, as in ComfyUI
+    # with a custom base directory [inferred].
+    return Directories(output=output, input=input_dir, temp=temp, user=user, models=base / "models")
 
 
 def cleanup_temp(temp: Path) -> None:

@@ -98,3 +98,19 @@ SMOKE_GRAPH = save_graph("smoke", color=0, width=64, height=64)
 SAMPLED_IMAGE_GRAPH = sampler_graph(2, 0.0, "gen", color=0)
 EMULATOR_SAMPLER_GRAPH = sampler_graph(10, 0.05, "sampled", color=0, width=32, height=32)
 INVERT_IMAGE_GRAPH = invert_loaded_graph()
+
+
+def model_graph(prefix: str = "models") -> Graph:
+    """EmptyImage -> EmulatorSampler fed a checkpoint with a LoRA (the emulator's stock loaders,
+    whose choices are the files in its models folder) -> SaveImage."""
+    sampler = emulator_sampler("1", 1, 0.0)
+    sampler["inputs"]["model"] = ["3", 0]
+    return {
+        "1": empty_image(16, 16, color=0),
+        "2": node("CheckpointLoaderSimple", "Checkpoint", ckpt_name="common.safetensors"),
+        "3": node(
+            "LoraLoaderModelOnly", "LoRA", model=["2", 0], lora_name="None", strength_model=1.0
+        ),
+        "4": sampler,
+        "5": save_image("4", prefix),
+    }

@@ -103,7 +103,12 @@ class GenerationStack:
         await self.gpu_workers[0].emulator.set_faults(**faults)
 
     async def start_gpu_worker(
-        self, name: str | None = None, *, shutdown_grace: float = 5.0, **emulator_kwargs: Any
+        self,
+        name: str | None = None,
+        *,
+        shutdown_grace: float = 5.0,
+        inventory_interval: float | None = None,
+        **emulator_kwargs: Any,
     ) -> RunningGpuWorker:
         """A GPU worker on the stack's pool driving an emulator of its own; returns once it
         polls. `emulator_kwargs` go to the emulator's ComfyUIProcess."""
@@ -120,7 +125,10 @@ class GenerationStack:
             pool=self.pool,
             data_dir=self.data_dir,
             shutdown_grace=timedelta(seconds=shutdown_grace),
+            control_queue=self.control_queue,
         )
+        if inventory_interval is not None:
+            settings.inventory_interval = timedelta(seconds=inventory_interval)
         # Its own connection, as a separate process would have: the SDK refuses two Workers on
         # one task queue over the same client.
         client = await connect_temporal(self.address)
