@@ -27,9 +27,11 @@ def clean_environment() -> dict[str, str]:
 
 
 def gpu_worker_command(
-    *, pool: str, name: str, data_dir: Path, temporal_address: str, shutdown_grace: float
+    *, pool: str, name: str, data_dir: Path, temporal_address: str | None, shutdown_grace: float
 ) -> list[str]:
-    """`comfy-temporal gpu-worker` launching the ComfyUI emulator on the CPU, with caching off."""
+    """`comfy-temporal gpu-worker` launching the ComfyUI emulator on the CPU, with caching off;
+    without `temporal_address` it finds Temporal through the environment, as in production."""
+    address = ["--temporal-address", temporal_address] if temporal_address else []
     return [
         COMFY_TEMPORAL, "gpu-worker",
         "--comfyui", str(EMULATOR_DIR),
@@ -38,7 +40,7 @@ def gpu_worker_command(
         "--pool", pool,
         "--name", name,
         "--data-dir", str(data_dir),
-        "--temporal-address", temporal_address,
+        *address,
         "--shutdown-grace", f"{shutdown_grace:g}",
     ]  # fmt: skip
 
