@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -92,7 +93,7 @@ class S3OutputStore(OutputStore):
         # One client per process: botocore clients are thread-safe, and creating one resolves
         # the credential chain (profile files, instance metadata) once.
         try:
-            self._client = client if client is not None else boto3.session.Session().client("s3")
+            self._client = client if client is not None else _s3_client()
         except BotoCoreError as err:  # e.g. a profile that does not exist
             raise OutputStoreError(
                 f"cannot set up the S3 client for {self.location}: {err}"
@@ -398,3 +399,12 @@ def _stored_files(manifest: dict[str, Any]) -> list[StoredFile]:
         )
         for f in manifest.get("files", [])
     ]
+
+
+def _s3_client() -> Any:
+    """An S3 client configured the standard way. botocore reads the region from AWS_DEFAULT_REGION
+    and the config file but not from AWS_REGION, the name the other AWS SDKs and most S3-compatible
+    stores' guides use; honour that one too, below the others."""
+    session = boto3.session.Session()
+    region = session.region_name or os.environ.get("AWS_REGION") or None
+    return session.client("s3", region_name=region)

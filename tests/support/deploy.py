@@ -71,8 +71,9 @@ def settings_environment_names() -> frozenset[str]:
 
 
 def aws_environment_names() -> frozenset[str]:
-    """What the AWS SDK (botocore, under boto3) reads: its session variables and credentials."""
-    names = {"AWS_ENDPOINT_URL"}
+    """What the AWS SDK (botocore, under boto3) reads: its session variables and credentials; and
+    AWS_REGION, which activities/io/s3_store.py reads where botocore does not."""
+    names = {"AWS_ENDPOINT_URL", "AWS_REGION"}
     for spec in botocore.configprovider.BOTOCORE_DEFAUT_SESSION_VARIABLES.values():
         env = spec[1]
         names.update([env] if isinstance(env, str) else env or ())
