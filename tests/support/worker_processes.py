@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,19 +153,25 @@ class GpuWorkerProcess(WorkerProcess):
         *,
         pool: str,
         shutdown_grace: float = 5,
+        extra_args: Sequence[str] = (),
     ) -> None:
         super().__init__(name, address, log_dir)
         self.data_dir = data_dir
         self.pool = pool
         self.shutdown_grace = shutdown_grace
+        # More `gpu-worker` flags, e.g. --recycle-rss-mb or --comfyui-arg=--leak-mb-per-prompt=1.
+        self.extra_args = list(extra_args)
 
     def command(self) -> list[str]:
-        return gpu_worker_command(
-            pool=self.pool,
-            name=self.name,
-            data_dir=self.data_dir,
-            temporal_address=self.address,
-            shutdown_grace=self.shutdown_grace,
+        return (
+            gpu_worker_command(
+                pool=self.pool,
+                name=self.name,
+                data_dir=self.data_dir,
+                temporal_address=self.address,
+                shutdown_grace=self.shutdown_grace,
+            )
+            + self.extra_args
         )
 
     @property
