@@ -225,11 +225,16 @@ class GenerationWorkflow:
         )
         task_id = workflow.info().workflow_id
         started = workflow.now()
-        self._status.phase = "rendering"
         self._status.started_at = started
-        workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
-
-        prepared = await self._prepare(task_id, request)
+        if request.prepared is not None:
+            # Rendered by the API at submit, which also set the search attributes at start: the
+            # GPU step is this workflow task's only command. The input selects this path, so
+            # histories started without `prepared` replay on the other one.
+            prepared = request.prepared
+        else:
+            self._status.phase = "rendering"
+            workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
+            prepared = await self._prepare(task_id, request)
         self._status.params = prepared.params
         if admission:
             await self._admit(task_id, prepared.pool)
@@ -240,10 +245,14 @@ class GenerationWorkflow:
             if request.options.worker
             else pool_task_queue(prepared.pool)
         )
-        attributes = [SA_WORKFLOW.value_set(prepared.workflow_id), SA_POOL.value_set(prepared.pool)]
-        if request.options.worker:
-            attributes.append(SA_WORKER.value_set(request.options.worker))
-        workflow.upsert_search_attributes(attributes)
+        if request.prepared is None:
+            attributes = [
+                SA_WORKFLOW.value_set(prepared.workflow_id),
+                SA_POOL.value_set(prepared.pool),
+            ]
+            if request.options.worker:
+                attributes.append(SA_WORKER.value_set(request.options.worker))
+            workflow.upsert_search_attributes(attributes)
 
         self._status.phase = "running"
         self._status.attempt = 1
