@@ -9,14 +9,23 @@ failure gives SUCCESS / FAILURE with the final counts.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
-from temporalio.api.enums.v1 import BatchOperationType, EventType, PendingActivityState
+from temporalio.api.enums.v1 import (
+    BatchOperationType,
+    EventType,
+    HistoryEventFilterType,
+    PendingActivityState,
+)
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeBatchOperationRequest,
+    GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryReverseRequest,
     ListBatchOperationsRequest,
 )
@@ -180,6 +189,35 @@ def _set_final_counts(
         task.attempts, task.infrastructure_retries = result.attempts, result.infrastructure_retries
     elif error is not None and error.infrastructure_retries is not None:
         task.attempts, task.infrastructure_retries = error.attempt, error.infrastructure_retries
+
+
+async def wait_until_closed(
+    client: Client, task_id: str, run_id: str | None, seconds: float
+) -> None:
+    """Return once the run has closed, or after `seconds`, whichever comes first.
+
+    A long poll on the run's close event (the server answers the moment it is written, and
+    after its own long-poll interval with nothing, then we ask again), so a waiting client costs
+    no RPC while the task runs. A run continued as new also counts as closed: the caller reads
+    the task again and sees where it went.
+    """
+    request = GetWorkflowExecutionHistoryRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=task_id, run_id=run_id or ""),
+        wait_new_event=True,
+        history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+        skip_archival=True,
+    )
+    # builtins: temporalio's TimeoutError (a workflow's) is imported above.
+    with contextlib.suppress(builtins.TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                page = await client.workflow_service.get_workflow_execution_history(
+                    request, retry=True, timeout=timedelta(seconds=seconds + 5)
+                )
+                if page.history.events or not page.next_page_token:
+                    return
+                request.next_page_token = page.next_page_token
 
 
 async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -> str | None:
