@@ -169,6 +169,7 @@ class ExecuteActivities:
         models: ModelStore | None = None,
         on_job_end: Callable[[], None] | None = None,
         tracer: Tracer | None = None,
+        record_execution: Callable[[float], None] | None = None,
     ) -> None:
         self._comfy = comfy
         # Where model files given by URL go; None: this worker refuses them (docs/models.md).
@@ -190,6 +191,8 @@ class ExecuteActivities:
         self.hand_back_on_shutdown = True
         # With traces on: a span per node ComfyUI ran, failed attempts included.
         self._tracer = tracer
+        # Told ComfyUI's execution time of each prompt that ran: the prefetch depth follows it.
+        self._record_execution = record_execution
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -261,6 +264,8 @@ class ExecuteActivities:
             staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
             node_timings = tracker.nodes.timings()
+            if self._record_execution is not None:
+                self._record_execution(result.execution_seconds or 0.0)
             tracker.progress.phase = "storing"
             tracker.heartbeat()
             # An upload to an object store can outlast the heartbeat timeout: keep beating.
