@@ -13,7 +13,7 @@ from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.page_tokens import fetch_page
 from api.schemas import CancelAnswer, TaskPage
-from api.tasks.reader import read_task, summarize, wait_until_closed
+from api.tasks.reader import read_task, summarize, wait_for_end
 from temporal_workflows.names import GENERATION_WORKFLOW, SA_BATCH, SA_WORKFLOW
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -113,8 +113,7 @@ async def get_task(
 ) -> TaskPublic:
     task = await read_task(temporal, task_id, base_url, signer)
     if wait and task.status in ("PENDING", "STARTED"):
-        await wait_until_closed(temporal, task_id, None, wait)
-        task = await read_task(temporal, task_id, base_url, signer)
+        task = await wait_for_end(temporal, task, wait, base_url, signer)
     return task
 
 
