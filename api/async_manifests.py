@@ -39,6 +39,19 @@ class AsyncManifestRegistry:
         """The manifest and the validated params, in one trip to the worker thread."""
         return await asyncio.to_thread(self._checked, workflow_id, params)
 
+    async def rendered(
+        self, workflow_id: str, params: Mapping[str, Any]
+    ) -> tuple[WorkflowManifest, PreparedPrompt]:
+        """The manifest and its graph rendered with `params`, in one trip to the worker thread;
+        raises UnknownWorkflow or ParamsInvalid (every bad field at once), as `validate`."""
+        return await asyncio.to_thread(self._rendered, workflow_id, params)
+
+    def _rendered(
+        self, workflow_id: str, params: Mapping[str, Any]
+    ) -> tuple[WorkflowManifest, PreparedPrompt]:
+        manifest = self.registry.get(workflow_id)
+        return manifest, _prepared(manifest, params)
+
     async def prepared(
         self, manifest: WorkflowManifest, params: Mapping[str, Any]
     ) -> PreparedPrompt:

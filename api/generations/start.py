@@ -146,7 +146,9 @@ async def start_generation(
     # Inline (base64) images are stored apart, under their own limit (api/generations/inputs.py).
     check_params_size(inline_images_removed(body.params))
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
-    manifest, checked = await manifests.checked(body.workflow_id, body.params)
+    # Rendered here, so the workflow goes straight to the GPU step (no render step of its own).
+    manifest, prepared = await manifests.rendered(body.workflow_id, body.params)
+    checked = prepared.params
     callback_url = await checked_callback_url(body, settings)
     options = body.options
     if options is not None and options.worker:
@@ -165,8 +167,8 @@ async def start_generation(
         )
     params = await stage_image_inputs(manifest, body.params, settings, store)
     await check_model_urls(manifest, params, settings)
-    # Rendered here, so the workflow goes straight to the GPU step (no render step of its own).
-    prepared = await manifests.prepared(manifest, params)
+    if params != body.params:  # inline images were stored: the graph takes their references
+        prepared = await manifests.prepared(manifest, params)
     # Last, so that a refused job costs nothing else, and an admitted one counts at once.
     await check_admission(admission, manifest.pool)
     start = generation_start(
