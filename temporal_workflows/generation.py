@@ -215,8 +215,10 @@ class GenerationWorkflow:
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         # Decided first, before any command: replay then meets the patch marker where it was
-        # recorded, not after the local activity's marker.
-        two_budgets = workflow.patched(TWO_BUDGETS_PATCH)
+        # recorded, not after the local activity's marker. A request rendered at submit was
+        # started by code that has the two budgets, so it needs no patch marker (nor the upsert
+        # of TemporalChangeVersion that comes with one: two history events per generation).
+        two_budgets = request.prepared is not None or workflow.patched(TWO_BUDGETS_PATCH)
         # A schedule's run asks whether its pool takes one more job (POST /generate asked before
         # it started the workflow); only runs of schedules take this step (so only they carry the
         # marker), and only those recorded with the patch, so older histories replay unchanged.
