@@ -18,27 +18,30 @@ from api.errors import TemporalUnavailable
 from api.page_tokens import PageTokens
 from api.settings import Settings
 
+# The getters are `async def`: FastAPI runs a plain `def` dependency in a thread pool, a hop per
+# dependency and request that cost more than the handler of POST /generate itself (py-spy).
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     client: Client | None = getattr(request.app.state, "temporal", None)
     if client is None:
         raise TemporalUnavailable("not connected to Temporal yet")
     return client
 
 
-def get_manifests(request: Request) -> AsyncManifestRegistry:
+async def get_manifests(request: Request) -> AsyncManifestRegistry:
     manifests: AsyncManifestRegistry = request.app.state.manifests
     return manifests
 
 
-def get_base_url(request: Request) -> str:
+async def get_base_url(request: Request) -> str:
     """Where clients reach this API: the configured public URL, else the URL of this request."""
-    settings = get_settings(request)
+    settings: Settings = request.app.state.settings
     if settings.public_url:
         return settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
@@ -57,7 +60,7 @@ ManifestsDep = Annotated[AsyncManifestRegistry, Depends(get_manifests)]
 BaseUrlDep = Annotated[str, Depends(get_base_url)]
 
 
-def get_output_store(request: Request) -> OutputStore:
+async def get_output_store(request: Request) -> OutputStore:
     store: OutputStore = request.app.state.output_store
     return store
 
@@ -65,7 +68,7 @@ def get_output_store(request: Request) -> OutputStore:
 OutputStoreDep = Annotated[OutputStore, Depends(get_output_store)]
 
 
-def get_url_signer(request: Request) -> UrlSigner:
+async def get_url_signer(request: Request) -> UrlSigner:
     signer: UrlSigner = request.app.state.url_signer
     return signer
 
@@ -73,7 +76,7 @@ def get_url_signer(request: Request) -> UrlSigner:
 UrlSignerDep = Annotated[UrlSigner, Depends(get_url_signer)]
 
 
-def get_page_tokens(request: Request) -> PageTokens:
+async def get_page_tokens(request: Request) -> PageTokens:
     tokens: PageTokens = request.app.state.page_tokens
     return tokens
 
@@ -136,6 +139,6 @@ async def require_download_access(
     if has_valid_api_key(request):
         return
     if expires is not None or sig is not None:
-        get_url_signer(request).verify(task_id, filename, expires, sig)
+        (await get_url_signer(request)).verify(task_id, filename, expires, sig)
         return
     await require_api_key(request, bearer, x_api_key)

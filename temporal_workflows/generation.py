@@ -215,8 +215,10 @@ class GenerationWorkflow:
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         # Decided first, before any command: replay then meets the patch marker where it was
-        # recorded, not after the local activity's marker.
-        two_budgets = workflow.patched(TWO_BUDGETS_PATCH)
+        # recorded, not after the local activity's marker. A request rendered at submit was
+        # started by code that has the two budgets, so it needs no patch marker (nor the upsert
+        # of TemporalChangeVersion that comes with one: two history events per generation).
+        two_budgets = request.prepared is not None or workflow.patched(TWO_BUDGETS_PATCH)
         # A schedule's run asks whether its pool takes one more job (POST /generate asked before
         # it started the workflow); only runs of schedules take this step (so only they carry the
         # marker), and only those recorded with the patch, so older histories replay unchanged.
@@ -225,11 +227,16 @@ class GenerationWorkflow:
         )
         task_id = workflow.info().workflow_id
         started = workflow.now()
-        self._status.phase = "rendering"
         self._status.started_at = started
-        workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
-
-        prepared = await self._prepare(task_id, request)
+        if request.prepared is not None:
+            # Rendered by the API at submit, which also set the search attributes at start: the
+            # GPU step is this workflow task's only command. The input selects this path, so
+            # histories started without `prepared` replay on the other one.
+            prepared = request.prepared
+        else:
+            self._status.phase = "rendering"
+            workflow.set_current_details(f"**rendering** `{request.workflow_id}`")
+            prepared = await self._prepare(task_id, request)
         self._status.params = prepared.params
         if admission:
             await self._admit(task_id, prepared.pool)
@@ -240,10 +247,14 @@ class GenerationWorkflow:
             if request.options.worker
             else pool_task_queue(prepared.pool)
         )
-        attributes = [SA_WORKFLOW.value_set(prepared.workflow_id), SA_POOL.value_set(prepared.pool)]
-        if request.options.worker:
-            attributes.append(SA_WORKER.value_set(request.options.worker))
-        workflow.upsert_search_attributes(attributes)
+        if request.prepared is None:
+            attributes = [
+                SA_WORKFLOW.value_set(prepared.workflow_id),
+                SA_POOL.value_set(prepared.pool),
+            ]
+            if request.options.worker:
+                attributes.append(SA_WORKER.value_set(request.options.worker))
+            workflow.upsert_search_attributes(attributes)
 
         self._status.phase = "running"
         self._status.attempt = 1

@@ -36,11 +36,20 @@ class GenerationOptions(_Payload):
 
 
 class GenerationRequest(_Payload):
-    """Input of GenerationWorkflow: what the client asked for, before rendering."""
+    """Input of GenerationWorkflow: what the client asked for, and the graph when the API
+    already rendered it."""
 
     workflow_id: str
     params: dict[str, Any] = Field(default_factory=dict)
     options: GenerationOptions = Field(default_factory=GenerationOptions)
+    prepared: PreparedPrompt | None = Field(
+        default=None,
+        description=(
+            "The graph the API rendered at submit (POST /generate); the workflow then runs it "
+            "without its own `prepare_generation` step. None: the workflow renders it when it "
+            "runs (schedules, starts without the API)."
+        ),
+    )
 
 
 class PrepareInput(_Payload):

@@ -115,31 +115,38 @@ class _ProgressTracker:
             return
         if isinstance(event, PromptQueued):
             progress.queue_position = event.queue_position
-        elif isinstance(event, PromptStarted):
-            self._mark_started()
-        elif isinstance(event, NodeExecuting):
-            self._mark_started()
+            self.heartbeat()
+            return
+        if not isinstance(event, PromptStarted | NodeExecuting | NodeProgress):
+            return
+        started = self._mark_started()
+        if isinstance(event, NodeExecuting):
             progress.node = event.node_id
             progress.class_type = event.class_type
             progress.step = None
             progress.max = None
         elif isinstance(event, NodeProgress):
-            self._mark_started()
             progress.node = event.node_id
             progress.step = int(event.value)
             progress.max = int(event.max)
             if event.max > 0:
                 progress.percent = round(100.0 * event.value / event.max, 1)
-        else:
-            return
-        self.heartbeat()
+        # Only the start is sent at once. Nodes and steps ride on the ticker's heartbeat (every
+        # tick, which is the SDK's throttle interval anyway): each heartbeat call encodes the
+        # Progress and crosses into the SDK core, which sends only the latest one per interval;
+        # per node and step, that was the GPU worker's largest cost on short jobs (py-spy).
+        if started:
+            self.heartbeat()
 
-    def _mark_started(self) -> None:
-        if self.started_monotonic is None:
-            self.started_monotonic = time.monotonic()
-            self.started_at = datetime.now(UTC)
-            self.progress.phase = "running"
-            self.progress.queue_position = None
+    def _mark_started(self) -> bool:
+        """Note that ComfyUI runs the prompt; True the first time."""
+        if self.started_monotonic is not None:
+            return False
+        self.started_monotonic = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.progress.phase = "running"
+        self.progress.queue_position = None
+        return True
 
     def heartbeat(self) -> None:
         self.progress.updated_at = datetime.now(UTC)
@@ -162,6 +169,7 @@ class ExecuteActivities:
         models: ModelStore | None = None,
         on_job_end: Callable[[], None] | None = None,
         tracer: Tracer | None = None,
+        record_execution: Callable[[float], None] | None = None,
     ) -> None:
         self._comfy = comfy
         # Where model files given by URL go; None: this worker refuses them (docs/models.md).
@@ -183,6 +191,8 @@ class ExecuteActivities:
         self.hand_back_on_shutdown = True
         # With traces on: a span per node ComfyUI ran, failed attempts included.
         self._tracer = tracer
+        # Told ComfyUI's execution time of each prompt that ran: the prefetch depth follows it.
+        self._record_execution = record_execution
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -254,6 +264,8 @@ class ExecuteActivities:
             staging = self._store.staging_dir(request.task_id, attempt_key)
             result = await self._run(request, prompt_id, staging, tracker)
             node_timings = tracker.nodes.timings()
+            if self._record_execution is not None:
+                self._record_execution(result.execution_seconds or 0.0)
             tracker.progress.phase = "storing"
             tracker.heartbeat()
             # An upload to an object store can outlast the heartbeat timeout: keep beating.

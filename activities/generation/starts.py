@@ -23,9 +23,10 @@ from temporal_workflows.names import (
     REQUEST_MEMO,
     SA_BATCH,
     SA_POOL,
+    SA_WORKER,
     SA_WORKFLOW,
 )
-from temporal_workflows.payloads import GenerationOptions, GenerationRequest
+from temporal_workflows.payloads import GenerationOptions, GenerationRequest, PreparedPrompt
 
 _SUMMARY_TEXT_CHARS = 60
 
@@ -106,14 +107,19 @@ def build_generation_start(
     memo: Mapping[str, Any] | None = None,
     summary_note: str | None = None,
     batch_id: str | None = None,
+    prepared: PreparedPrompt | None = None,
 ) -> GenerationStart:
     """The start of one generation of `workflow_id` (on GPU pool `pool`) with `params`, already
     checked and staged; `memo` adds entries beside the request, `summary_note` a parenthesis to
     the summary. A batch's item carries its batch id as a search attribute and as its fairness
-    key, so that batches share the GPUs with each other where the server has fairness on."""
+    key, so that batches share the GPUs with each other where the server has fairness on.
+    `prepared`, the graph rendered now, spares the workflow its render step (POST /generate; a
+    schedule's runs render when they run)."""
     request = GenerationRequest(workflow_id=workflow_id, params=params, options=options)
     summary = static_summary(workflow_id, params)
     attributes = [SearchAttributePair(SA_WORKFLOW, workflow_id), SearchAttributePair(SA_POOL, pool)]
+    if options.worker:
+        attributes.append(SearchAttributePair(SA_WORKER, options.worker))
     if batch_id is not None:
         attributes.append(SearchAttributePair(SA_BATCH, batch_id))
     priority = (
@@ -121,10 +127,14 @@ def build_generation_start(
         if options.priority is not None or batch_id is not None
         else Priority.default
     )
+    # The memo keeps what the client asked for; the rendered graph travels in the input only.
+    request_memo = request.model_dump(mode="json")
+    if prepared is not None:
+        request = request.model_copy(update={"prepared": prepared})
     return GenerationStart(
         request=request,
         search_attributes=TypedSearchAttributes(attributes),
-        memo={REQUEST_MEMO: request.model_dump(mode="json"), **(memo or {})},
+        memo={REQUEST_MEMO: request_memo, **(memo or {})},
         static_summary=f"{summary} ({summary_note})" if summary_note else summary,
         priority=priority,
     )

@@ -307,7 +307,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         gpu, GpuWorkerProcessSettings, "prefetch", "--no-prefetch",
         action="store_const", const=False,
         help="take a job only when idle; with prefetch on, a busy worker queues one more job in "
-        "its ComfyUI",
+        "its ComfyUI (up to three when jobs are short)",
     )  # fmt: skip
     recycle = gpu.add_argument_group(
         "recycling",

@@ -4,13 +4,15 @@ It runs two Temporal Workers with `execute_prompt`: one on the pool queue (`comf
 load balancing across GPUs) and one on its own queue (`comfy-gpu-<pool>.<name>`, pinned jobs).
 A Temporal Worker cannot be restarted, so each healthy period of ComfyUI gets new Workers.
 
-Prefetch: the pool Worker may hold a second job only while its first is running, and queues that
-prompt in ComfyUI, so the GPU starts the next job the instant the current one ends. An idle worker
-holds a single poll, and Temporal hands a task to the longest-waiting poll (the server's matcher
-orders waiting pollers by poll start time, service/matching matcher_data.go `pollerPQ`); a busy
-worker's prefetch poll starts only once its job started, so a GPU that was already idle gets the
-next job first. A poll is renewed every minute (matching.longPollExpirationInterval), which can
-reorder them; the effect is then one job waiting behind another on a busy GPU, never a lost job.
+Prefetch: the pool Worker may hold another job only while every job it holds has one, and queues
+that prompt in ComfyUI, so the GPU starts the next job the instant the current one ends; one such
+prompt, or up to three when the recent jobs are shorter than a hand-over between two jobs
+(`PrefetchDepth`). An idle worker holds a single poll, and Temporal hands a task to the
+longest-waiting poll (the server's matcher orders waiting pollers by poll start time,
+service/matching matcher_data.go `pollerPQ`); a busy worker's prefetch poll starts only once its
+jobs have started, so a GPU that was already idle gets the next job first. A poll is renewed
+every minute (matching.longPollExpirationInterval), which can reorder them; the effect is then
+one job waiting behind another on a busy GPU, never a lost job.
 
 Recycling (recycling.py): when a job ends and ComfyUI has passed a limit of the worker's
 RecyclePolicy, the worker stops polling (the pool's jobs go to other GPUs), lets the jobs it holds
@@ -43,7 +45,7 @@ from activities.models.inventory import model_files
 from activities.models.store import ModelStore
 from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
 from activities.workers.metrics import GpuWorkerMetrics
-from activities.workers.prefetch_slots import PrefetchSlotSupplier
+from activities.workers.prefetch_slots import PrefetchDepth, PrefetchSlotSupplier
 from activities.workers.recycling import RecycleCheck, RecyclePolicy, RecycleReason
 from activities.workers.settings import (
     DEFAULT_MAX_MODEL_GB,
@@ -164,6 +166,8 @@ class GpuWorker:
         self._recycle_due: RecycleReason | None = None
         self._recycle_wanted = asyncio.Event()
         self._measuring: asyncio.Task[None] | None = None
+        # Recent jobs' durations, kept across ComfyUI restarts (the Workers are rebuilt).
+        self.prefetch_depth = PrefetchDepth() if settings.prefetch else None
 
     @property
     def recycling(self) -> bool:
@@ -192,6 +196,7 @@ class GpuWorker:
                     models=self.models,
                     on_job_end=(lambda: self._job_ended(comfy)) if self.recycling else None,
                     tracer=self.tracer,
+                    record_execution=self.prefetch_depth.record if self.prefetch_depth else None,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)
@@ -323,7 +328,11 @@ class GpuWorker:
             graceful_shutdown_timeout=settings.shutdown_grace,
             interceptors=[self.metrics.interceptor()],
         )
-        pool_slots = PrefetchSlotSupplier(max_slots=2 if settings.prefetch else 1)
+        pool_slots = (
+            PrefetchSlotSupplier(depth=self.prefetch_depth)
+            if self.prefetch_depth is not None
+            else PrefetchSlotSupplier(max_slots=1)
+        )
         self.pool_slots = pool_slots
         pool_worker = Worker(
             self.client,

@@ -1,11 +1,15 @@
-"""The pool Worker's activity slots: one while the GPU worker is idle, a second (the prefetch) only
-while every slot it holds runs a job. Why this order is fair across GPUs: see gpu.py."""
+"""The pool Worker's activity slots: one while the GPU worker is idle, one more (a prefetch) only
+while every slot it holds has a job, up to as many prefetched prompts as the recent job durations
+need (`PrefetchDepth`). Why this order is fair across GPUs: see gpu.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import statistics
 import threading
+from collections import deque
 
 from temporalio.worker import (
     CustomSlotSupplier,
@@ -15,6 +19,50 @@ from temporalio.worker import (
     SlotReserveContext,
 )
 
+# From the end of one prompt in ComfyUI to the next job's prompt queued there, when none was
+# prefetched: the activity stores its outputs and completes, the slot is polled again, the next
+# job is matched, staged and submitted. 0.1-0.3 s on 2 shared cores (the largest idle gaps of
+# bench/short_jobs.py's backlog with one prefetched prompt were 0.1-0.2 s on 0.1 s jobs).
+HANDOVER_SECONDS = 0.5
+# Prompts queued in ComfyUI behind the running one, at most: each waits for the ones before it,
+# within its attempt's start-to-close time (twice the manifest's limit), so keep it small.
+MAX_PREFETCH = 3
+
+
+class PrefetchDepth:
+    """How many prompts to keep queued in ComfyUI behind the running one: enough that the queue
+    does not run dry during a hand-over, given the recent jobs' ComfyUI execution times. One
+    while nothing was measured yet, or when jobs take longer than a hand-over."""
+
+    def __init__(
+        self,
+        *,
+        handover_seconds: float = HANDOVER_SECONDS,
+        max_prompts: int = MAX_PREFETCH,
+        window: int = 8,
+    ) -> None:
+        self.handover_seconds = handover_seconds
+        self.max_prompts = max_prompts
+        self._recent: deque[float] = deque(maxlen=window)
+        # Read by the slot supplier, which the SDK core may call from its own threads.
+        self._lock = threading.Lock()
+
+    def record(self, execution_seconds: float) -> None:
+        """A job ended after this long in ComfyUI (0 for a prompt it answered from its cache)."""
+        with self._lock:
+            self._recent.append(max(0.0, execution_seconds))
+
+    @property
+    def prompts(self) -> int:
+        with self._lock:
+            recent = list(self._recent)
+        if not recent:
+            return 1
+        typical = statistics.median(recent)
+        if typical <= 0:
+            return self.max_prompts
+        return max(1, min(self.max_prompts, math.ceil(self.handover_seconds / typical)))
+
 
 class _PrefetchPermit(SlotPermit):
     def __init__(self) -> None:
@@ -22,20 +70,28 @@ class _PrefetchPermit(SlotPermit):
 
 
 class PrefetchSlotSupplier(CustomSlotSupplier):
-    """Activity slots of the pool Worker: one while idle, a second only while every reserved
-    slot is busy (the prefetch). Never share one instance between Workers (temporal-notes §3a:
-    a reserved slot sits in a long poll and would starve the other Worker).
+    """Activity slots of the pool Worker: one while idle, one more only while every reserved
+    slot is busy (the prefetch), up to `max_slots`, or with `depth` up to one running plus
+    `depth.prompts` prefetched. Never share one instance between Workers (temporal-notes §3a: a
+    reserved slot sits in a long poll and would starve the other Worker).
 
     `mark_slot_used` / `release_slot` may be called from the SDK core's threads, so counters are
     guarded by a lock and waiters are woken through their own event loop.
     """
 
-    def __init__(self, max_slots: int = 2) -> None:
-        self.max_slots = max_slots
+    def __init__(self, max_slots: int = 2, *, depth: PrefetchDepth | None = None) -> None:
+        self._max_slots = max_slots
+        self.depth = depth
         self._lock = threading.Lock()
         self._reserved = 0
         self._used = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    @property
+    def max_slots(self) -> int:
+        if self.depth is None:
+            return self._max_slots
+        return 1 + self.depth.prompts
 
     @property
     def reserved(self) -> int:

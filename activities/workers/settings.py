@@ -363,7 +363,10 @@ class GpuWorkerProcessSettings(
     prefetch: bool = Field(
         default=True,
         alias="COMFY_PREFETCH",
-        description="Queue one more job in ComfyUI while busy (off: take a job only when idle).",
+        description=(
+            "Queue more jobs in ComfyUI while busy: one, up to three when jobs are short (off:"
+            " take a job only when idle)."
+        ),
     )
     # ComfyUI recycling (activities/workers/recycling.py): every limit is off unless set.
     recycle_rss_mb: float | None = Field(

@@ -43,7 +43,7 @@ from api.settings import Settings
 from api.tasks.queues import queue_pollers
 from manifests.definitions import WorkflowManifest
 from temporal_workflows.names import IDEMPOTENCY_MEMO, worker_task_queue
-from temporal_workflows.payloads import GenerationOptions
+from temporal_workflows.payloads import GenerationOptions, PreparedPrompt
 
 # Re-exported: schedules and tests take the start's shape from here.
 __all__ = ["GenerationStart", "generation_start", "start_generation", "static_summary"]
@@ -89,9 +89,12 @@ def generation_start(
     public_url: str | None = None,
     memo: Mapping[str, Any] | None = None,
     summary_note: str | None = None,
+    prepared: PreparedPrompt | None = None,
 ) -> GenerationStart:
     """The start of one generation of `manifest` with `params` (already checked and staged);
-    `memo` adds entries beside the request, `summary_note` a parenthesis to the summary."""
+    `memo` adds entries beside the request, `summary_note` a parenthesis to the summary;
+    `prepared`, the graph rendered now, spares the workflow its render step (a schedule's runs
+    render when they run)."""
     return build_generation_start(
         manifest.id,
         manifest.pool,
@@ -104,6 +107,7 @@ def generation_start(
         ),
         memo=memo,
         summary_note=summary_note,
+        prepared=prepared,
     )
 
 
@@ -142,7 +146,9 @@ async def start_generation(
     # Inline (base64) images are stored apart, under their own limit (api/generations/inputs.py).
     check_params_size(inline_images_removed(body.params))
     # Reject bad input before anything reaches Temporal (raises UnknownWorkflow / ParamsInvalid).
-    manifest, checked = await manifests.checked(body.workflow_id, body.params)
+    # Rendered here, so the workflow goes straight to the GPU step (no render step of its own).
+    manifest, prepared = await manifests.rendered(body.workflow_id, body.params)
+    checked = prepared.params
     callback_url = await checked_callback_url(body, settings)
     options = body.options
     if options is not None and options.worker:
@@ -161,6 +167,8 @@ async def start_generation(
         )
     params = await stage_image_inputs(manifest, body.params, settings, store)
     await check_model_urls(manifest, params, settings)
+    if params != body.params:  # inline images were stored: the graph takes their references
+        prepared = await manifests.prepared(manifest, params)
     # Last, so that a refused job costs nothing else, and an admitted one counts at once.
     await check_admission(admission, manifest.pool)
     start = generation_start(
@@ -170,6 +178,7 @@ async def start_generation(
         callback_url=callback_url,
         public_url=base_url if callback_url else None,
         memo={IDEMPOTENCY_MEMO: {"body_sha256": fingerprint}} if fingerprint is not None else None,
+        prepared=prepared,
     )
     try:
         await start.start(temporal, task_id, idempotent=fingerprint is not None)

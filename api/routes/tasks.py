@@ -13,7 +13,7 @@ from api.deps import BaseUrlDep, PageTokensDep, TemporalDep, UrlSignerDep
 from api.errors import InvalidQuery
 from api.page_tokens import fetch_page
 from api.schemas import CancelAnswer, TaskPage
-from api.tasks.reader import read_task, summarize
+from api.tasks.reader import read_task, summarize, wait_for_end
 from temporal_workflows.names import GENERATION_WORKFLOW, SA_BATCH, SA_WORKFLOW
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -26,6 +26,9 @@ _STATUS_FILTER: dict[str, str] = {
     "FAILURE": "ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut')",
     "CANCELLED": "ExecutionStatus = 'Canceled'",
 }
+# The longest long poll: below the usual 60-100 s idle timeouts of proxies between client and API.
+MAX_WAIT_SECONDS = 60
+
 # Values pasted into a visibility query: no quotes, so no query injection.
 _QUERY_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
@@ -91,9 +94,27 @@ async def list_tasks(
     summary="Status, progress and result of a task",
 )
 async def get_task(
-    task_id: str, temporal: TemporalDep, base_url: BaseUrlDep, signer: UrlSignerDep
+    task_id: str,
+    temporal: TemporalDep,
+    base_url: BaseUrlDep,
+    signer: UrlSignerDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description=(
+                "Long poll: answer the moment the task ends (SUCCESS, FAILURE, CANCELLED), or"
+                f" with its current state after this many seconds (at most {MAX_WAIT_SECONDS})."
+                " Without it, the current state at once."
+            ),
+        ),
+    ] = None,
 ) -> TaskPublic:
-    return await read_task(temporal, task_id, base_url, signer)
+    task = await read_task(temporal, task_id, base_url, signer)
+    if wait and task.status in ("PENDING", "STARTED"):
+        task = await wait_for_end(temporal, task, wait, base_url, signer)
+    return task
 
 
 @router.post(

@@ -9,14 +9,24 @@ failure gives SUCCESS / FAILURE with the final counts.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
-from temporalio.api.enums.v1 import BatchOperationType, EventType, PendingActivityState
+from temporalio.api.enums.v1 import (
+    BatchOperationType,
+    EventType,
+    HistoryEventFilterType,
+    PendingActivityState,
+)
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import (
     DescribeBatchOperationRequest,
+    GetWorkflowExecutionHistoryRequest,
     GetWorkflowExecutionHistoryReverseRequest,
     ListBatchOperationsRequest,
 )
@@ -180,6 +190,71 @@ def _set_final_counts(
         task.attempts, task.infrastructure_retries = result.attempts, result.infrastructure_retries
     elif error is not None and error.infrastructure_retries is not None:
         task.attempts, task.infrastructure_retries = error.attempt, error.infrastructure_retries
+
+
+async def wait_for_end(
+    client: Client,
+    task: TaskPublic,
+    seconds: float,
+    base_url: str,
+    signer: UrlSigner | None = None,
+) -> TaskPublic:
+    """`task`, read as PENDING or STARTED, once it has ended, or as it is after `seconds`.
+
+    A long poll on the run's close event (the server answers the moment it is written, and
+    after its own long-poll interval with nothing, then we ask again), so a waiting client costs
+    no RPC while the task runs. A success is read from that event's result; anything else is
+    read again in full.
+    """
+    closed = await _close_event(client, task.task_id, seconds)
+    if (
+        closed is not None
+        and closed.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+        and task.webhook is None  # its final state is in the memo: read it in full
+    ):
+        payloads = closed.workflow_execution_completed_event_attributes.result.payloads
+        try:
+            (result,) = await client.data_converter.decode(payloads, [GenerationResult])
+        except Exception:
+            result = None  # a result of another version: the full read shows what it can
+        if isinstance(result, GenerationResult):
+            ended = task.model_copy(
+                update={
+                    "status": "SUCCESS",
+                    "temporal_status": WorkflowExecutionStatus.COMPLETED.name,
+                    "closed_at": closed.event_time.ToDatetime(tzinfo=UTC),
+                    "progress": None,
+                    "queue": None,
+                    "result": success_result(result, base_url, signer),
+                }
+            )
+            _set_final_counts(ended, result, None)
+            return ended
+    return await read_task(client, task.task_id, base_url, signer)
+
+
+async def _close_event(client: Client, task_id: str, seconds: float) -> HistoryEvent | None:
+    """The close event of the task's current run once it is written, or None after `seconds`."""
+    request = GetWorkflowExecutionHistoryRequest(
+        namespace=client.namespace,
+        execution=ExecutionRef(workflow_id=task_id),
+        wait_new_event=True,
+        history_event_filter_type=HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+        skip_archival=True,
+    )
+    # builtins: temporalio's TimeoutError (a workflow's) is imported above.
+    with contextlib.suppress(builtins.TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                page = await client.workflow_service.get_workflow_execution_history(
+                    request, retry=True, timeout=timedelta(seconds=seconds + 5)
+                )
+                if page.history.events:
+                    return page.history.events[-1]
+                if not page.next_page_token:
+                    return None
+                request.next_page_token = page.next_page_token
+    return None
 
 
 async def read_cancel_reason(client: Client, task_id: str, run_id: str | None) -> str | None:

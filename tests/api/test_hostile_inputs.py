@@ -312,6 +312,8 @@ def must_refuse(target: Target, value: Any, document: dict[str, Any]) -> bool:
     schema_types = {alt.get("type") for alt in _alternatives(target.schema, document)}
     if "integer" in schema_types and re.fullmatch(r"-?[0-9]+", text):
         candidate: Any = int(text) if len(text) < 4000 else text
+    elif "number" in schema_types and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text):
+        candidate = float(text)  # e.g. GET /tasks/{id}?wait=1.5
     else:
         candidate = text
     return not _validator(target.schema, document).is_valid(candidate)

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.comfyui.client import ComfyUIClient
+from activities.generation.prepare import prepared_prompt
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.control import build_control_worker
 from activities.workers.gpu import GpuWorker, GpuWorkerSettings
@@ -26,10 +27,13 @@ from activities.workers.temporal_client import connect_temporal
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
 from api.contract.task_schemas import TaskPublic
+from api.generations.start import generation_start
+from api.schemas import GenerateOptions
 from api.settings import Settings
 from api.tasks.reader import read_task
 from manifests.definitions import DEFAULT_POOL
 from manifests.registry import ManifestRegistry
+from manifests.render import render_prompt
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE, REQUEST_MEMO
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
@@ -193,8 +197,13 @@ class GenerationStack:
         worker: str | None = None,
         callback_url: str | None = None,
         task_id: str | None = None,
+        rendered: bool = False,
     ) -> WorkflowHandle[Any, Any]:
-        """Starts GenerationWorkflow on the stack's control queue directly, without the API."""
+        """Starts GenerationWorkflow on the stack's control queue directly, without the API;
+        `rendered`: as POST /generate starts it, with the graph rendered and the search
+        attributes set (needs the stack's registry), else with the bare request."""
+        if rendered:
+            return await self._submit_rendered(params or {}, workflow_id, worker, task_id)
         request = GenerationRequest(
             workflow_id=workflow_id,
             params=params or {},
@@ -208,6 +217,25 @@ class GenerationStack:
             id=task_id or f"gen-{uuid.uuid4()}",
             task_queue=self.control_queue,
             memo={REQUEST_MEMO: request.model_dump(mode="json")},  # as POST /generate does
+        )
+
+    async def _submit_rendered(
+        self, params: dict[str, Any], workflow_id: str, worker: str | None, task_id: str | None
+    ) -> WorkflowHandle[Any, Any]:
+        assert self.registry is not None, "rendering needs the stack's registry"
+        manifest = self.registry.get(workflow_id)
+        prepared = prepared_prompt(
+            manifest, render_prompt(manifest, params, revision=manifest.revision)
+        )
+        options = GenerateOptions(worker=worker) if worker else None
+        start = generation_start(manifest, params, options, prepared=prepared)
+        return await self.client.start_workflow(
+            GenerationWorkflow.run,
+            start.request,
+            id=task_id or f"gen-{uuid.uuid4()}",
+            task_queue=self.control_queue,
+            search_attributes=start.search_attributes,
+            memo=start.memo,
         )
 
     async def task(self, task_id: str) -> TaskPublic:

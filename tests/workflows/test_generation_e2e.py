@@ -18,6 +18,7 @@ from activities.generation.execute import prompt_id_for
 from activities.io.output_store import LocalOutputStore
 from api.cli.devstack.temporal_server import temporal_cli
 from temporal_workflows.generation import GenerationWorkflow
+from temporal_workflows.names import SA_POOL
 from temporal_workflows.payloads import GenerationError, Progress
 from tests.support.stack import GenerationStack, RunningGpuWorker
 from tests.support.temporal import keep_history, pending_progress
@@ -74,6 +75,26 @@ async def test_generation_succeeds_and_its_file_lands_in_the_output_store(
     assert result.timings["comfy_execution_seconds"] >= 0
     assert gpu.worker.polling.is_set()
     await keep_history(handle, "success")
+
+
+async def test_a_graph_rendered_at_submit_goes_straight_to_the_gpu_step(
+    generation_stack: GenerationStack,
+):
+    await generation_stack.start_gpu_worker("gpu-rendered")
+    handle = await generation_stack.submit({"width": 24}, rendered=True)
+    result = await asyncio.wait_for(handle.result(), 30)
+
+    assert result.worker == "gpu-rendered" and result.params["width"] == 24
+    history = await handle.fetch_history()
+    kinds = [event.event_type for event in history.events]
+    # No render step (local activity marker) and no search attributes upserted before the GPU
+    # step: POST /generate set them when it started the workflow.
+    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds
+    gpu_step = kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in kinds[:gpu_step]
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SA_POOL) == generation_stack.pool
+    await keep_history(handle, "success_rendered_at_submit")
 
 
 async def test_two_gpu_workers_share_a_backlog_of_20_and_each_job_succeeds_once(

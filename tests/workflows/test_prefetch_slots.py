@@ -1,4 +1,5 @@
-"""The GPU worker's pool-queue slot supplier: one poll while idle, one prefetch only while busy."""
+"""The GPU worker's pool-queue slot supplier: one poll while idle, prefetches only while busy,
+as many as the recent job durations need."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from activities.workers.prefetch_slots import PrefetchSlotSupplier
+from activities.workers.prefetch_slots import PrefetchDepth, PrefetchSlotSupplier
 
 CTX = SimpleNamespace(slot_type="activity", task_queue="comfy-gpu-x", is_sticky=False)
 
@@ -81,3 +82,38 @@ async def test_without_prefetch_a_busy_worker_takes_nothing_more():
     first = await supplier.reserve_slot(CTX)  # type: ignore[arg-type]
     used(supplier, first)
     assert supplier.try_reserve_slot(CTX) is None  # type: ignore[arg-type]
+
+
+def busy_slots(supplier: PrefetchSlotSupplier) -> int:
+    """Take and use slots while the supplier grants them without waiting; how many it gave."""
+    while (permit := supplier.try_reserve_slot(CTX)) is not None:  # type: ignore[arg-type]
+        used(supplier, permit)
+    return supplier.reserved
+
+
+def test_prefetch_depth_covers_a_hand_over_with_the_recent_job_durations():
+    depth = PrefetchDepth(handover_seconds=0.5, max_prompts=3)
+    assert depth.prompts == 1  # nothing measured yet
+    for seconds in (10.0, 0.6, 0.4):
+        depth.record(seconds)
+    assert depth.prompts == 1  # median 0.6 s: one queued prompt outlasts a hand-over
+    for _ in range(4):
+        depth.record(0.2)
+    assert depth.prompts == 3  # median 0.2 s: 0.5 / 0.2, rounded up
+    for _ in range(8):
+        depth.record(0.01)
+    assert depth.prompts == 3  # never more than max_prompts
+
+
+async def test_short_jobs_open_more_prefetch_slots_but_only_while_every_slot_is_busy():
+    depth = PrefetchDepth(handover_seconds=0.5, max_prompts=3)
+    supplier = PrefetchSlotSupplier(depth=depth)
+    assert busy_slots(supplier) == 2  # long or unknown jobs: one running, one prefetched
+    for _ in range(8):
+        depth.record(0.1)
+    assert busy_slots(supplier) == 4  # short jobs: one running, three prefetched
+    idle = PrefetchSlotSupplier(depth=depth)
+    permit = idle.try_reserve_slot(CTX)  # type: ignore[arg-type]
+    assert permit is not None
+    # An idle worker (its one slot not busy yet) holds a single poll, however short the jobs.
+    assert idle.try_reserve_slot(CTX) is None  # type: ignore[arg-type]

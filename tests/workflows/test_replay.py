@@ -24,6 +24,8 @@ def test_histories_cover_success_failure_cancellation_and_both_retry_budgets():
     assert {"success", "comfyui_execution_error", "cancel_while_running"} <= names, names
     # Recorded with the two-retry-budgets patch (test_generation_workflow.py); the others without.
     assert {"infrastructure_retries_in_place", "job_retries_spent"} <= names, names
+    # Started as POST /generate starts it, with the graph rendered (test_generation_e2e.py).
+    assert "success_rendered_at_submit" in names, names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
