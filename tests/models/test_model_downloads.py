@@ -160,7 +160,7 @@ async def test_the_api_refuses_a_private_address_by_default(
         )
     assert response.status_code == 422
     (problem,) = response.json()["detail"]
-    assert problem["loc"] == ["body", "params", "checkpoint"]
+    assert problem["loc"] == ["body", "params", "checkpoint", "url"]
     assert "loopback" in problem["msg"]
 
 
