@@ -1,11 +1,11 @@
-# `make test` builds .venv when it is missing or older than pyproject.toml, installs chromium when
-# missing, then runs every test.
+# `make test` builds .venv when it is missing or older than pyproject.toml, installs chromium and
+# iproute2 when missing, then runs every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test browser run lint bench clean
+.PHONY: test browser iproute2 run lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ browser:
 		(apt-get update && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y --no-install-recommends chromium)
 
-test: $(STAMP) browser
+# tests/multihost/ runs each host in a network namespace of its own, made with `ip`; installed here
+# when missing.
+iproute2:
+	command -v ip >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends iproute2)
+
+test: $(STAMP) browser iproute2
 	$(BIN)/python -m pytest
 
 run: $(STAMP)

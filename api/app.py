@@ -33,6 +33,7 @@ from api.metrics import router as metrics_router
 from api.openapi import OpenAPICache
 from api.page_tokens import PageTokens
 from api.routes import (
+    batches,
     generate,
     health,
     loras,
@@ -47,6 +48,7 @@ from manifests.registry import ManifestRegistry
 
 if TYPE_CHECKING:
     from activities.generation.admission import PoolAdmission
+    from activities.workers.tracing import Tracing
 
 log = logging.getLogger("api")
 
@@ -124,9 +126,12 @@ def create_app(
     temporal_client: Client | None = None,
     registry: ManifestRegistry | None = None,
     metrics: ApiMetrics | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The app; `temporal_client` / `registry` / `metrics` replace the ones built from
-    `settings` (give `metrics` a registry that holds the process's other collectors)."""
+    `settings` (give `metrics` a registry that holds the process's other collectors). With
+    `tracing`, every request gets a span; give `temporal_client` its interceptor so that the jobs
+    started join the request's trace."""
     manifests = AsyncManifestRegistry(
         registry or ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
     )
@@ -181,13 +186,18 @@ def create_app(
     # The last added runs first: the size limit, then the text of what is left.
     app.add_middleware(BodyTextCheck)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)  # outermost
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
+    if tracing is not None:
+        from api.tracing import HttpTracingMiddleware
+
+        app.add_middleware(HttpTracingMiddleware, tracer=tracing.tracer)  # outermost
     # Liveness/readiness probes and the docs stay open; outputs check a key or a signature.
     app.include_router(health.router)
     app.include_router(outputs.router)
     keyed = [Depends(require_api_key)]
     for router in (
         generate.router,
+        batches.router,
         tasks.router,
         workflows.router,
         loras.router,

@@ -21,6 +21,7 @@ from activities.workers.settings import (
     LogSettings,
     OutputStoreSettings,
     TemporalSettings,
+    TracingSettings,
     WebhookSettings,
 )
 from api.api_keys import parse_api_keys
@@ -34,6 +35,7 @@ class Settings(
     ImageInputSettings,
     AdmissionSettings,
     LogSettings,
+    TracingSettings,
 ):
     """`comfy-temporal api`; tests build it with keywords (the environment fills the rest)."""
 
@@ -80,6 +82,13 @@ class Settings(
         ge=1024,
         alias="COMFY_MAX_BODY_BYTES",
         description="Largest request body accepted (413 above).",
+    )
+
+    max_batch_items: int = Field(
+        default=1000,
+        ge=1,
+        alias="COMFY_MAX_BATCH_ITEMS",
+        description="Most items one POST /batches may hold (a list, or a sweep's combinations).",
     )
 
     @field_validator("api_keys", "ready_pools", mode="before")

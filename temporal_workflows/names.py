@@ -8,6 +8,8 @@ from temporalio.common import SearchAttributeKey
 GENERATION_WORKFLOW = "GenerationWorkflow"
 # One per GPU pool, id `inventory-<pool>`, on the control queue: which models each worker has.
 POOL_INVENTORY_WORKFLOW = "PoolInventoryWorkflow"
+# Starts the items of a batch (POST /batches) as ordinary GenerationWorkflows; id = the batch id.
+BATCH_WORKFLOW = "BatchWorkflow"
 
 # Activity types: prepare, check_admission, request_cancel and update_priority run as local
 # activities of the control worker, notify on the control queue, execute on a GPU queue.
@@ -17,6 +19,8 @@ EXECUTE_ACTIVITY = "execute_prompt"
 REQUEST_CANCEL_ACTIVITY = "request_cancel"
 UPDATE_PRIORITY_ACTIVITY = "update_priority"
 NOTIFY_ACTIVITY = "notify"
+# BatchWorkflow's one activity, on the control queue.
+START_BATCH_ITEMS_ACTIVITY = "start_batch_items"
 # Id of the (first) execute activity, so `set_priority` (and operators) can address it; a retry
 # the workflow schedules itself is `execute-2`, `execute-3`, ... (`execute_activity_id`).
 EXECUTE_ACTIVITY_ID = "execute"
@@ -36,12 +40,15 @@ INVENTORY_QUERY = "inventory"
 # RETRY_COUNTS_MEMO: a RetryCounts, written when the workflow schedules its second execute
 # activity and each one after.
 # ADMISSION_MEMO: why a schedule's run was skipped (an AdmissionOutcome: its pool was full).
+# BATCH_MEMO: on a batch item, its batch id and index; on a BatchWorkflow, what GET /batches/{id}
+# shows without reading its input (a BatchSummary).
 REQUEST_MEMO = "request"
 ADMISSION_MEMO = "admission"
 WEBHOOK_MEMO = "webhook"
 IDEMPOTENCY_MEMO = "idempotency"
 SCHEDULE_MEMO = "schedule_id"
 RETRY_COUNTS_MEMO = "retry_counts"
+BATCH_MEMO = "batch"
 
 # GenerationWorkflow's patch id of the admission check of a schedule's runs: histories of runs
 # recorded before it replay without the check.
@@ -53,7 +60,9 @@ CONTROL_TASK_QUEUE = "comfy-control"
 SA_WORKFLOW = SearchAttributeKey.for_keyword("ComfyWorkflow")
 SA_POOL = SearchAttributeKey.for_keyword("ComfyPool")
 SA_WORKER = SearchAttributeKey.for_keyword("ComfyWorker")
-SEARCH_ATTRIBUTES = (SA_WORKFLOW, SA_POOL, SA_WORKER)
+# The batch id, on a batch's items and on its BatchWorkflow: GET /tasks?batch_id= filters on it.
+SA_BATCH = SearchAttributeKey.for_keyword("ComfyBatch")
+SEARCH_ATTRIBUTES = (SA_WORKFLOW, SA_POOL, SA_WORKER, SA_BATCH)
 
 
 def execute_activity_id(try_number: int) -> str:
@@ -74,3 +83,9 @@ def worker_task_queue(pool: str, worker: str) -> str:
 def inventory_workflow_id(pool: str) -> str:
     """The id of the pool's PoolInventoryWorkflow: one per pool, found without a lookup."""
     return f"inventory-{pool}"
+
+
+def batch_item_task_id(batch_id: str, index: int) -> str:
+    """The task id of item `index` (from 0) of batch `batch_id`: readable, and known in advance,
+    so a retried start finds the item it already started."""
+    return f"{batch_id}-{index}"

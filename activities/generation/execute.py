@@ -30,6 +30,7 @@ from activities.generation.failures import HandedBack, RunTimedOut, execute_fail
 from activities.generation.image_uploads import upload_image_inputs
 from activities.generation.model_inputs import fetch_model_inputs
 from activities.generation.node_clock import NodeClock
+from activities.generation.node_spans import record_node_spans
 from activities.io.output_store import OutputStore, OutputStoreError
 from activities.workers.logs import job_log_context
 from temporal_workflows.failures import ErrorType, activity_failure, generation_error
@@ -43,6 +44,8 @@ from temporal_workflows.payloads import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from activities.comfyui.client import ComfyUIClient
     from activities.comfyui.events import ComfyEvent
     from activities.comfyui.outputs import PromptResult
@@ -158,6 +161,7 @@ class ExecuteActivities:
         stall_interrupt_grace: float = STALL_INTERRUPT_GRACE,
         models: ModelStore | None = None,
         on_job_end: Callable[[], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._comfy = comfy
         # Where model files given by URL go; None: this worker refuses them (docs/models.md).
@@ -177,6 +181,8 @@ class ExecuteActivities:
         # while the worker drains to recycle ComfyUI: that prompt runs here, next, and no attempt
         # of it is spent.
         self.hand_back_on_shutdown = True
+        # With traces on: a span per node ComfyUI ran, failed attempts included.
+        self._tracer = tracer
 
     @activity.defn(name=EXECUTE_ACTIVITY)
     async def execute_prompt(self, request: ExecuteInput) -> ExecuteResult:
@@ -278,6 +284,8 @@ class ExecuteActivities:
             for model in models:
                 if self._models is not None:
                     self._models.release(model)
+            if self._tracer is not None:
+                record_node_spans(self._tracer, tracker.nodes.runs(), prompt_id=prompt_id)
             self._store.discard_staging(request.task_id, attempt_key)
             if request.previews:
                 if tracker.preview_write is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from activities.comfyui.events import (
@@ -27,12 +28,26 @@ from activities.comfyui.events import (
 from temporal_workflows.payloads import NodeTiming
 
 
+@dataclass(frozen=True)
+class NodeRun:
+    """One run of a node, on this worker's monotonic clock; a cached node's is the instant
+    ComfyUI named it cached (its `execution_cached` message reached the clock)."""
+
+    node_id: str
+    class_type: str | None
+    started: float
+    ended: float
+    cached: bool = False
+
+
 class NodeClock:
     """Collects per-node times from the events of one prompt (`on_event`), for `timings()`."""
 
     def __init__(self, graph: Mapping[str, Any]) -> None:
         self._graph = graph
         self._cached: list[str] = []
+        self._cached_at: float | None = None
+        self._runs: list[NodeRun] = []
         # Node id -> seconds, in the order the nodes first ran. A node can run more than once in
         # one prompt (lazy inputs, async nodes, subgraph expansion, §3.2): its times add up.
         self._seconds: dict[str, float] = {}
@@ -42,6 +57,7 @@ class NodeClock:
     def on_event(self, event: ComfyEvent) -> None:
         if isinstance(event, NodesCached):
             self._cached = list(event.nodes)
+            self._cached_at = time.monotonic()  # the message has no time of its own
         elif isinstance(event, NodeExecuting):
             self._stop(event.received_at)
             self._running = (event.node_id, event.received_at)
@@ -74,10 +90,24 @@ class NodeClock:
         ]
         return cached + ran
 
+    def runs(self, now: float | None = None) -> list[NodeRun]:
+        """Cached nodes, then every run of a node in the order they started (a node run twice
+        appears twice); a node still running ends at `now` as in `timings`."""
+        self._stop(time.monotonic() if now is None else now)
+        at = self._cached_at or 0.0
+        cached = [
+            NodeRun(node, self._class_type(node), at, at, cached=True)
+            for node in self._cached
+            if node not in self._seconds
+        ]
+        return cached + self._runs
+
     def _stop(self, at: float) -> None:
         if self._running is not None:
             node, since = self._running
             self._seconds[node] += max(at - since, 0.0)
+            class_type = self._class_types.get(node) or self._class_type(node)
+            self._runs.append(NodeRun(node, class_type, since, max(at, since)))
             self._running = None
 
     def _class_type(self, node: str) -> str | None:

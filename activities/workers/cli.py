@@ -34,6 +34,7 @@ from activities.workers.settings import (
     settings_from_args,
 )
 from activities.workers.temporal_client import exit_now
+from activities.workers.tracing import add_tracing_flags, start_tracing
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -262,6 +263,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_temporal_flags(control)
     add_log_format_flag(control)
     add_metrics_flags(control)
+    add_tracing_flags(control)
     control.set_defaults(func=control_worker_command)
 
     gpu = subparsers.add_parser(
@@ -328,6 +330,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_temporal_flags(gpu)
     add_log_format_flag(gpu)
     add_metrics_flags(gpu)
+    add_tracing_flags(gpu)
     gpu.set_defaults(func=gpu_worker_command)
 
 
@@ -384,9 +387,13 @@ def control_worker_command(args: argparse.Namespace) -> int:
             logger.warning("manifest problem: %s", error)
         metrics = ControlWorkerMetrics(CollectorRegistry())
         runtime = _serve_process_metrics(settings, "control-worker", metrics.registry)
+        tracing = start_tracing(settings, "control-worker")
         try:
             client = await connect_temporal(
-                settings.temporal_address, settings.temporal_namespace, runtime=runtime
+                settings.temporal_address,
+                settings.temporal_namespace,
+                runtime=runtime,
+                interceptors=[tracing.interceptor()] if tracing else [],
             )
         except Exception as err:  # connection problems are the user's to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
@@ -398,14 +405,18 @@ def control_worker_command(args: argparse.Namespace) -> int:
             allow_private=settings.allow_private_callback_urls,
             url_signer=url_signer,
         )
-        await run_control_worker(
-            client,
-            registry,
-            stop=stop,
-            webhooks=webhooks,
-            metrics=metrics,
-            admission=PoolAdmission.from_settings(client, settings),
-        )
+        try:
+            await run_control_worker(
+                client,
+                registry,
+                stop=stop,
+                webhooks=webhooks,
+                metrics=metrics,
+                admission=PoolAdmission.from_settings(client, settings),
+            )
+        finally:
+            if tracing is not None:  # the process ends with os._exit: send the last spans now
+                await asyncio.to_thread(tracing.shutdown)
         return 0
 
     exit_now(asyncio.run(main()))
@@ -468,6 +479,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
         # Served before ComfyUI starts, so a taken port ends the command with nothing to stop.
         metrics = GpuWorkerMetrics(name, settings.pool, CollectorRegistry())
         runtime = _serve_process_metrics(settings, f"gpu-worker:{name}", metrics.registry)
+        tracing = start_tracing(settings, f"gpu-worker:{name}")
         comfyui: ComfyUIProcess | ComfyUIAttached
         if settings.comfyui_url:
             comfyui = ComfyUIAttached(settings.comfyui_url, name=f"comfyui:{name}")
@@ -503,6 +515,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
                 settings.temporal_namespace,
                 identity=name,
                 runtime=runtime,
+                interceptors=[tracing.interceptor()] if tracing else [],
             )
         except Exception as err:
             await comfyui.stop()
@@ -516,11 +529,21 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
             worker_settings.pool_queue,
             worker_settings.own_queue,
         )
+        worker = GpuWorker(
+            client,
+            comfyui,
+            worker_settings,
+            metrics=metrics,
+            tracer=tracing.tracer if tracing else None,
+        )
         try:
-            await GpuWorker(client, comfyui, worker_settings, metrics=metrics).run(stop)
+            await worker.run(stop)
         except Exception as err:  # e.g. Temporal refused the Workers: say why, exit non-zero
             logger.error("gpu worker %s failed: %s", name, err)
             return 1
+        finally:
+            if tracing is not None:  # the process ends with os._exit: send the last spans now
+                await asyncio.to_thread(tracing.shutdown)
         logger.info("gpu worker %s stopped", name)
         return 0
 

@@ -1,4 +1,5 @@
-"""The control worker: GenerationWorkflow and its local activities on the `comfy-control` queue.
+"""The control worker: GenerationWorkflow and its local activities, and BatchWorkflow with the
+activity that starts a batch's items, on the `comfy-control` queue.
 
 The API can embed it in its own process (`run_control_worker`), or it runs alone as
 `comfy-temporal control-worker`.
@@ -15,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.generation.admission import AdmissionActivities, PoolAdmission
+from activities.generation.batch_items import start_batch_items
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
 from activities.generation.webhooks import WebhookActivities
@@ -23,6 +25,7 @@ from activities.workers.settings import DownloadUrlSettings
 from activities.workers.workflow_code_cache import install_workflow_code_cache
 from api.contract.signed_urls import StoreLinks, UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
+from temporal_workflows.batch import BatchWorkflow
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE
 from temporal_workflows.pool_inventory import PoolInventoryWorkflow
@@ -36,6 +39,7 @@ logger = logging.getLogger(__name__)
 WORKFLOW_PASSTHROUGH_MODULES = (
     "temporal_workflows.payloads",
     "temporal_workflows.inventory",
+    "temporal_workflows.batch_payloads",
     "temporal_workflows.names",
     "pydantic",
     "pydantic_core",
@@ -77,18 +81,24 @@ def build_control_worker(
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
     # The sandbox imports GenerationWorkflow's module for every run; compile it only once.
-    install_workflow_code_cache([GenerationWorkflow.__module__, PoolInventoryWorkflow.__module__])
+    install_workflow_code_cache(
+        [GenerationWorkflow.__module__, PoolInventoryWorkflow.__module__, BatchWorkflow.__module__]
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GenerationWorkflow, PoolInventoryWorkflow],
+        workflows=[GenerationWorkflow, PoolInventoryWorkflow, BatchWorkflow],
         activities=[
             PrepareActivities(registry).prepare_generation,
             AdmissionActivities(admission).check_admission,
             request_cancel,
             update_priority,
             webhooks.notify,
+            start_batch_items,
         ],
+        # start_batch_items learns of a batch's cancel from a heartbeat's answer: heartbeat at
+        # least every second, so that it stops starting items within about a second.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
         # Workflow tasks and local activities are short; a stuck shutdown only delays exit.
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=[metrics.interceptor()] if metrics is not None else [],

@@ -29,7 +29,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
@@ -53,6 +53,9 @@ from activities.workers.settings import (
 )
 from manifests.definitions import DEFAULT_POOL
 from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue, worker_task_queue
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +140,12 @@ class GpuWorker:
         settings: GpuWorkerSettings,
         *,
         metrics: GpuWorkerMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer` (traces on) records a span per ComfyUI node; the spans of the activity
+        itself come from the tracing interceptor on `client`."""
         self.client = client
+        self.tracer = tracer
         self.comfyui = comfyui
         self.settings = settings
         # Always measured; the process serves them only with --metrics-port.
@@ -184,6 +191,7 @@ class GpuWorker:
                     restart_comfyui=self.comfyui.restart,
                     models=self.models,
                     on_job_end=(lambda: self._job_ended(comfy)) if self.recycling else None,
+                    tracer=self.tracer,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)

@@ -18,8 +18,8 @@ delivery ended, since that is when its run ends; its duration still stops when t
 ended (the status query's `finished_at`).
 
 The GPU worker's activity interceptor observes each attempt of `execute_prompt` it runs: the
-wait from Temporal scheduling the attempt to this worker taking it, ComfyUI's own execution time of
-a successful attempt, and out-of-memory failures.
+wait from Temporal scheduling the attempt to this worker taking it, ComfyUI's own execution time
+and each node's time (node_timings.py) of a successful attempt, and out-of-memory failures.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ from temporalio.worker import (
 )
 
 from activities.comfyui.process import RESTART_REASONS, ComfyUIProcess
+from activities.workers.node_timings import (
+    NODE_SECONDS_BUCKETS,
+    NODE_SECONDS_HELP,
+    NODE_SECONDS_LABELS,
+    NODE_SECONDS_METRIC,
+    node_seconds,
+)
 from api.contract.task_schemas import TaskStatusName
 from temporal_workflows.failures import ErrorType
 from temporal_workflows.names import EXECUTE_ACTIVITY, NOTIFY_ACTIVITY
@@ -231,8 +238,13 @@ class GpuWorkerMetrics:
             ["worker"],
             registry=registry,
         )
-        # comfy_node_seconds{class_type} (per-node execution time from ComfyUI's `executing`
-        # events) belongs here too; it is observed where the per-node timings are taken.
+        self.node_seconds = Histogram(
+            NODE_SECONDS_METRIC,
+            NODE_SECONDS_HELP,
+            NODE_SECONDS_LABELS,
+            buckets=NODE_SECONDS_BUCKETS,
+            registry=registry,
+        )
         self.jobs_in_progress.labels(worker)
         self.comfyui_up.labels(worker).set(0)
         self.out_of_memory.labels(worker)
@@ -285,6 +297,8 @@ class _ExecuteAttempts(ActivityInboundInterceptor):
             request = input.args[0] if input.args else None
             workflow_id = str(getattr(request, "workflow_id", None) or "unknown")
             metrics.execution_seconds.labels(workflow_id, metrics.worker).observe(seconds)
+        for class_type, node_time in node_seconds(result):
+            metrics.node_seconds.labels(class_type).observe(node_time)
         return result
 
 

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from activities.workers.logs import temporal_core_logging
 from activities.workers.settings import MetricsSettings, add_setting_flag
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class TemporalSdkMetrics(Collector):
                     durations_as_seconds=True,
                 ),
                 global_tags={"process": process},
+                # The core's own lines go through this process's logging, so they take its
+                # format (one JSON object per line with --log-format json) rather than the
+                # core's text on stderr.
+                logging=temporal_core_logging(),
             )
         )
 

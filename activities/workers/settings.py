@@ -265,6 +265,24 @@ class AdmissionSettings(ProcessSettings):
         return value
 
 
+class TracingSettings(ProcessSettings):
+    """OpenTelemetry traces (activities/workers/tracing.py): off unless an endpoint is given.
+    The variables are OpenTelemetry's own; the exporter reads the rest of its standard ones
+    (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _CERTIFICATE, ...) itself."""
+
+    otlp_endpoint: str | None = Field(
+        default=None,
+        alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="Base URL of an OTLP/HTTP receiver (spans go to <url>/v1/traces); None = no"
+        " traces.",
+    )
+    otel_service_name: str = Field(
+        default="comfy-temporal",
+        alias="OTEL_SERVICE_NAME",
+        description="service.name of the spans this process exports.",
+    )
+
+
 class ControlWorkerSettings(
     DownloadUrlSettings,
     OutputStoreSettings,
@@ -273,6 +291,7 @@ class ControlWorkerSettings(
     AdmissionSettings,
     LogSettings,
     MetricsSettings,
+    TracingSettings,
 ):
     """`comfy-temporal control-worker`."""
 
@@ -326,6 +345,7 @@ class GpuWorkerProcessSettings(
     ComfyUISettings,
     LogSettings,
     MetricsSettings,
+    TracingSettings,
 ):
     """`comfy-temporal gpu-worker` (GpuWorkerSettings in gpu.py is what its loop is given)."""
 

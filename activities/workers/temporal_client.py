@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
@@ -28,8 +29,10 @@ async def connect_temporal(
     *,
     identity: str | None = None,
     runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """A Temporal client configured from the environment, with explicit overrides."""
+    """A Temporal client configured from the environment, with explicit overrides;
+    `interceptors` also apply to the Workers built on it (the tracing one does)."""
     # envconfig picks the profile itself (TEMPORAL_PROFILE, else "default").
     config = ClientConfig.load_client_connect_config()
     if address:
@@ -43,7 +46,12 @@ async def connect_temporal(
         extra["identity"] = identity
     if runtime is not None:
         extra["runtime"] = runtime
-    return await Client.connect(**config, data_converter=pydantic_data_converter, **extra)
+    return await Client.connect(
+        **config,
+        data_converter=pydantic_data_converter,
+        interceptors=interceptors,
+        **extra,
+    )
 
 
 def exit_now(code: int) -> NoReturn:

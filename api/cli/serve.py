@@ -38,6 +38,7 @@ from activities.workers.cli import (
 from activities.workers.logs import configure_logging
 from activities.workers.settings import add_setting_flag, settings_from_args
 from activities.workers.temporal_client import exit_now
+from activities.workers.tracing import Tracing, add_tracing_flags, start_tracing
 from api.api_keys import InsecureBind, check_bind_access, read_api_keys_file
 from api.app import create_app
 from api.cli.devstack.child_process import ChildProcess
@@ -88,6 +89,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"], help="log level",
     )  # fmt: skip
     add_log_format_flag(p)
+    add_tracing_flags(p)
 
 
 def register(subparsers: Any) -> None:
@@ -209,17 +211,26 @@ def run_api_command(args: argparse.Namespace) -> int:
         from activities.workers.temporal_client import connect_temporal
 
         metrics, runtime = api_metrics_with_sdk("api")
+        tracing = start_tracing(settings, "api")
         try:
             client = await connect_temporal(
-                settings.temporal_address, settings.temporal_namespace, runtime=runtime
+                settings.temporal_address,
+                settings.temporal_namespace,
+                runtime=runtime,
+                interceptors=[tracing.interceptor()] if tracing else [],
             )
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
         server = _uvicorn_server(
-            create_app(settings, temporal_client=client, metrics=metrics), settings
+            create_app(settings, temporal_client=client, metrics=metrics, tracing=tracing),
+            settings,
         )
-        await _serve_until_signal(server)
+        try:
+            await _serve_until_signal(server)
+        finally:
+            if tracing is not None:  # the process ends with os._exit: send the last spans now
+                await asyncio.to_thread(tracing.shutdown)
         return 0 if server.started else 1
 
     exit_now(asyncio.run(main()))
@@ -239,6 +250,7 @@ def gpu_worker_command(settings: DevSettings) -> list[str] | None:
         *store,
         *comfyui_flags(settings),
         "--log-format", settings.log_format,
+        *(["--otlp-endpoint", settings.otlp_endpoint] if settings.otlp_endpoint else []),
         # Its jobs get a little less than the whole grace, so it exits before dev kills it.
         "--shutdown-grace", str(max(settings.shutdown_grace - 5, 1)),
     ]  # fmt: skip
@@ -339,6 +351,7 @@ async def run_dev(settings: DevSettings) -> int:
         )
     )
     gpu_worker: ChildProcess | None = None
+    tracing: Tracing | None = None
     waits: list[asyncio.Task[Any]] = []
     stop = asyncio.Event()  # set by SIGINT/SIGTERM, or when the GPU worker cannot run ComfyUI
     unusable = asyncio.Event()  # the latter: the stack then stops with the GPU worker's code
@@ -365,7 +378,13 @@ async def run_dev(settings: DevSettings) -> int:
         from activities.workers.temporal_client import connect_temporal
 
         metrics, runtime = api_metrics_with_sdk("api")
-        client = await connect_temporal(server.address, "default", runtime=runtime)
+        tracing = start_tracing(settings, "api")
+        client = await connect_temporal(
+            server.address,
+            "default",
+            runtime=runtime,
+            interceptors=[tracing.interceptor()] if tracing else [],
+        )
         argv = gpu_worker_command(settings)
         gpu_metrics_port = free_port()
         if argv is not None:
@@ -382,6 +401,7 @@ async def run_dev(settings: DevSettings) -> int:
             ),
             temporal_client=client,
             metrics=metrics,
+            tracing=tracing,
         )
         uv = _uvicorn_server(app, settings)
         banner = _banner(settings, server, bool(argv), gpu_metrics_port)
@@ -396,6 +416,8 @@ async def run_dev(settings: DevSettings) -> int:
         await stop_gpu_worker()
         print("stopping the Temporal dev server...", flush=True)
         await server.stop(grace=settings.shutdown_grace)
+        if tracing is not None:  # the process ends with os._exit: send the last spans now
+            await asyncio.to_thread(tracing.shutdown)
         print("stopped", flush=True)
 
 

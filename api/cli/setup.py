@@ -1,8 +1,8 @@
 """`comfy-temporal setup`: prepare a Temporal cluster (or Temporal Cloud namespace) for the service.
 
 Registers the search attributes the workflows set and the Web UI filters on (ComfyWorkflow,
-ComfyPool, ComfyWorker, all Keyword) through the operator service. Running it again is harmless:
-attributes already there are left alone. `comfy-temporal dev` registers them by itself.
+ComfyPool, ComfyWorker, ComfyBatch, all Keyword) through the operator service. Running it again is
+harmless: attributes already there are left alone. `comfy-temporal dev` registers them by itself.
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     setup = subparsers.add_parser(
         "setup",
         help="register the search attributes on a Temporal cluster (idempotent)",
-        description="Register the Keyword search attributes ComfyWorkflow, ComfyPool and "
-        "ComfyWorker in a namespace, so workflows can set them and the Web UI can filter on "
-        "them. Connection settings come from the environment like every command "
+        description="Register the Keyword search attributes ComfyWorkflow, ComfyPool, "
+        "ComfyWorker and ComfyBatch in a namespace, so workflows can set them and the Web UI "
+        "can filter on them. Connection settings come from the environment like every command "
         "(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, "
         "TEMPORAL_PROFILE). Safe to run again.",
     )

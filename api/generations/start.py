@@ -1,5 +1,6 @@
 """Starting a GenerationWorkflow: the whole of POST /generate (`start_generation`), and what a
-schedule's runs share with it (`generation_start`: request, search attributes, memo, summary).
+schedule's runs share with it (`generation_start`: request, search attributes, memo, summary; the
+shape itself is activities/generation/starts.py, which a batch's items are started with too).
 
 With an `Idempotency-Key` the task id is derived from the key (`api.generations.idempotency`),
 and Temporal's workflow id policies make a repeat return the same task instead of a second
@@ -11,22 +12,15 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client, ScheduleActionStartWorkflow
-from temporalio.common import (
-    Priority,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.generation.admission import PoolAdmission
+from activities.generation.starts import GenerationStart, build_generation_start, static_summary
 from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
@@ -48,18 +42,11 @@ from api.schemas import GenerateCreate, GenerateOptions
 from api.settings import Settings
 from api.tasks.queues import queue_pollers
 from manifests.definitions import WorkflowManifest
-from temporal_workflows.names import (
-    CONTROL_TASK_QUEUE,
-    GENERATION_WORKFLOW,
-    IDEMPOTENCY_MEMO,
-    REQUEST_MEMO,
-    SA_POOL,
-    SA_WORKFLOW,
-    worker_task_queue,
-)
-from temporal_workflows.payloads import GenerationOptions, GenerationRequest
+from temporal_workflows.names import IDEMPOTENCY_MEMO, worker_task_queue
+from temporal_workflows.payloads import GenerationOptions
 
-_SUMMARY_TEXT_CHARS = 60
+# Re-exported: schedules and tests take the start's shape from here.
+__all__ = ["GenerationStart", "generation_start", "start_generation", "static_summary"]
 
 # Temporal refuses payloads over 2 MiB and the request travels twice (input and memo); a bigger
 # request would never start or leave a workflow stuck (temporal-notes.md §3k, §5.8).
@@ -93,66 +80,6 @@ def new_task_id(workflow_id: str, now: datetime | None = None) -> str:
     return f"{workflow_id}-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def static_summary(workflow_id: str, params: Mapping[str, Any]) -> str:
-    """The Web UI's one-line summary, e.g. `flux_wavespeed: "a majestic cat on a throne…"`."""
-    prompt = params.get("prompt")
-    if isinstance(prompt, str) and prompt:
-        text = prompt if len(prompt) <= _SUMMARY_TEXT_CHARS else prompt[:_SUMMARY_TEXT_CHARS] + "…"
-        return f'{workflow_id}: "{text}"'
-    shown = ", ".join(f"{k}={v}" for k, v in list(params.items())[:4])
-    return f"{workflow_id}: {shown}" if shown else workflow_id
-
-
-@dataclass(frozen=True)
-class GenerationStart:
-    """What Temporal is given to start a GenerationWorkflow on the control queue: the request,
-    tagged (search attributes), remembered (memo) and summarised for the Web UI."""
-
-    request: GenerationRequest
-    search_attributes: TypedSearchAttributes
-    memo: dict[str, Any]
-    static_summary: str
-    priority: Priority
-
-    async def start(self, client: Client, task_id: str, *, idempotent: bool) -> None:
-        """Start it as task `task_id`. Idempotent: a running task with this id is returned as
-        is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE, which raises
-        WorkflowAlreadyStartedError): one key, one generation, also for concurrent repeats."""
-        policies: dict[str, Any] = {}
-        if idempotent:
-            policies = {
-                "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-                "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            }
-        await client.start_workflow(
-            GENERATION_WORKFLOW,
-            self.request,
-            id=task_id,
-            task_queue=CONTROL_TASK_QUEUE,
-            search_attributes=self.search_attributes,
-            memo=self.memo,
-            static_summary=self.static_summary,
-            priority=self.priority,
-            # No request_eager_start: it saves ~8 ms on a lone job, but under a burst of POSTs it
-            # cut their throughput by a third to two thirds and delayed a backlog's first job
-            # (bench/overhead.py, A/B on 2 cores).
-            **policies,
-        )
-
-    def schedule_action(self, schedule_id: str) -> ScheduleActionStartWorkflow:
-        """The same start as the action of schedule `schedule_id`, which starts it once per run."""
-        return ScheduleActionStartWorkflow(
-            GENERATION_WORKFLOW,
-            self.request,
-            id=schedule_id,
-            task_queue=CONTROL_TASK_QUEUE,
-            typed_search_attributes=self.search_attributes,
-            memo=self.memo,
-            static_summary=self.static_summary,
-            priority=self.priority,
-        )
-
-
 def generation_start(
     manifest: WorkflowManifest,
     params: dict[str, Any],
@@ -165,29 +92,18 @@ def generation_start(
 ) -> GenerationStart:
     """The start of one generation of `manifest` with `params` (already checked and staged);
     `memo` adds entries beside the request, `summary_note` a parenthesis to the summary."""
-    request = GenerationRequest(
-        workflow_id=manifest.id,
-        params=params,
-        options=GenerationOptions(
+    return build_generation_start(
+        manifest.id,
+        manifest.pool,
+        params,
+        GenerationOptions(
             worker=options.worker if options else None,
             priority=options.priority if options else None,
             callback_url=callback_url,
             public_url=public_url,
         ),
-    )
-    summary = static_summary(manifest.id, params)
-    priority = options.priority if options is not None else None
-    return GenerationStart(
-        request=request,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(SA_WORKFLOW, manifest.id),
-                SearchAttributePair(SA_POOL, manifest.pool),
-            ]
-        ),
-        memo={REQUEST_MEMO: request.model_dump(mode="json"), **(memo or {})},
-        static_summary=f"{summary} ({summary_note})" if summary_note else summary,
-        priority=Priority(priority_key=priority) if priority is not None else Priority.default,
+        memo=memo,
+        summary_note=summary_note,
     )
 
 

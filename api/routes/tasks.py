@@ -14,7 +14,7 @@ from api.errors import InvalidQuery
 from api.page_tokens import fetch_page
 from api.schemas import CancelAnswer, TaskPage
 from api.tasks.reader import read_task, summarize
-from temporal_workflows.names import GENERATION_WORKFLOW, SA_WORKFLOW
+from temporal_workflows.names import GENERATION_WORKFLOW, SA_BATCH, SA_WORKFLOW
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -44,6 +44,10 @@ async def list_tasks(
     workflow_id: Annotated[str | None, Query(pattern=_QUERY_VALUE.pattern)] = None,
     status: TaskStatusName | None = None,
     schedule_id: Annotated[str | None, Query(pattern=_QUERY_VALUE.pattern)] = None,
+    batch_id: Annotated[
+        str | None,
+        Query(pattern=_QUERY_VALUE.pattern, description="Only the items of this batch."),
+    ] = None,
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskPage:
@@ -54,6 +58,8 @@ async def list_tasks(
         clauses.append(_STATUS_FILTER[status])
     if schedule_id:
         clauses.append(f"TemporalScheduledById = {_query_value(schedule_id, 'schedule_id')}")
+    if batch_id:
+        clauses.append(f"{SA_BATCH.name} = {_query_value(batch_id, 'batch_id')}")
     token = page_tokens.decode(page_token)
     executions = temporal.list_workflows(
         " AND ".join(clauses), page_size=page_size, next_page_token=token

@@ -143,3 +143,22 @@ async def test_schedule_run_into_a_full_pool_is_skipped_and_counted(
         ]
     finally:
         await schedules.cleanup()
+
+
+async def test_a_batch_that_does_not_fit_the_pool_is_429_and_starts_no_item(
+    full_pool: FullPool, started_tasks: StartedTasks
+) -> None:
+    """Admission is all or none for a batch: with room for MAX_BACKLOG jobs, a batch of one more
+    is refused whole; nothing of it starts."""
+    items = [{} for _ in range(MAX_BACKLOG + 1)]
+
+    refused = await full_pool.http.post(
+        "/batches", json={"workflow_id": IDLE_POOL_WORKFLOW_ID, "items": items}
+    )
+
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    (entry,) = refused.json()["detail"]
+    assert entry["type"] == "pool_full"
+    assert entry["ctx"]["pool"] == full_pool.pool
+    assert await full_pool.pool_task_ids() == []

@@ -70,3 +70,17 @@ def test_fully_cached_rerun_lists_every_node_as_cached():
         ("2", "ImageInvert", 0.0, True),
         ("3", "SaveImage", 0.0, True),
     ]
+
+
+def test_the_runs_behind_the_timings_are_laid_end_to_end_with_cached_nodes_first():
+    # What the node spans of a trace are made of (activities/generation/node_spans.py).
+    clock = replay("ws-trace-sd15-warm.json")
+    runs = clock.runs(now=100.0)
+    assert [(r.node_id, r.cached) for r in runs] == [
+        ("4", True), ("6", True), ("7", True), ("5", True),
+        ("3", False), ("8", False), ("9", False),
+    ]  # fmt: skip
+    assert all(r.started == r.ended for r in runs if r.cached)
+    ran = [r for r in runs if not r.cached]
+    assert [round(r.ended - r.started, 4) for r in ran] == [4.3719, 0.2609, 0.002]
+    assert all(a.ended <= b.started for a, b in zip(ran, ran[1:], strict=False))

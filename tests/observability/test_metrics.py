@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowFailureError
 
 from temporal_workflows.names import STATUS_QUERY
+from tests.support.graphs import SAMPLED_IMAGE_GRAPH
 from tests.support.metrics import METRICS_API_KEY, MetricsStack, Scrape, scrape
 from tests.support.waiting import poll_task
 
 WORKFLOW = "sampled_image"
 GIB = 1024**3
+# The emulator runs with --cache-none, so every node of the graph runs in every job.
+NODES_PER_JOB = Counter(node["class_type"] for node in SAMPLED_IMAGE_GRAPH.values())
+
+
+def node_counts(gpu: Scrape) -> dict[str, float | None]:
+    """comfy_node_seconds observations per class_type of the test graph."""
+    return {c: gpu.value("comfy_node_seconds_count", class_type=c) for c in NODES_PER_JOB}
 
 
 async def submit(http: httpx.AsyncClient, params: dict[str, Any], **options: Any) -> str:
@@ -92,6 +101,10 @@ async def test_each_outcome_is_counted_once_on_the_api_and_the_gpu_worker(
     assert gpu.total("comfy_comfyui_restarts_total", worker=worker) == 0
     assert gpu.value("comfy_comfyui_up", worker=worker) == 1
     assert gpu.total("comfy_gpu_memory_total_bytes", worker=worker) == 16 * GIB  # the emulator's
+    # One observation per node of the one successful job: refused, failed and cancelled jobs
+    # are not observed.
+    assert node_counts(gpu) == dict(NODES_PER_JOB)
+    assert gpu.total("comfy_node_seconds_count") == NODES_PER_JOB.total()
 
 
 async def test_a_comfyui_crash_counts_one_restart_and_the_retried_attempt(
@@ -111,6 +124,7 @@ async def test_a_comfyui_crash_counts_one_restart_and_the_retried_attempt(
     assert gpu.total("comfy_comfyui_restarts_total", worker=worker) == 1
     assert gpu.value("comfy_comfyui_up", worker=worker) == 1
     assert gpu.value("comfy_queue_wait_seconds_count", pool=stack.pool) == 2  # two attempts
+    assert node_counts(gpu) == dict(NODES_PER_JOB)  # the attempt that crashed is not observed
     api = await scrape_api(stack)
     assert api.total("comfy_generations_total") == 1
 
@@ -132,5 +146,6 @@ async def test_an_out_of_memory_attempt_is_counted(
     gpu = await scrape(stack.gpu_metrics_url)
     assert gpu.value("comfy_oom_total", worker=stack.worker) == 1
     assert gpu.value("comfy_execution_seconds_count", workflow=WORKFLOW, worker=stack.worker) == 1
+    assert node_counts(gpu) == dict(NODES_PER_JOB)
     api = await scrape_api(stack)
     assert api.value("comfy_generations_total", workflow=WORKFLOW, status="SUCCESS") == 1

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from activities.io.ports import free_port
 from tests.support.stack import GenerationStack
 from tests.support.worker_processes import clean_environment, gpu_worker_command
 
@@ -33,8 +34,13 @@ async def run_two_jobs_on_a_json_logging_worker(
     )
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *command, "--log-format", "json", env=clean_environment(), stdout=log, stderr=log
-        )
+            *command,
+            "--log-format", "json",
+            # With a metrics port the worker's Temporal runtime is its own: its core's lines
+            # must be JSON too.
+            "--metrics-port", str(free_port()),
+            env=clean_environment(), stdout=log, stderr=log,
+        )  # fmt: skip
     try:
         succeeding = await stack.submit({"steps": 2})
         await asyncio.wait_for(succeeding.result(), 60)
