@@ -38,6 +38,7 @@ from api.cli.devstack.http_server import serve_in_background
 from api.generations.start import MAX_PARAMS_BYTES
 from api.settings import Settings
 from api.tasks.reader import GENERATION_WORKFLOW
+from temporal_workflows.names import BATCH_WORKFLOW
 from tests.support.temporal_namespaces import fresh_namespace
 
 API_KEY = "hostile-key-0123456789"
@@ -117,7 +118,12 @@ HEADER_VALUES: list[tuple[str, bytes]] = [
 ]
 
 # What a path parameter holds when another field is swept: something that exists.
-EXISTING = {"task_id": "<task>", "schedule_id": "<schedule>", "workflow_id": "smoke_image"}
+EXISTING = {
+    "task_id": "<task>",
+    "schedule_id": "<schedule>",
+    "batch_id": "<batch>",
+    "workflow_id": "smoke_image",
+}
 MISSING_FILE = "missing.png"
 
 
@@ -131,9 +137,12 @@ BASE_SCHEDULE_BODY: dict[str, Any] = {
     "policy": {"overlap": "skip"},
     "paused": True,
 }
+# No control worker runs here: an accepted batch stays a BatchWorkflow that starts no item.
+BASE_BATCH_BODY: dict[str, Any] = {"workflow_id": "smoke_image", "items": [{"width": 64}]}
 # A valid body per operation that takes one; each swept value replaces one field of it.
 BODY_BASES: dict[str, Any] = {
     "POST /generate": {"workflow_id": "smoke_image", "params": {}},
+    "POST /batches": BASE_BATCH_BODY,
     "POST /schedules": BASE_SCHEDULE_BODY,
     "PATCH /schedules/{schedule_id}": {
         "spec": RARE_SPEC,
@@ -377,6 +386,7 @@ class Sweep:
     outcomes: list[Outcome] = field(default_factory=list)
     started_tasks: set[str] = field(default_factory=set)
     created_schedules: set[str] = field(default_factory=set)
+    started_batches: set[str] = field(default_factory=set)
     triggers: int = 0
     targets: list[Target] = field(default_factory=list)
 
@@ -446,6 +456,8 @@ async def run_sweep(
         sweep.outcomes.append(Outcome(target, label, response.status_code, answer, refuse))
         if response.status_code == 202 and target.path == "/generate":
             sweep.started_tasks.add(answer["task_id"])
+        if response.status_code == 202 and target.path == "/batches":
+            sweep.started_batches.add(answer["batch_id"])
         if response.status_code == 201 and target.path == "/schedules":
             sweep.created_schedules.add(answer["schedule_id"])
         if response.status_code == 202 and target.path.endswith("/trigger"):
@@ -472,6 +484,7 @@ class Stage:
     ids: dict[str, str]
     base_tasks: set[str]
     sweep: Sweep
+    base_batches: set[str] = field(default_factory=set)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -496,12 +509,19 @@ async def stage(
             output.write_bytes(b"\x89PNG\r\n\x1a\n")
             created = await http.post("/schedules", json=BASE_SCHEDULE_BODY)
             assert created.status_code == 201, created.text
-            ids = {"task_id": task_id, "schedule_id": created.json()["schedule_id"]}
+            batch = await http.post("/batches", json=BASE_BATCH_BODY)
+            assert batch.status_code == 202, batch.text
+            batch_id = batch.json()["batch_id"]
+            ids = {
+                "task_id": task_id,
+                "schedule_id": created.json()["schedule_id"],
+                "batch_id": batch_id,
+            }
             document = (await http.get("/openapi.json")).json()
             # Without default headers: each swept request carries exactly the ones it names.
             async with httpx.AsyncClient(base_url=url, timeout=60) as bare:
                 sweep = await run_sweep(bare, document, ids)
-            yield Stage(http, client, document, ids, {task_id}, sweep)
+            yield Stage(http, client, document, ids, {task_id}, sweep, {batch_id})
     finally:
         async for listed in await client.list_schedules():
             await client.get_schedule_handle(listed.id).delete()
@@ -610,6 +630,17 @@ async def test_refused_requests_start_no_workflow_and_no_schedule(stage: Stage) 
             await asyncio.sleep(0.2)
     assert listed == expected_tasks
     assert listed_schedules == schedules
+    expected_batches = stage.base_batches | stage.sweep.started_batches
+    batches_query = f"WorkflowType = '{BATCH_WORKFLOW}'"
+    async with asyncio.timeout(30):
+        while True:
+            listed_batches = {
+                execution.id async for execution in client.list_workflows(batches_query)
+            }
+            if expected_batches <= listed_batches:
+                break
+            await asyncio.sleep(0.2)
+    assert listed_batches == expected_batches
 
 
 # ---- the holes the first sweep found, and Temporal's own limits
