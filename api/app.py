@@ -60,8 +60,9 @@ the request body's schema) returns a `task_id`, which is the Temporal workflow i
 `GET /tasks/{task_id}` until `status` is `SUCCESS` (then `result.download_url`) or `FAILURE`.
 
 When API keys are configured, send one as `Authorization: Bearer <key>` or `X-API-Key: <key>`
-(everything except /health, /ping, /ready and these docs). Download URLs in task results are
-signed and expire, so they work without a key. Request bodies over the configured limit get 413.
+(everything except /health, /ping, the /ready probes and these docs). Download URLs in task
+results are signed and expire, so they work without a key. Request bodies over the configured
+limit get 413.
 """
 
 
@@ -133,7 +134,12 @@ def create_app(
     `tracing`, every request gets a span; give `temporal_client` its interceptor so that the jobs
     started join the request's trace."""
     manifests = AsyncManifestRegistry(
-        registry or ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
+        registry
+        or ManifestRegistry(
+            settings.manifests_dir,
+            settings.workflows_dir,
+            experimental=settings.experimental_workflows,
+        )
     )
 
     @contextlib.asynccontextmanager

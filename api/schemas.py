@@ -201,12 +201,17 @@ class PoolReadiness(BaseModel):
     pollers: list[str]
 
 
-class Readiness(BaseModel):
-    """Answer of GET /ready (503 when `ready` is false)."""
+class ApiReadiness(BaseModel):
+    """Answer of GET /ready/api (503 when `ready` is false): this API can accept jobs."""
 
     ready: bool
     temporal_reachable: bool
     temporal_error: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Readiness(ApiReadiness):
+    """Answer of GET /ready (503 when `ready` is false): jobs accepted now would also run."""
+
     control_pollers: list[str] = Field(default_factory=list)
     pools: dict[str, PoolReadiness] = Field(default_factory=dict)
-    reasons: list[str] = Field(default_factory=list)

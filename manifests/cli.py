@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.loading import LoadResult, load_manifests
-from manifests.registry import (
-    default_manifests_dir,
-    default_workflows_dir,
-    experimental_workflows_enabled,
-)
+from manifests.registry import DEFAULT_MANIFESTS_DIR, DEFAULT_WORKFLOWS_DIR
 from manifests.render import render_prompt
 
 _DIR_HELP = "{what} directory (default: ${env}, else the repository's {name}/)"
@@ -55,7 +52,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     return name, value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `manifests` command group and the `render` command."""
     manifests_parser = subparsers.add_parser(
         "manifests", help="check workflow manifests", description="Work with workflow manifests."
@@ -101,12 +98,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> LoadResult:
+    """What `manifests check` and `render` read: the flags, over the same environment variables
+    the API and the workers read (through their settings, which this package cannot import), over
+    the bundled folders. The one place these commands read the environment."""
+    manifests_dir = args.manifests or Path(os.environ.get("MANIFESTS_DIR") or DEFAULT_MANIFESTS_DIR)
+    workflows_dir = args.workflows or Path(os.environ.get("WORKFLOWS_DIR") or DEFAULT_WORKFLOWS_DIR)
+    experimental = os.environ.get("COMFY_EXPERIMENTAL_WORKFLOWS", "").strip().lower()
     # The loader, not the registry: a one-shot command has no last good state to keep, and the
     # registry's log lines would repeat every error printed here.
-    manifests_dir = args.manifests if args.manifests is not None else default_manifests_dir()
-    workflows_dir = args.workflows if args.workflows is not None else default_workflows_dir()
     return load_manifests(
-        manifests_dir, workflows_dir, experimental=experimental_workflows_enabled()
+        manifests_dir, workflows_dir, experimental=experimental not in {"0", "false", "no", "off"}
     )
 
 

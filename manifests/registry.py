@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFESTS_DIR = REPO_ROOT / "manifests"
 DEFAULT_WORKFLOWS_DIR = REPO_ROOT / "workflows"
-# "0", "false", "no" or "off": do not serve workflows/exp_*.json graphs without an entry.
-EXPERIMENTAL_ENV = "COMFY_EXPERIMENTAL_WORKFLOWS"
 
 _Fingerprint = tuple[tuple[str, int, int, int], ...]
 
@@ -47,28 +45,6 @@ class RegistrySnapshot:
     loras: Mapping[str, LoraEntry] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def default_manifests_dir() -> Path:
-    return (
-        Path(os.environ["MANIFESTS_DIR"])
-        if os.environ.get("MANIFESTS_DIR")
-        else DEFAULT_MANIFESTS_DIR
-    )
-
-
-def default_workflows_dir() -> Path:
-    return (
-        Path(os.environ["WORKFLOWS_DIR"])
-        if os.environ.get("WORKFLOWS_DIR")
-        else DEFAULT_WORKFLOWS_DIR
-    )
-
-
-def experimental_workflows_enabled() -> bool:
-    """Whether exp_*.json graphs are served, from $COMFY_EXPERIMENTAL_WORKFLOWS (default on)."""
-    value = os.environ.get(EXPERIMENTAL_ENV, "").strip().lower()
-    return value not in {"0", "false", "no", "off"}
-
-
 def _stat_entry(path: Path) -> tuple[str, int, int, int]:
     try:
         st = path.stat()
@@ -80,6 +56,8 @@ def _stat_entry(path: Path) -> tuple[str, int, int, int]:
 class ManifestRegistry:
     """Reads manifests and graphs from two directories and reloads them when they change.
 
+    The directories default to the bundled manifests/ and workflows/; a process's settings pass
+    its own (and whether exp_*.json graphs without an entry are served).
     `snapshot()` costs a directory listing and a few `stat` calls, so it is fine to call it per
     request. Thread-safe.
     """
@@ -89,18 +67,11 @@ class ManifestRegistry:
         manifests_dir: Path | None = None,
         workflows_dir: Path | None = None,
         *,
-        experimental: bool | None = None,
+        experimental: bool = True,
     ) -> None:
-        self.manifests_dir = (
-            Path(manifests_dir) if manifests_dir is not None else default_manifests_dir()
-        )
-        self.workflows_dir = (
-            Path(workflows_dir) if workflows_dir is not None else default_workflows_dir()
-        )
-        # Serve exp_*.json graphs without an entry; None: as $COMFY_EXPERIMENTAL_WORKFLOWS says.
-        self.experimental = (
-            experimental if experimental is not None else experimental_workflows_enabled()
-        )
+        self.manifests_dir = Path(manifests_dir or DEFAULT_MANIFESTS_DIR)
+        self.workflows_dir = Path(workflows_dir or DEFAULT_WORKFLOWS_DIR)
+        self.experimental = experimental
         self._lock = threading.Lock()
         self._fingerprint: _Fingerprint | None = None
         self._extra_files: list[Path] = []

@@ -38,7 +38,7 @@ class BatchWorkflow:
     async def run(self, batch: BatchRequest) -> BatchItemsStarted:
         info = workflow.info()
         workflow.set_current_details(f"**starting** {batch.size} items of `{batch.workflow_id}`")
-        started = await workflow.execute_activity(
+        started: BatchItemsStarted = await workflow.execute_activity(
             START_BATCH_ITEMS_ACTIVITY,
             StartBatchItemsInput(
                 batch_id=info.workflow_id, batch=batch, task_queue=info.task_queue

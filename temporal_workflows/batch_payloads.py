@@ -4,11 +4,19 @@ are started, so a sweep of 1,000 seeds over a long prompt stays one small payloa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from temporal_workflows.payloads import GenerationOptions
+
+
+def batch_size(items: list[dict[str, Any]] | None, sweep: dict[str, list[Any]] | None) -> int:
+    """How many items a batch has: its item list's length, else the product of its sweep's."""
+    if items is not None:
+        return len(items)
+    return math.prod(len(values) for values in (sweep or {}).values())
 
 
 class _Payload(BaseModel):
@@ -32,12 +40,7 @@ class BatchRequest(_Payload):
 
     @property
     def size(self) -> int:
-        if self.items is not None:
-            return len(self.items)
-        size = 1
-        for values in (self.sweep or {}).values():
-            size *= len(values)
-        return size
+        return batch_size(self.items, self.sweep)
 
     def item_params(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.size:

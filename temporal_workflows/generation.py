@@ -337,7 +337,7 @@ class GenerationWorkflow:
         )
         self._execute_scheduled = True
         try:
-            result = await handle
+            result: ExecuteResult = await handle
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err
@@ -467,7 +467,7 @@ class GenerationWorkflow:
 
     async def _prepare(self, task_id: str, request: GenerationRequest) -> PreparedPrompt:
         try:
-            return await workflow.execute_local_activity(
+            prepared: PreparedPrompt = await workflow.execute_local_activity(
                 PREPARE_ACTIVITY,
                 PrepareInput(
                     task_id=task_id, workflow_id=request.workflow_id, params=request.params
@@ -479,6 +479,7 @@ class GenerationWorkflow:
                 ),
                 summary=f"render {request.workflow_id}",
             )
+            return prepared
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err

@@ -6,15 +6,13 @@ to a prompt's whole life (prompt_run.py). Protocol facts: docs/comfyui-protocol.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from activities.comfyui.errors import ComfyUIError, ComfyUIUnavailable, ComfyUIValidationError
-from activities.comfyui.events import ComfyEvent
-from activities.comfyui.outputs import PromptResult
 from activities.comfyui.prompt_run import cancel_prompt, run_prompt
 from activities.comfyui.protocol import (
     Graph,
@@ -254,30 +252,5 @@ class ComfyUIClient:
         await cancel_prompt(self, prompt_id)
 
     # -------------------------------------------------------------- the whole run
-    async def run_prompt(
-        self,
-        graph: Graph,
-        *,
-        output_dir: Path,
-        prompt_id: str | None = None,
-        on_event: Callable[[ComfyEvent], None] | None = None,
-        output_nodes: Sequence[str] | None = None,
-        include_temp: bool = False,
-        stall_timeout: float | None = None,
-        extra_data: Mapping[str, Any] | None = None,
-    ) -> PromptResult:
-        """Run `graph` and download its output files into `output_dir`. Raises
-        ComfyUIValidationError, ComfyUIExecutionError (ComfyUIOutOfMemory), ComfyUIInterrupted,
-        ComfyUIStalled (no message for `stall_timeout` s while running) or ComfyUIUnavailable.
-        Cancelling the call deletes or interrupts the prompt before it returns."""
-        return await run_prompt(
-            self,
-            graph,
-            output_dir=output_dir,
-            prompt_id=prompt_id,
-            on_event=on_event,
-            output_nodes=output_nodes,
-            include_temp=include_temp,
-            stall_timeout=stall_timeout,
-            extra_data=extra_data,
-        )
+    # prompt_run.py's function, as a method: this client is its `client`.
+    run_prompt = run_prompt

@@ -115,7 +115,10 @@ async def run_prompt(
     stall_timeout: float | None = None,
     extra_data: Mapping[str, Any] | None = None,
 ) -> PromptResult:
-    """ComfyUIClient.run_prompt: the whole run, from opening the socket to the files on disk."""
+    """ComfyUIClient.run_prompt: run `graph` and download its output files into `output_dir`.
+    Raises ComfyUIValidationError, ComfyUIExecutionError (ComfyUIOutOfMemory), ComfyUIInterrupted,
+    ComfyUIStalled (no message for `stall_timeout` s while running) or ComfyUIUnavailable.
+    Cancelling the call deletes or interrupts the prompt before it returns."""
     prompt_id = prompt_id or str(uuid.uuid4())
     follower = PromptFollower(client, prompt_id, graph, on_event)
     # The socket is open before submitting, so no event of this prompt is lost (§3.2).

@@ -405,7 +405,7 @@ class ExecuteActivities:
 
     async def _tick(
         self,
-        run: asyncio.Task,
+        run: asyncio.Task[PromptResult],
         tracker: _ProgressTracker,
         timeout_seconds: float | None,
         stopped: list[Exception],

@@ -21,6 +21,7 @@ import httpx
 
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.errors import ComfyUIError
+from activities.comfyui.protocol import Graph
 from activities.io.outbound_urls import UrlRefused, check_url, pinned_request
 from activities.io.output_store import OutputStore, OutputStoreError
 from activities.workers.settings import ImageInputSettings
@@ -193,12 +194,12 @@ async def upload_image_inputs(
     comfy: ComfyUIClient,
     store: OutputStore,
     task_id: str,
-    graph: dict,
+    graph: Graph,
     inputs: Sequence[ImageInputRef],
     *,
     allow_private: bool | None = None,
     limit: int | None = None,
-) -> dict:
+) -> Graph:
     """A copy of `graph` whose image inputs name files uploaded to this ComfyUI.
 
     Raises ApplicationError(GenerationError naming the parameter): retryable when a download

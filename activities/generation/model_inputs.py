@@ -9,6 +9,7 @@ import asyncio
 import copy
 from collections.abc import Callable, Sequence
 
+from activities.comfyui.protocol import Graph
 from activities.models.download import ModelDownloadError
 from activities.models.store import ModelStore
 from temporal_workflows.failures import ErrorType, activity_failure, generation_error
@@ -18,13 +19,13 @@ from temporal_workflows.payloads import ModelDownloadProgress, ModelInputRef, Pr
 async def fetch_model_inputs(
     store: ModelStore | None,
     inputs: Sequence[ModelInputRef],
-    graph: dict,
+    graph: Graph,
     *,
     progress: Progress,
     heartbeat: Callable[[], None],
     acquired: list[ModelInputRef],
     tick_seconds: float = 0.5,
-) -> dict:
+) -> Graph:
     """A copy of `graph` whose loader inputs name the files, once every one is on disk. Each file
     is appended to `acquired` (pinned in the cache): the caller releases them when the job ends.
 
@@ -87,8 +88,10 @@ async def fetch_model_inputs(
     return graph
 
 
-def _release_if_acquired(store: ModelStore, item: ModelInputRef) -> Callable[[asyncio.Task], None]:
-    def release(task: asyncio.Task) -> None:
+def _release_if_acquired(
+    store: ModelStore, item: ModelInputRef
+) -> Callable[[asyncio.Task[object]], None]:
+    def release(task: asyncio.Task[object]) -> None:
         if not task.cancelled() and task.exception() is None:
             store.release(item)
 

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -28,13 +29,13 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from activities.io.media_types import content_type_for
 from activities.io.output_store import (
     OutputStore,
     OutputStoreError,
     StoredFile,
     check_name,
     content_disposition,
-    content_type_for,
     sha256_of,
 )
 
@@ -92,7 +93,7 @@ class S3OutputStore(OutputStore):
         # One client per process: botocore clients are thread-safe, and creating one resolves
         # the credential chain (profile files, instance metadata) once.
         try:
-            self._client = client if client is not None else boto3.session.Session().client("s3")
+            self._client = client if client is not None else _s3_client()
         except BotoCoreError as err:  # e.g. a profile that does not exist
             raise OutputStoreError(
                 f"cannot set up the S3 client for {self.location}: {err}"
@@ -191,7 +192,9 @@ class S3OutputStore(OutputStore):
         )
         return StoredFile(path.name, size, digest, content_type, store_key=store_key)
 
-    def _write_manifest(self, task_id: str, run_id: str, manifest: dict) -> dict:
+    def _write_manifest(
+        self, task_id: str, run_id: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
         """Write the manifest unless one of this run exists; returns the manifest in force."""
         key = self.key(f"outputs/{task_id}/{MANIFEST_NAME}")
         body = json.dumps(manifest, indent=1).encode()
@@ -229,7 +232,7 @@ class S3OutputStore(OutputStore):
                     raise
         raise OutputStoreError(f"the outputs of {task_id} changed under three commits in a row")
 
-    def _read_manifest(self, task_id: str) -> tuple[dict | None, str]:
+    def _read_manifest(self, task_id: str) -> tuple[dict[str, Any] | None, str]:
         try:
             response = self._client.get_object(
                 Bucket=self.bucket, Key=self.key(f"outputs/{task_id}/{MANIFEST_NAME}")
@@ -261,7 +264,9 @@ class S3OutputStore(OutputStore):
         except (BotoCoreError, ClientError) as err:
             logger.warning("could not remove other attempts' files of %s: %s", task_id, err)
 
-    def _delete_under(self, store_prefix: str, keep: Callable[[str], bool] = lambda _: False):
+    def _delete_under(
+        self, store_prefix: str, keep: Callable[[str], bool] = lambda _: False
+    ) -> None:
         paginator = self._client.get_paginator("list_objects_v2")
         doomed: list[dict[str, str]] = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(store_prefix)):
@@ -383,7 +388,7 @@ class S3OutputStore(OutputStore):
             logger.warning("%s", err)
 
 
-def _stored_files(manifest: dict) -> list[StoredFile]:
+def _stored_files(manifest: dict[str, Any]) -> list[StoredFile]:
     return [
         StoredFile(
             filename=f["filename"],
@@ -394,3 +399,12 @@ def _stored_files(manifest: dict) -> list[StoredFile]:
         )
         for f in manifest.get("files", [])
     ]
+
+
+def _s3_client() -> Any:
+    """An S3 client configured the standard way. botocore reads the region from AWS_DEFAULT_REGION
+    and the config file but not from AWS_REGION, the name the other AWS SDKs and most S3-compatible
+    stores' guides use; honour that one too, below the others."""
+    session = boto3.session.Session()
+    region = session.region_name or os.environ.get("AWS_REGION") or None
+    return session.client("s3", region_name=region)

@@ -367,7 +367,7 @@ def control_worker_command(args: argparse.Namespace) -> int:
     from activities.generation.webhooks import WebhookActivities
     from activities.workers.control import load_url_signer, run_control_worker
     from activities.workers.metrics import ControlWorkerMetrics
-    from activities.workers.temporal_client import connect_temporal
+    from activities.workers.temporal_client import connect_process_client
     from manifests.registry import ManifestRegistry
 
     data_dir = settings.data_dir.resolve()
@@ -381,7 +381,11 @@ def control_worker_command(args: argparse.Namespace) -> int:
         exit_now(2)
 
     async def main() -> int:
-        registry = ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
+        registry = ManifestRegistry(
+            settings.manifests_dir,
+            settings.workflows_dir,
+            experimental=settings.experimental_workflows,
+        )
         snapshot = registry.snapshot()
         for error in snapshot.errors:
             logger.warning("manifest problem: %s", error)
@@ -389,12 +393,7 @@ def control_worker_command(args: argparse.Namespace) -> int:
         runtime = _serve_process_metrics(settings, "control-worker", metrics.registry)
         tracing = start_tracing(settings, "control-worker")
         try:
-            client = await connect_temporal(
-                settings.temporal_address,
-                settings.temporal_namespace,
-                runtime=runtime,
-                interceptors=[tracing.interceptor()] if tracing else [],
-            )
+            client = await connect_process_client(settings, runtime=runtime, tracing=tracing)
         except Exception as err:  # connection problems are the user's to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1
@@ -432,7 +431,7 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
     from activities.workers.gpu import GpuWorker, GpuWorkerSettings, default_worker_name
     from activities.workers.metrics import GpuWorkerMetrics
     from activities.workers.recycling import RecyclePolicy
-    from activities.workers.temporal_client import connect_temporal
+    from activities.workers.temporal_client import connect_process_client
 
     if not settings.configured:
         print(
@@ -510,12 +509,8 @@ def gpu_worker_command(args: argparse.Namespace) -> int:
                 print(f"error: {comfyui_start_failure(settings, err)}", file=sys.stderr)
                 return EXIT_COMFYUI_UNUSABLE
         try:
-            client = await connect_temporal(
-                settings.temporal_address,
-                settings.temporal_namespace,
-                identity=name,
-                runtime=runtime,
-                interceptors=[tracing.interceptor()] if tracing else [],
+            client = await connect_process_client(
+                settings, runtime=runtime, tracing=tracing, identity=name
             )
         except Exception as err:
             await comfyui.stop()

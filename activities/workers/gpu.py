@@ -248,7 +248,7 @@ class GpuWorker:
         comfy: ComfyUIClient,
         activities: ExecuteActivities,
         stop: asyncio.Event,
-        supervisor: asyncio.Task,
+        supervisor: asyncio.Task[None],
     ) -> bool:
         """Poll until ComfyUI is unhealthy, `stop` is set or a recycle is due; True when it
         stopped for a recycle and every job it held has ended."""
@@ -364,7 +364,7 @@ def _model_store(settings: GpuWorkerSettings) -> ModelStore | None:
     )
 
 
-async def _first(*aws: Awaitable) -> None:
+async def _first(*aws: Awaitable[object]) -> None:
     """Wait until the first of these finishes; cancel the coroutines among the rest (tasks passed
     in are left running: they belong to the caller)."""
     tasks = []

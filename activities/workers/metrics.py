@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError, FailureError
@@ -311,7 +311,7 @@ class SystemStatsCollector(Collector):
         self.worker = worker
         self.url = url
 
-    def describe(self) -> list:
+    def describe(self) -> list[Metric]:
         return []  # collected only when scraped: no call to ComfyUI at registration
 
     def collect(self) -> Any:
@@ -334,7 +334,7 @@ class SystemStatsCollector(Collector):
         yield total
         yield free
 
-    def _devices(self) -> list[dict]:
+    def _devices(self) -> list[dict[str, Any]]:
         # Scrapes are served from the metrics server's own thread, so a blocking call is fine.
         try:
             response = httpx.get(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Metric, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -74,7 +74,7 @@ class TemporalSdkMetrics(Collector):
             )
         )
 
-    def describe(self) -> list:
+    def describe(self) -> list[Metric]:
         return []  # collected only when scraped
 
     def collect(self) -> Iterable[Any]:

@@ -57,6 +57,11 @@ class SharedSettings(ProcessSettings):
         alias="WORKFLOWS_DIR",
         description="Directory of the ComfyUI API-format graphs; None = the bundled workflows/.",
     )
+    experimental_workflows: bool = Field(
+        default=True,
+        alias="COMFY_EXPERIMENTAL_WORKFLOWS",
+        description="Serve workflows/exp_*.json graphs that have no workflows.yaml entry.",
+    )
 
 
 class OutputStoreSettings(ProcessSettings):

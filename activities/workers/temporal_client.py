@@ -12,12 +12,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
+
+if TYPE_CHECKING:
+    from activities.workers.settings import TemporalSettings
+    from activities.workers.tracing import Tracing
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -41,7 +45,7 @@ async def connect_temporal(
         config["namespace"] = namespace
     config.setdefault("target_host", DEFAULT_ADDRESS)
     config.setdefault("namespace", DEFAULT_NAMESPACE)
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if identity:
         extra["identity"] = identity
     if runtime is not None:
@@ -51,6 +55,24 @@ async def connect_temporal(
         data_converter=pydantic_data_converter,
         interceptors=interceptors,
         **extra,
+    )
+
+
+async def connect_process_client(
+    settings: TemporalSettings,
+    *,
+    runtime: Runtime | None,
+    tracing: Tracing | None,
+    identity: str | None = None,
+) -> Client:
+    """A service process's client: where its settings say, on its runtime (the process's metrics),
+    traced when tracing is on."""
+    return await connect_temporal(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        identity=identity,
+        runtime=runtime,
+        interceptors=[tracing.interceptor()] if tracing else [],
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas import GenerateCreateOptions
+from temporal_workflows.batch_payloads import batch_size
 
 BatchState = Literal["starting", "started", "cancelled", "failed"]
 
@@ -64,12 +65,7 @@ class BatchCreate(BaseModel):
 
     @property
     def size(self) -> int:
-        if self.items is not None:
-            return len(self.items)
-        size = 1
-        for values in (self.sweep or {}).values():
-            size *= len(values)
-        return size
+        return batch_size(self.items, self.sweep)
 
 
 class BatchAccepted(BaseModel):

@@ -29,7 +29,7 @@ from api.generations.inputs import (
     stage_image_inputs,
 )
 from api.generations.start import MAX_PARAMS_BYTES, UnknownWorker, new_task_id
-from api.inventory import InventoryCache, ModelNotFound, PoolInventory, check_model_names
+from api.inventory import InventoryCache, ModelNotFound, check_model_names
 from api.schemas import GenerateCreate
 from api.settings import Settings
 from api.tasks.queues import queue_pollers
@@ -37,6 +37,7 @@ from manifests.definitions import WorkflowManifest
 from manifests.errors import ParamsInvalid
 from manifests.validation import validate_params
 from temporal_workflows.batch_payloads import BatchRequest, BatchSummary
+from temporal_workflows.inventory import PoolInventory
 from temporal_workflows.names import (
     BATCH_MEMO,
     BATCH_WORKFLOW,

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from api.cli.api_client import ApiClient, CommandError, api_client_flags, client_command, print_json
+from manifests.cli import parse_param
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 _OVERLAP_CHOICES = [
     "skip",
     "buffer_one",
@@ -26,21 +24,6 @@ _OVERLAP_CHOICES = [
 ]
 
 
-class CommandError(Exception):
-    """A problem the user can fix; printed without a trace."""
-
-
-def _param(text: str) -> tuple[str, Any]:
-    """NAME=VALUE; VALUE is read as JSON when it parses (64, true, "x"), else as text."""
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
-
-
 def _interval(text: str) -> dict[str, str]:
     """EVERY or EVERY/OFFSET, e.g. 1h or 1h/5m."""
     every, _, offset = text.partition("/")
@@ -49,68 +32,13 @@ def _interval(text: str) -> dict[str, str]:
     return {"every": every, **({"offset": offset} if offset else {})}
 
 
-def _api_url(args: argparse.Namespace) -> str:
-    return str(args.api or os.environ.get("COMFY_API_URL") or DEFAULT_API_URL).rstrip("/")
-
-
 def _path(schedule_id: str, action: str = "") -> str:
     return f"/schedules/{quote(schedule_id, safe='')}" + (f"/{action}" if action else "")
 
 
-def _error_text(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text.strip()[:500]}"
-    if isinstance(detail, list):
-        lines = []
-        for entry in detail:
-            loc = ".".join(str(p) for p in entry.get("loc", []) if p != "body")
-            lines.append(f"{loc}: {entry.get('msg')}" if loc else str(entry.get("msg")))
-        return "\n".join(lines)
-    return str(detail)
-
-
-def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
-    """The API key, when the API asks for one (--api-key, else env COMFY_API_KEY)."""
-    key = getattr(args, "api_key", None) or os.environ.get("COMFY_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def api_client_flags() -> argparse.ArgumentParser:
-    """The flags every command that talks to the API shares: --api, --timeout, --api-key."""
-    flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument(
-        "--api", help=f"API base URL (default: env COMFY_API_URL, else {DEFAULT_API_URL})"
-    )
-    flags.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds")
-    flags.add_argument(
-        "--api-key",
-        help="sent as 'Authorization: Bearer' when the API needs one (env COMFY_API_KEY)",
-    )
-    return flags
-
-
-def _request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    url = _api_url(args)
-    headers = {**_auth_headers(args), **kwargs.pop("headers", {})}
-    try:
-        with httpx.Client(base_url=url, timeout=args.timeout, headers=headers) as http:
-            response = http.request(method, path, **kwargs)
-    except httpx.HTTPError as err:
-        raise CommandError(f"cannot reach the API at {url}: {err}") from err
-    if response.status_code >= 400:
-        raise CommandError(_error_text(response))
-    return response
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
 def _print_schedule(schedule: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(schedule)
+        print_json(schedule)
         return
     spec = schedule["spec"]
     state = schedule["state"]
@@ -129,7 +57,7 @@ def _print_schedule(schedule: dict[str, Any], as_json: bool) -> None:
         print(f"recent      {run['task_id']}  {run['status'] or 'gone'}")
 
 
-def _create(args: argparse.Namespace) -> int:
+def _create(args: argparse.Namespace, api: ApiClient) -> int:
     params: dict[str, Any] = {}
     if args.params_json:
         try:
@@ -160,16 +88,16 @@ def _create(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("worker", args.worker), ("priority", args.priority)) if v}
     if options:
         body["options"] = options
-    schedule = _request(args, "POST", "/schedules", json=body).json()
+    schedule = api.request("POST", "/schedules", json=body).json()
     _print_schedule(schedule, args.json)
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, api: ApiClient) -> int:
     query = {"workflow_id": args.workflow} if args.workflow else {}
-    page = _request(args, "GET", "/schedules", params=query).json()
+    page = api.request("GET", "/schedules", params=query).json()
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
     rows = [("SCHEDULE", "WORKFLOW", "STATE", "NEXT RUN", "LAST RUN")]
     for s in page["schedules"]:
@@ -190,46 +118,35 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    _print_schedule(_request(args, "GET", _path(args.schedule_id)).json(), args.json)
+def _show(args: argparse.Namespace, api: ApiClient) -> int:
+    _print_schedule(api.request("GET", _path(args.schedule_id)).json(), args.json)
     return 0
 
 
-def _pause_or_unpause(args: argparse.Namespace) -> int:
+def _pause_or_unpause(args: argparse.Namespace, api: ApiClient) -> int:
     body = {"note": args.note} if args.note else None
-    schedule = _request(args, "POST", _path(args.schedule_id, args.action), json=body).json()
+    schedule = api.request("POST", _path(args.schedule_id, args.action), json=body).json()
     _print_schedule(schedule, args.json)
     return 0
 
 
-def _trigger(args: argparse.Namespace) -> int:
+def _trigger(args: argparse.Namespace, api: ApiClient) -> int:
     body = {k: v for k, v in (("note", args.note), ("overlap", args.overlap)) if v}
-    answer = _request(args, "POST", _path(args.schedule_id, "trigger"), json=body or None).json()
+    answer = api.request("POST", _path(args.schedule_id, "trigger"), json=body or None).json()
     if args.json:
-        _print_json(answer)
+        print_json(answer)
     else:
         print(f"triggered {answer['schedule_id']}; runs: {answer['tasks_url']}")
     return 0
 
 
-def _delete(args: argparse.Namespace) -> int:
-    _request(args, "DELETE", _path(args.schedule_id))
+def _delete(args: argparse.Namespace, api: ApiClient) -> int:
+    api.request("DELETE", _path(args.schedule_id))
     print(f"deleted {args.schedule_id}")
     return 0
 
 
-def _run(func: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args))
-        except CommandError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds `schedules create|list|show|pause|unpause|trigger|delete`."""
     schedules = subparsers.add_parser(
         "schedules",
@@ -250,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     create.add_argument("workflow_id", help="a workflow listed by GET /workflows")
     create.add_argument("--id", help="schedule id (default: generated)")
     create.add_argument(
-        "--param", "-p", action="append", type=_param, metavar="NAME=VALUE", help="repeatable"
+        "--param", "-p", action="append", type=parse_param, metavar="NAME=VALUE", help="repeatable"
     )
     create.add_argument("--params-json", help="all params as one JSON object")
     create.add_argument("--cron", action="append", metavar="EXPR", help="e.g. '0 3 * * *'")
@@ -268,28 +185,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     create.add_argument("--note")
     create.add_argument("--worker", help="pin runs to this GPU worker")
     create.add_argument("--priority", type=int, choices=range(1, 6), help="1 (highest) to 5")
-    create.set_defaults(func=_run(_create))
+    create.set_defaults(func=client_command(_create))
 
     listing = commands.add_parser("list", parents=[common], help="list schedules")
     listing.add_argument("--workflow", help="only schedules of this workflow")
-    listing.set_defaults(func=_run(_list))
+    listing.set_defaults(func=client_command(_list))
 
     show = commands.add_parser("show", parents=[common], help="spec, state, next and recent runs")
     show.add_argument("schedule_id")
-    show.set_defaults(func=_run(_show))
+    show.set_defaults(func=client_command(_show))
 
     for action, text in (("pause", "pause a schedule"), ("unpause", "unpause a schedule")):
         command = commands.add_parser(action, parents=[common], help=text)
         command.add_argument("schedule_id")
         command.add_argument("--note", help="why (shown in the API and the Web UI)")
-        command.set_defaults(func=_run(_pause_or_unpause), action=action)
+        command.set_defaults(func=client_command(_pause_or_unpause), action=action)
 
     trigger = commands.add_parser("trigger", parents=[common], help="start one run now")
     trigger.add_argument("schedule_id")
     trigger.add_argument("--note")
     trigger.add_argument("--overlap", choices=_OVERLAP_CHOICES, help="for this run only")
-    trigger.set_defaults(func=_run(_trigger))
+    trigger.set_defaults(func=client_command(_trigger))
 
     delete = commands.add_parser("delete", parents=[common], help="delete a schedule")
     delete.add_argument("schedule_id")
-    delete.set_defaults(func=_run(_delete))
+    delete.set_defaults(func=client_command(_delete))

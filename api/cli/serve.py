@@ -208,17 +208,12 @@ def run_api_command(args: argparse.Namespace) -> int:
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
 
     async def main() -> int:
-        from activities.workers.temporal_client import connect_temporal
+        from activities.workers.temporal_client import connect_process_client
 
         metrics, runtime = api_metrics_with_sdk("api")
         tracing = start_tracing(settings, "api")
         try:
-            client = await connect_temporal(
-                settings.temporal_address,
-                settings.temporal_namespace,
-                runtime=runtime,
-                interceptors=[tracing.interceptor()] if tracing else [],
-            )
+            client = await connect_process_client(settings, runtime=runtime, tracing=tracing)
         except Exception as err:  # the user's configuration to fix, not a traceback
             print(f"error: cannot reach Temporal: {err}", file=sys.stderr)
             return 1

@@ -23,18 +23,18 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from api.cli.schedules import (
+from api.cli.api_client import (
+    EXIT_INTERRUPTED,
+    ApiClient,
     CommandError,
-    _api_url,
-    _auth_headers,
-    _error_text,
-    _request,
     api_client_flags,
+    client_command,
+    error_text,
+    print_json,
 )
 from manifests.cli import parse_param
 
 TERMINAL_STATUSES = ("SUCCESS", "FAILURE", "CANCELLED")
-EXIT_INTERRUPTED = 130
 # A stream that drops this many times in a row, with no event between, is given up on.
 _MAX_RECONNECTS = 10
 
@@ -85,7 +85,7 @@ def follow_task(
                     break
                 if response.status_code >= 400:
                     response.read()
-                    raise CommandError(_error_text(response))
+                    raise CommandError(error_text(response))
                 for event in parse_events(response.iter_lines()):
                     failures = 0
                     last_id = event.id or last_id
@@ -100,7 +100,7 @@ def follow_task(
         # The server ends streams now and then; reconnecting resumes after the last event.
     response = http.get(_task_path(task_id))
     if response.status_code >= 400:
-        raise CommandError(_error_text(response))
+        raise CommandError(error_text(response))
     task: dict[str, Any] = response.json()
     return task
 
@@ -137,7 +137,7 @@ def _describe(task: dict[str, Any]) -> str:
         if progress.get("step") is not None and progress.get("max"):
             text += f" {progress['step']}/{progress['max']}"
         return text
-    return status
+    return str(status)
 
 
 class ProgressView:
@@ -200,7 +200,7 @@ def download_outputs(http: httpx.Client, task: dict[str, Any], folder: Path) -> 
         with http.stream("GET", output["url"]) as response:
             if response.status_code >= 400:
                 response.read()
-                raise CommandError(f"download of {output['filename']}: {_error_text(response)}")
+                raise CommandError(f"download of {output['filename']}: {error_text(response)}")
             with partial.open("wb") as file:
                 for chunk in response.iter_bytes():
                     file.write(chunk)
@@ -217,7 +217,7 @@ def _failure_text(task: dict[str, Any]) -> str:
     return f"{task['task_id']}: {task['status']}: {reason}"
 
 
-def _submit(args: argparse.Namespace) -> int:
+def _submit(args: argparse.Namespace, api: ApiClient) -> int:
     params: dict[str, Any] = {}
     for name, value in args.params:
         if name in params:
@@ -229,7 +229,7 @@ def _submit(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"workflow_id": args.workflow_id, "params": params}
     if options:
         body["options"] = options
-    task_id: str = _request(args, "POST", "/generate", json=body).json()["task_id"]
+    task_id: str = api.request("POST", "/generate", json=body).json()["task_id"]
     print(task_id, flush=True)  # stdout: the id alone, for scripts
     # No markup or highlighting: task ids and reasons are printed as they are.
     console = Console(stderr=True, highlight=False)
@@ -237,9 +237,7 @@ def _submit(args: argparse.Namespace) -> int:
         console.print(f"follow it: comfy-temporal tasks show {task_id}", markup=False)
         return 0
     timeout = httpx.Timeout(args.timeout, read=max(args.timeout, 60.0))
-    with httpx.Client(
-        base_url=_api_url(args), timeout=timeout, headers=_auth_headers(args)
-    ) as http:
+    with api.http(timeout) as http:
         try:
             with ProgressView(task_id, console) as view:
                 task = follow_task(http, task_id, view.on_event)
@@ -251,7 +249,7 @@ def _submit(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
         except httpx.HTTPError as err:
-            raise CommandError(f"cannot reach the API at {_api_url(args)}: {err}") from err
+            raise api.unreachable(err) from err
         if task["status"] != "SUCCESS":
             print(_failure_text(task), file=sys.stderr)
             return 1
@@ -263,18 +261,14 @@ def _submit(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ tasks list | show | cancel
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, api: ApiClient) -> int:
     query: dict[str, Any] = {"page_size": args.limit}
     for key in ("workflow_id", "status", "schedule_id", "page_token"):
         if getattr(args, key):
             query[key] = getattr(args, key)
-    page = _request(args, "GET", "/tasks", params=query).json()
+    page = api.request("GET", "/tasks", params=query).json()
     if args.json:
-        _print_json(page)
+        print_json(page)
         return 0
     rows = [("TASK", "WORKFLOW", "STATUS", "CREATED")]
     for task in page["tasks"]:
@@ -289,10 +283,10 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    task = _request(args, "GET", _task_path(args.task_id)).json()
+def _show(args: argparse.Namespace, api: ApiClient) -> int:
+    task = api.request("GET", _task_path(args.task_id)).json()
     if args.json:
-        _print_json(task)
+        print_json(task)
         return 0
     print(f"task        {task['task_id']}")
     print(f"workflow    {task.get('workflow_id') or '-'}")
@@ -314,30 +308,17 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cancel(args: argparse.Namespace) -> int:
+def _cancel(args: argparse.Namespace, api: ApiClient) -> int:
     query = {"reason": args.reason} if args.reason else None
-    answer = _request(args, "POST", _task_path(args.task_id, "cancel"), params=query).json()
+    answer = api.request("POST", _task_path(args.task_id, "cancel"), params=query).json()
     if args.json:
-        _print_json(answer)
+        print_json(answer)
     else:
         print(f"{answer['task_id']}: {answer['message']}")
     return 0
 
 
-def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(func(args))
-        except CommandError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
-
-    return run
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds `submit` and `tasks list|show|cancel`."""
     common = api_client_flags()
 
@@ -379,7 +360,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DIR",
         help="with --wait: where outputs are saved (default: the current directory)",
     )
-    submit.set_defaults(func=_run(_submit))
+    submit.set_defaults(func=client_command(_submit))
 
     tasks = subparsers.add_parser(
         "tasks",
@@ -398,11 +379,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing.add_argument("--schedule-id", help="only runs of this schedule")
     listing.add_argument("--limit", type=int, default=50, help="page size (default 50)")
     listing.add_argument("--page-token", help="the next page, as printed by the previous one")
-    listing.set_defaults(func=_run(_list))
+    listing.set_defaults(func=client_command(_list))
 
     show = commands.add_parser("show", parents=[common], help="status, progress and result")
     show.add_argument("task_id")
-    show.set_defaults(func=_run(_show))
+    show.set_defaults(func=client_command(_show))
 
     cancel = commands.add_parser(
         "cancel",
@@ -411,4 +392,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     cancel.add_argument("task_id")
     cancel.add_argument("--reason", help="recorded in the task's history and result")
-    cancel.set_defaults(func=_run(_cancel))
+    cancel.set_defaults(func=client_command(_cancel))

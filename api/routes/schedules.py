@@ -71,6 +71,18 @@ async def _changed(
     return await read_schedule(temporal, description, base_url)
 
 
+async def _pause_or_unpause(
+    temporal: Client, base_url: str, schedule_id: str, body: ScheduleNote | None, *, pause: bool
+) -> SchedulePublic:
+    await describe_generation_schedule(temporal, schedule_id)
+    note = (body.note if body else None) or f"{'paused' if pause else 'unpaused'} through the API"
+
+    async def change(handle: ScheduleHandle) -> None:
+        await (handle.pause(note=note) if pause else handle.unpause(note=note))
+
+    return await _changed(temporal, base_url, schedule_id, change)
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -235,9 +247,7 @@ async def pause_schedule(
     base_url: BaseUrlDep,
     body: Annotated[ScheduleNote | None, Body()] = None,
 ) -> SchedulePublic:
-    await describe_generation_schedule(temporal, schedule_id)
-    note = (body.note if body else None) or "paused through the API"
-    return await _changed(temporal, base_url, schedule_id, lambda handle: handle.pause(note=note))
+    return await _pause_or_unpause(temporal, base_url, schedule_id, body, pause=True)
 
 
 @router.post(
@@ -252,9 +262,7 @@ async def unpause_schedule(
     base_url: BaseUrlDep,
     body: Annotated[ScheduleNote | None, Body()] = None,
 ) -> SchedulePublic:
-    await describe_generation_schedule(temporal, schedule_id)
-    note = (body.note if body else None) or "unpaused through the API"
-    return await _changed(temporal, base_url, schedule_id, lambda handle: handle.unpause(note=note))
+    return await _pause_or_unpause(temporal, base_url, schedule_id, body, pause=False)
 
 
 @router.post(

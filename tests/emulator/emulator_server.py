@@ -1007,6 +1007,7 @@ class EmulatorServer:
           drop_websockets_on_node   close every WebSocket once
         Immediate: drop_websockets (close every WebSocket now), refuse_connections (stop
         listening; the process stays alive). hang_on_progress stops at the next progress tick.
+        leak_mb: the next prompt run holds that many MiB more, forever (as --leak-mb-per-prompt).
         The same keys work as `--emulator-fault KEY=VALUE` flags at startup; there
         refuse_connections means the port is never bound, startup_delay_seconds delays binding.
         """
@@ -1066,10 +1067,12 @@ class EmulatorServer:
             self.leak()
 
     def leak(self) -> None:
-        """Hold `leak_bytes_per_prompt` more, written through so every page is resident (a
-        zeroed bytearray would only reserve address space, and RSS would not move)."""
-        if self.leak_bytes_per_prompt > 0:
-            self.leaked.append(bytearray(b"\x01") * self.leak_bytes_per_prompt)
+        """Hold `leak_bytes_per_prompt` more, and once the `leak_mb` fault's MiB, written through
+        so every page is resident (a zeroed bytearray would only reserve address space, and RSS
+        would not move)."""
+        size = self.leak_bytes_per_prompt + int(float(self.faults.pop("leak_mb", 0)) * 1024 * 1024)
+        if size > 0:
+            self.leaked.append(bytearray(b"\x01") * size)
 
     @property
     def leaked_bytes(self) -> int:

@@ -3,7 +3,6 @@ driving ComfyUI emulator processes, and Temporal dev servers of the tests' own (
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from temporalio.client import Client
 
 from api.cli.devstack.http_server import free_port
 from api.cli.devstack.temporal_server import DevServerConfig
-from tests.support.manifests import valid_registry, write_fault_manifests
-from tests.support.stack import GenerationStack, generation_stack
+from tests.support.manifests import STALL_TIMEOUT
+from tests.support.stack import GenerationStack, private_pool_stack
 from tests.support.temporal import RestartableDevServer
 
 
@@ -22,16 +21,8 @@ from tests.support.temporal import RestartableDevServer
 async def fault_stack(temporal_client: Client, tmp_path: Path) -> AsyncIterator[GenerationStack]:
     """A control worker on its own queue for the stall-limited workflow; GPU workers on demand
     (`await stack.start_gpu_worker(name)`), all stopped after the test."""
-    pool = f"faults-{uuid.uuid4().hex[:10]}"
-    registry = valid_registry(*write_fault_manifests(tmp_path, pool))
-    async with generation_stack(
-        temporal_client,
-        tmp_path,
-        registry,
-        api=False,
-        control_worker="own",
-        pool=pool,
-        emulator_args=["--cache-none"],
+    async with private_pool_stack(
+        temporal_client, tmp_path, "faults", stall_timeout=STALL_TIMEOUT
     ) as stack:
         yield stack
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from activities.workers.settings import SharedSettings
 from manifests.errors import ParamsInvalid, UnknownWorkflow
 from manifests.loading import load_manifests
-from manifests.registry import EXPERIMENTAL_ENV, ManifestRegistry
+from manifests.registry import ManifestRegistry
 from manifests.render import render_prompt
 from tests.support.manifests import ManifestDirs, fixture_dirs, write_file
 
@@ -73,11 +74,14 @@ def test_experimental_workflows_can_be_switched_off(
 ) -> None:
     with pytest.raises(UnknownWorkflow):
         ManifestRegistry(*ORIGINAL, experimental=False).get("exp_sketch_wide")
-    monkeypatch.setenv(EXPERIMENTAL_ENV, "0")
-    snapshot = ManifestRegistry(*ORIGINAL).snapshot()
+    # What the API and the workers pass in: their settings read COMFY_EXPERIMENTAL_WORKFLOWS.
+    monkeypatch.setenv("COMFY_EXPERIMENTAL_WORKFLOWS", "0")
+    off = SharedSettings().experimental_workflows
+    snapshot = ManifestRegistry(*ORIGINAL, experimental=off).snapshot()
     assert set(snapshot.workflows) == {"sketch_default", "sketch_restyle"}
-    monkeypatch.setenv(EXPERIMENTAL_ENV, "1")
-    assert "exp_sketch_wide" in ManifestRegistry(*ORIGINAL).snapshot().workflows
+    monkeypatch.setenv("COMFY_EXPERIMENTAL_WORKFLOWS", "1")
+    on = SharedSettings().experimental_workflows
+    assert "exp_sketch_wide" in ManifestRegistry(*ORIGINAL, experimental=on).snapshot().workflows
 
 
 def test_an_exp_graph_with_an_entry_is_not_listed_twice(dirs: ManifestDirs) -> None:

@@ -34,7 +34,11 @@ from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import CONTROL_TASK_QUEUE, REQUEST_MEMO
 from temporal_workflows.payloads import GenerationOptions, GenerationRequest
 from tests.support.emulator import EmulatorHandle, emulator_process
-from tests.support.manifests import SAMPLED_IMAGE_WORKFLOW_ID
+from tests.support.manifests import (
+    SAMPLED_IMAGE_WORKFLOW_ID,
+    valid_registry,
+    write_sampled_image_manifests,
+)
 from tests.support.waiting import wait_for
 
 # Where the control worker runs: "api" inside the API (on the shared control queue, as
@@ -268,6 +272,36 @@ async def generation_stack(
         running.push_async_callback(stack.stop_gpu_workers)
         for name in gpu_workers:
             await stack.start_gpu_worker(name)
+        yield stack
+
+
+@contextlib.asynccontextmanager
+async def private_pool_stack(
+    client: Client,
+    base_dir: Path,
+    pool_prefix: str,
+    *,
+    stall_timeout: float | None = None,
+    **options: Any,
+) -> AsyncIterator[GenerationStack]:
+    """`sampled_image` (with a stall limit if given) on a pool of its own, a control worker on a
+    queue of its own and no API; GPU workers on demand (`await stack.start_gpu_worker(name)`).
+    `options` go to generation_stack (webhooks, public_url, ...)."""
+    pool = unique(pool_prefix)
+    registry = valid_registry(
+        *write_sampled_image_manifests(base_dir, pool, stall_timeout=stall_timeout)
+    )
+    # Every job really executes (real jobs differ by seed anyway); caching is not the topic.
+    async with generation_stack(
+        client,
+        base_dir,
+        registry,
+        api=False,
+        control_worker="own",
+        pool=pool,
+        emulator_args=["--cache-none"],
+        **options,
+    ) as stack:
         yield stack
 
 

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,11 @@ def clean_environment() -> dict[str, str]:
 
 
 def gpu_worker_command(
-    *, pool: str, name: str, data_dir: Path, temporal_address: str, shutdown_grace: float
+    *, pool: str, name: str, data_dir: Path, temporal_address: str | None, shutdown_grace: float
 ) -> list[str]:
-    """`comfy-temporal gpu-worker` launching the ComfyUI emulator on the CPU, with caching off."""
+    """`comfy-temporal gpu-worker` launching the ComfyUI emulator on the CPU, with caching off;
+    without `temporal_address` it finds Temporal through the environment, as in production."""
+    address = ["--temporal-address", temporal_address] if temporal_address else []
     return [
         COMFY_TEMPORAL, "gpu-worker",
         "--comfyui", str(EMULATOR_DIR),
@@ -38,7 +41,7 @@ def gpu_worker_command(
         "--pool", pool,
         "--name", name,
         "--data-dir", str(data_dir),
-        "--temporal-address", temporal_address,
+        *address,
         "--shutdown-grace", f"{shutdown_grace:g}",
     ]  # fmt: skip
 
@@ -150,19 +153,25 @@ class GpuWorkerProcess(WorkerProcess):
         *,
         pool: str,
         shutdown_grace: float = 5,
+        extra_args: Sequence[str] = (),
     ) -> None:
         super().__init__(name, address, log_dir)
         self.data_dir = data_dir
         self.pool = pool
         self.shutdown_grace = shutdown_grace
+        # More `gpu-worker` flags, e.g. --recycle-rss-mb or --comfyui-arg=--leak-mb-per-prompt=1.
+        self.extra_args = list(extra_args)
 
     def command(self) -> list[str]:
-        return gpu_worker_command(
-            pool=self.pool,
-            name=self.name,
-            data_dir=self.data_dir,
-            temporal_address=self.address,
-            shutdown_grace=self.shutdown_grace,
+        return (
+            gpu_worker_command(
+                pool=self.pool,
+                name=self.name,
+                data_dir=self.data_dir,
+                temporal_address=self.address,
+                shutdown_grace=self.shutdown_grace,
+            )
+            + self.extra_args
         )
 
     @property

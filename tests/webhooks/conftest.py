@@ -3,7 +3,6 @@ worker (the one that delivers webhooks) a test can stop and start again."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from temporalio.client import Client
 
 from activities.generation.webhooks import WebhookActivities
 from tests.support.loopback_http import serve_on_loopback
-from tests.support.manifests import valid_registry, write_sampled_image_manifests
-from tests.support.stack import GenerationStack, generation_stack
+from tests.support.stack import GenerationStack, private_pool_stack
 from tests.support.webhooks import PUBLIC_URL, WEBHOOK_SECRET, WebhookReceiver
 
 
@@ -32,16 +30,10 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 async def webhook_stack(temporal_client: Client, tmp_path: Path) -> AsyncIterator[GenerationStack]:
     """`sampled_image` on a pool of its own, a restartable control worker that signs webhooks
     with WEBHOOK_SECRET, and GPU workers on demand."""
-    pool = f"hook-{uuid.uuid4().hex[:10]}"
-    registry = valid_registry(*write_sampled_image_manifests(tmp_path, pool))
-    async with generation_stack(
+    async with private_pool_stack(
         temporal_client,
         tmp_path,
-        registry,
-        api=False,
-        control_worker="own",
-        pool=pool,
-        emulator_args=["--cache-none"],
+        "hook",
         webhooks=WebhookActivities(WEBHOOK_SECRET, allow_private=True),
         public_url=PUBLIC_URL,
     ) as stack:
