@@ -112,7 +112,11 @@ class TemporalUnavailable(ApiError):
 
 def _params_invalid(exc: ParamsInvalid) -> JSONResponse:
     detail = [
-        {"loc": ["body", "params", e.param], "msg": e.reason, "type": "param_invalid"}
+        {
+            "loc": ["body", "params", e.param, *([e.field] if e.field is not None else [])],
+            "msg": e.reason,
+            "type": "param_invalid",
+        }
         for e in exc.errors
     ]
     return ErrorResponse(status_code=422, content={"detail": detail})

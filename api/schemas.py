@@ -40,7 +40,9 @@ class GenerateOptions(BaseModel):
         ge=1,
         le=5,
         strict=True,
-        description="Temporal task priority: 1 (highest) to 5; default 3.",
+        # JSON Schema counts 4.0 as an integer, so only the description can say it is refused.
+        description="Temporal task priority: 1 (highest) to 5; default 3. A JSON integer"
+        ' written without a fraction: 4.0, "4" and true are refused.',
     )
 
 

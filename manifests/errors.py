@@ -34,13 +34,16 @@ class ManifestError:
 
 @dataclass(frozen=True)
 class ParamError:
-    """One bad request parameter: its name and why it was refused."""
+    """One bad request parameter: its name, why it was refused and, for an object value (a
+    model or image reference), the key the reason is about."""
 
     param: str
     reason: str
+    field: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.param}: {self.reason}"
+        where = self.param if self.field is None else f"{self.param}.{self.field}"
+        return f"{where}: {self.reason}"
 
 
 class ParamsInvalid(ValueError):

@@ -48,7 +48,12 @@ ImageSource = ImageFromUrl | ImageFromBase64 | ImageFromStore
 
 
 class ImageValueError(ValueError):
-    """Why a value is not an acceptable image input; str() is the reason."""
+    """Why a value is not an acceptable image input; str() is the reason, `field` the key of the
+    object value it is about (None: the value as a whole)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 def is_inline_image(value: Any) -> bool:
@@ -57,46 +62,60 @@ def is_inline_image(value: Any) -> bool:
 
 
 def parse_image_source(value: dict[str, Any]) -> ImageSource:
-    """The typed form of an object value; raises ImageValueError naming what is wrong."""
-    present = [key for key in SOURCE_KEYS if key in value]
-    unknown = sorted(set(value) - set(SOURCE_KEYS) - {"filename"})
-    if unknown:
-        raise ImageValueError(
-            f"unknown key(s) {', '.join(repr(k) for k in unknown)}; an image is a file name,"
-            ' {"url": ...} or {"base64": ...} (optionally with "filename")'
+    """The typed form of an object value; raises ImageValueError naming what is wrong (the first
+    of image_value_problems)."""
+    problems = image_value_problems(value)
+    if problems:
+        raise problems[0]
+    filename = value.get("filename")
+    key = next(key for key in SOURCE_KEYS if key in value)
+    if key == "url":
+        return ImageFromUrl(value[key], filename)
+    if key == "base64":
+        return ImageFromBase64(value[key], filename)
+    return ImageFromStore(value[key], filename)
+
+
+def image_value_problems(value: dict[str, Any]) -> list[ImageValueError]:
+    """Every reason an object value cannot be an image input, each key checked on its own so
+    that every refusal names its key; empty when its shape is right."""
+    problems = [
+        ImageValueError(
+            f"unknown key {key!r}; an image is a file name,"
+            ' {"url": ...} or {"base64": ...} (optionally with "filename")',
+            str(key),
         )
+        for key in sorted(set(value) - set(SOURCE_KEYS) - {"filename"}, key=str)
+    ]
+    present = [key for key in SOURCE_KEYS if key in value]
     if len(present) != 1:
-        raise ImageValueError(
-            'an image object needs exactly one of "url" or "base64"'
-            + (f" (got {', '.join(present)})" if present else "")
+        problems.append(
+            ImageValueError(
+                'an image object needs exactly one of "url" or "base64"'
+                + (f" (got {', '.join(present)})" if present else "")
+            )
         )
     filename = value.get("filename")
-    if filename is not None:
-        if not isinstance(filename, str) or _FILENAME.fullmatch(filename) is None:
-            raise ImageValueError(
+    # Present means given: null is no way to leave it out (the schema says a string).
+    if "filename" in value and (
+        not isinstance(filename, str) or _FILENAME.fullmatch(filename) is None
+    ):
+        problems.append(
+            ImageValueError(
                 '"filename" must be a plain file name of letters, digits, ".", "_" and "-"'
-                " (at most 100 characters)"
+                " (at most 100 characters)",
+                "filename",
             )
-    key = present[0]
-    source = value[key]
-    if not isinstance(source, str) or not source:
-        raise ImageValueError(f'"{key}" must be a non-empty string')
-    if key == "url":
-        return ImageFromUrl(source, filename)
-    if key == "base64":
-        return ImageFromBase64(source, filename)
-    if _INPUT_FILE.fullmatch(source) is None:
-        raise ImageValueError('"input_file" must name an input stored by the API')
-    return ImageFromStore(source, filename)
-
-
-def image_value_problem(value: Any) -> str | None:
-    """Why an object value cannot be an image input, or None when its shape is right."""
-    try:
-        parse_image_source(value)
-    except ImageValueError as err:
-        return str(err)
-    return None
+        )
+    for key in present:
+        source = value[key]
+        if not isinstance(source, str) or not source:
+            problems.append(ImageValueError(f'"{key}" must be a non-empty string', key))
+        elif key == "input_file" and _INPUT_FILE.fullmatch(source) is None:
+            problems.append(
+                ImageValueError('"input_file" must name an input stored by the API', key)
+            )
+    return problems
 
 
 def upload_placeholder(param: str) -> str:

@@ -67,7 +67,12 @@ _KEYS = ("url", "sha256", "filename")
 
 
 class ModelValueError(ValueError):
-    """Why a value is not an acceptable model reference; str() is the reason."""
+    """Why a value is not an acceptable model reference; str() is the reason, `field` the key of
+    the object value it is about (None: the value as a whole)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -120,52 +125,82 @@ def url_file_name(url: str) -> str:
 
 
 def parse_model_source(value: Any) -> ModelFromUrl:
-    """The typed form of a model reference; raises ModelValueError naming what is wrong."""
+    """The typed form of a model reference; raises ModelValueError naming what is wrong (the
+    first of model_value_problems)."""
     if isinstance(value, str):
         return _with_model_extension(ModelFromUrl(_checked_url(value)))
     if not isinstance(value, dict):
         raise ModelValueError('expected a file name, an hf:// reference or {"url": ...}')
-    unknown = sorted(set(value) - set(_KEYS))
-    if unknown:
-        raise ModelValueError(
-            f"unknown key(s) {', '.join(repr(k) for k in unknown)}; a model is a file name, an"
-            ' hf:// reference or {"url": ..., "sha256"?: ..., "filename"?: ...}'
+    problems = _key_problems(value)
+    if problems:
+        raise problems[0]
+    try:
+        url = _checked_url(value["url"])
+    except ModelValueError as err:
+        raise ModelValueError(str(err), "url") from None
+    sha256, filename = value.get("sha256"), value.get("filename")
+    # A name without a model extension is the filename's, or else the URL's.
+    field = "filename" if filename else "url"
+    return _with_model_extension(ModelFromUrl(url, sha256, filename), field)
+
+
+def _key_problems(value: dict[str, Any]) -> list[ModelValueError]:
+    """What is wrong with each key of an object value, each checked on its own so that every
+    refusal names its key."""
+    problems = [
+        ModelValueError(
+            f"unknown key {key!r}; a model is a file name, an hf:// reference or"
+            ' {"url": ..., "sha256"?: ..., "filename"?: ...}',
+            str(key),
         )
+        for key in sorted(set(value) - set(_KEYS), key=str)
+    ]
     url = value.get("url")
     if not isinstance(url, str) or not url:
-        raise ModelValueError('"url" must be a non-empty string')
+        problems.append(ModelValueError('"url" must be a non-empty string', "url"))
     sha256 = value.get("sha256")
-    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
-        raise ModelValueError('"sha256" must be 64 lowercase hexadecimal digits')
+    # Present means given: null is no way to leave it out (the schema says a string).
+    if "sha256" in value and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
+        problems.append(
+            ModelValueError('"sha256" must be 64 lowercase hexadecimal digits', "sha256")
+        )
     filename = value.get("filename")
-    if filename is not None and (
+    if "filename" in value and (
         not isinstance(filename, str) or _FILENAME.fullmatch(filename) is None
     ):
-        raise ModelValueError(
-            '"filename" must be a plain file name of letters, digits, ".", "_" and "-"'
-            " (at most 100 characters)"
+        problems.append(
+            ModelValueError(
+                '"filename" must be a plain file name of letters, digits, ".", "_" and "-"'
+                " (at most 100 characters)",
+                "filename",
+            )
         )
-    return _with_model_extension(ModelFromUrl(_checked_url(url), sha256, filename))
+    return problems
 
 
-def _with_model_extension(source: ModelFromUrl) -> ModelFromUrl:
+def model_value_problems(value: Any) -> list[ModelValueError]:
+    """Every reason a reference cannot be downloaded as a model; empty when its shape is right."""
+    if isinstance(value, dict):
+        problems = _key_problems(value)
+        if problems:
+            return problems
+    try:
+        parse_model_source(value)
+    except ModelValueError as err:
+        return [err]
+    return []
+
+
+def _with_model_extension(source: ModelFromUrl, field: str | None = None) -> ModelFromUrl:
     # ComfyUI would not list a file with another extension, so the loader could never take it.
     name = source.filename or url_file_name(source.url)
     if not name.lower().endswith(MODEL_EXTENSIONS):
         raise ModelValueError(
             f"the file name '{name}' does not end in an extension ComfyUI lists as a model "
-            f'({", ".join(MODEL_EXTENSIONS)}); give one with "filename"'
+            f'({", ".join(MODEL_EXTENSIONS)}); give one with "filename"',
+            field,
         )
     return source
-
-
-def model_value_problem(value: Any) -> str | None:
-    """Why a reference cannot be downloaded as a model, or None when its shape is right."""
-    try:
-        parse_model_source(value)
-    except ModelValueError as err:
-        return str(err)
-    return None
 
 
 def _checked_url(url: str) -> str:

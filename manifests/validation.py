@@ -13,8 +13,8 @@ from typing import Any
 
 from manifests.definitions import ParameterDef, WorkflowManifest
 from manifests.errors import ParamError, ParamsInvalid
-from manifests.image_inputs import image_value_problem, is_inline_image
-from manifests.model_inputs import is_model_reference, model_value_problem
+from manifests.image_inputs import image_value_problems, is_inline_image
+from manifests.model_inputs import is_model_reference, model_value_problems
 
 
 def _describe(value: Any) -> str:
@@ -46,19 +46,33 @@ def same_value(a: Any, b: Any) -> bool:
 def check_value(defn: ParameterDef, value: Any, *, model_folder: str | None = None) -> str | None:
     """Why `value` is not acceptable for `defn`, or None when it is. With `model_folder` (the
     parameter sets a model loader's file), a file to download is accepted too."""
+    problems = value_problems(defn, value, model_folder=model_folder)
+    return "; ".join(reason for _, reason in problems) or None
+
+
+def value_problems(
+    defn: ParameterDef, value: Any, *, model_folder: str | None = None
+) -> list[tuple[str | None, str]]:
+    """Every reason `value` is not acceptable for `defn`, as (key of an object value or None,
+    reason): a model or image reference says which of its keys is wrong."""
+    if value is not None and model_folder is not None and is_model_reference(value):
+        if defn.choices is not None:
+            return [(None, "takes one of the listed files only, not a file to download")]
+        return [(err.field, str(err)) for err in model_value_problems(value)]
+    if value is not None and defn.takes_file and is_inline_image(value):
+        # A file the request brings (url / base64): its shape here, its content at the API.
+        return [(err.field, str(err)) for err in image_value_problems(value)]
+    reason = _plain_value_problem(defn, value)
+    return [] if reason is None else [(None, reason)]
+
+
+def _plain_value_problem(defn: ParameterDef, value: Any) -> str | None:
     token = defn.random_token()
     if token is not None and same_value(value, token):
         return None
     kind = defn.type
     if value is None:
         return "must not be null (omit the parameter to use its default)"
-    if model_folder is not None and is_model_reference(value):
-        if defn.choices is not None:
-            return "takes one of the listed files only, not a file to download"
-        return model_value_problem(value)
-    if defn.takes_file and is_inline_image(value):
-        # A file the request brings (url / base64): its shape here, its content at the API.
-        return image_value_problem(value)
     if kind == "string" or defn.takes_file:
         if not isinstance(value, str):
             if defn.takes_file:
@@ -137,9 +151,9 @@ def validate_params(manifest: WorkflowManifest, params: Mapping[str, Any]) -> di
     model_folders = manifest.model_folders()
     for name, defn in known.items():
         if name in params:
-            reason = check_value(defn, params[name], model_folder=model_folders.get(name))
-            if reason is not None:
-                errors.append(ParamError(name, reason))
+            problems = value_problems(defn, params[name], model_folder=model_folders.get(name))
+            if problems:
+                errors.extend(ParamError(name, reason, field) for field, reason in problems)
                 continue
             resolved[name] = normalise_value(defn, params[name])
         elif defn.required:

@@ -437,6 +437,7 @@ class GenerationWorkflow:
                 timeout_seconds=prepared.timeout_seconds,
                 previews=prepared.previews,
                 image_inputs=prepared.image_inputs,
+                model_inputs=prepared.model_inputs,
                 stall_timeout=prepared.stall_timeout,
                 try_number=try_number,
             ),

@@ -192,7 +192,10 @@ def _item_problems(
             checked = validate_params(manifest, params)
             check_model_names(manifest, checked, models, worker=worker)
         except ParamsInvalid as err:
-            found = [(_item_loc(body, index, e.param), e.reason) for e in err.errors]
+            found = [
+                ([*_item_loc(body, index, e.param), *([e.field] if e.field else [])], e.reason)
+                for e in err.errors
+            ]
         except ModelNotFound as err:
             found = [(_item_loc(body, index, m.param), m.message) for m in err.misses]
         size = len(json.dumps(inline_images_removed(params), separators=(",", ":")))
@@ -251,9 +254,10 @@ async def _staged(
             await check_model_urls(manifest, values, settings)
             return values
         except RequestInputsInvalid as err:
-            # stage_image_inputs names `body.params.<name>`; say where the value really is.
+            # stage_image_inputs names `body.params.<name>[.<key>]`; say where the value really
+            # is, keeping the key of an object value.
             problems.extend(
-                ([*where, loc[-1], *after], msg, kind) for loc, msg, kind in err.problems
+                ([*where, loc[2], *after, *loc[3:]], msg, kind) for loc, msg, kind in err.problems
             )
             return values
 

@@ -114,19 +114,23 @@ async def stage_image_inputs(
         source = parse_image_source(value)  # the manifest check already accepted the shape
         if isinstance(source, ImageFromStore):
             problems.append(
-                (loc, '"input_file" is set by the service; send "url" or "base64"', "value_error")
+                (
+                    [*loc, "input_file"],
+                    '"input_file" is set by the service; send "url" or "base64"',
+                    "value_error",
+                )
             )
         elif isinstance(source, ImageFromUrl):
             try:
                 await check_url(source.url, allow_private=settings.allow_private_image_urls)
             except UrlRefused as err:
-                problems.append((loc, f"url {err}", "invalid_url"))
+                problems.append(([*loc, "url"], f"url {err}", "invalid_url"))
         elif isinstance(source, ImageFromBase64):
             try:
                 data = decode_base64_image(source.data, settings.max_image_bytes)
             except ImageInputError as err:
                 kind = "too_large" if err.type == "ImageInputTooLarge" else "invalid_base64"
-                problems.append((loc, f"base64 {err.message}", kind))
+                problems.append(([*loc, "base64"], f"base64 {err.message}", kind))
                 continue
             try:
                 stored = await store.write_input(data, image_extension(data, source.filename))
@@ -156,6 +160,13 @@ async def check_model_urls(
         try:
             await check_url(source.url, allow_private=settings.allow_private_image_urls)
         except UrlRefused as err:
-            problems.append((["body", "params", name], f"url {err}", "invalid_url"))
+            # An object names its "url" key; an hf:// string is the value itself.
+            loc: list[str | int] = [
+                "body",
+                "params",
+                name,
+                *(["url"] if isinstance(value, dict) else []),
+            ]
+            problems.append((loc, f"url {err}", "invalid_url"))
     if problems:
         raise RequestInputsInvalid(problems)

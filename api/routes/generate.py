@@ -16,6 +16,7 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
+from api.generations.idempotency import MAX_KEY_LENGTH
 from api.generations.start import start_generation
 from api.responses import error_responses
 from api.schemas import GenerateAccepted, GenerateCreate
@@ -60,7 +61,14 @@ async def generate(
             description="Any unique string (e.g. a UUID) per intended generation: a repeat with"
             " the same key returns the same task_id and starts nothing; the same key with a"
             " different body is a 409. Remembered as long as Temporal keeps the finished task"
-            " (the namespace's retention)."
+            " (the namespace's retention).",
+            # What check_idempotency_key accepts, for the document only: the route checks it
+            # itself, so a bad key is refused in this API's words (invalid_idempotency_key).
+            json_schema_extra={
+                "minLength": 1,
+                "maxLength": MAX_KEY_LENGTH,
+                "pattern": "^[\\x20-\\x7e]*[\\x21-\\x7e][\\x20-\\x7e]*$",
+            },
         ),
     ] = None,
 ) -> GenerateAccepted:

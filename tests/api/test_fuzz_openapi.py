@@ -107,14 +107,20 @@ def _integer_params() -> frozenset[str]:
     )
 
 
+def _is_whole_float(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
 def _has_whole_float_integer(body: Any, integer_params: frozenset[str]) -> bool:
-    params = body.get("params") if isinstance(body, dict) else None
+    """An integer spelled with a fraction: in a manifest integer or in options.priority."""
+    if not isinstance(body, dict):
+        return False
+    params, options = body.get("params"), body.get("options")
+    if isinstance(options, dict) and _is_whole_float(options.get("priority")):
+        return True
     if not isinstance(params, dict):
         return False
-    return any(
-        isinstance(value, float) and value.is_integer() and name in integer_params
-        for name, value in params.items()
-    )
+    return any(_is_whole_float(value) and name in integer_params for name, value in params.items())
 
 
 def _fuzz(target: FuzzTarget, mode: GenerationMode) -> list[str]:
@@ -122,9 +128,10 @@ def _fuzz(target: FuzzTarget, mode: GenerationMode) -> list[str]:
     schema = schemathesis.openapi.from_dict(target.document)
     integer_params = _integer_params()
 
-    # Manifest integers are spelled without a fraction: 20.0 is refused on purpose
-    # (tests/manifests: test_integral_float_is_not_accepted_as_an_integer), a rule JSON Schema
-    # 2020-12 cannot state (it counts 20.0 as an integer). Such bodies are left out.
+    # Manifest integers and options.priority are spelled without a fraction: 20.0 is refused on
+    # purpose (tests/manifests: test_integral_float_is_not_accepted_as_an_integer; docs/api.md
+    # for priority), a rule JSON Schema 2020-12 cannot state (it counts 20.0 as an integer; the
+    # field descriptions say it). Such bodies are left out.
     @schema.hook("filter_body")
     def no_whole_float_integers(context: Any, body: Any) -> bool:
         return not _has_whole_float_integer(body, integer_params)

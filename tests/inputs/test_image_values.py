@@ -18,14 +18,6 @@ def manifest(tmp_path: Path):
     return write_image_manifests(tmp_path).get("invert_image")
 
 
-def _reason(manifest, image) -> str:
-    with pytest.raises(ParamsInvalid) as invalid:
-        render_prompt(manifest, {"image": image}, revision="r")
-    (error,) = invalid.value.errors
-    assert error.param == "image"
-    return error.reason
-
-
 def test_file_name_is_written_into_load_image(manifest):
     rendered = render_prompt(manifest, {"image": "sub/cat.png"}, revision="r")
     assert rendered.prompt["1"]["inputs"]["image"] == "sub/cat.png"
@@ -51,15 +43,22 @@ def test_stored_input_reference_renders_like_a_url(manifest):
 
 
 @pytest.mark.parametrize(
-    ("image", "expected"),
+    ("image", "expected", "field"),
     [
-        (5, "expected a file name"),
-        ({}, "exactly one"),
-        ({"url": 5}, "non-empty string"),
-        ({"url": "https://x/a.png", "filename": "../etc/passwd"}, "plain file name"),
-        ({"input_file": "../../secret"}, "stored by the API"),
-        ("../outside.png", "inside ComfyUI's input directory"),
+        (5, "expected a file name", None),
+        ({}, "exactly one", None),
+        ({"url": 5}, "non-empty string", "url"),
+        ({"url": "https://x/a.png", "filename": "../etc/passwd"}, "plain file name", "filename"),
+        ({"input_file": "../../secret"}, "stored by the API", "input_file"),
+        ({"url": "https://x/a.png", "size": 1}, "unknown key 'size'", "size"),
+        ("../outside.png", "inside ComfyUI's input directory", None),
     ],
 )
-def test_bad_image_values_are_refused_with_the_reason(manifest, image, expected):
-    assert expected in _reason(manifest, image)
+def test_bad_image_values_are_refused_naming_the_reason_and_the_key(
+    manifest, image, expected, field
+):
+    with pytest.raises(ParamsInvalid) as invalid:
+        render_prompt(manifest, {"image": image}, revision="r")
+    (error,) = invalid.value.errors
+    assert (error.param, error.field) == ("image", field)
+    assert expected in error.reason

@@ -151,17 +151,37 @@ async def test_the_api_refuses_a_private_address_by_default(
         generation_stack(temporal_client, tmp_path, registry) as refusing,
         httpx.AsyncClient(base_url=refusing.url, timeout=30) as http,
     ):
+        private = {"url": "http://127.0.0.1:9/m.safetensors"}
         response = await http.post(
             "/generate",
+            json={"workflow_id": CHECKPOINT_WORKFLOW_ID, "params": {"checkpoint": private}},
+        )
+        # A batch names the item and the key alike, for the address and for the shape.
+        in_batch = await http.post(
+            "/batches",
             json={
                 "workflow_id": CHECKPOINT_WORKFLOW_ID,
-                "params": {"checkpoint": {"url": "http://127.0.0.1:9/m.safetensors"}},
+                "items": [{"checkpoint": private}],
+            },
+        )
+        bad_hash = await http.post(
+            "/batches",
+            json={
+                "workflow_id": CHECKPOINT_WORKFLOW_ID,
+                "sweep": {"checkpoint": [private, {**private, "sha256": "x"}]},
             },
         )
     assert response.status_code == 422
     (problem,) = response.json()["detail"]
-    assert problem["loc"] == ["body", "params", "checkpoint"]
+    assert problem["loc"] == ["body", "params", "checkpoint", "url"]
     assert "loopback" in problem["msg"]
+    assert in_batch.status_code == 422, in_batch.text
+    (problem,) = in_batch.json()["detail"]
+    assert problem["loc"] == ["body", "items", 0, "checkpoint", "url"]
+    assert "loopback" in problem["msg"]
+    assert bad_hash.status_code == 422, bad_hash.text
+    (problem,) = bad_hash.json()["detail"]
+    assert problem["loc"] == ["body", "sweep", "checkpoint", 1, "sha256"]
 
 
 def _store_and_ref(

@@ -93,22 +93,45 @@ def test_an_hf_string_is_a_download(registry: ManifestRegistry):
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("value", "expected", "field"),
     [
-        ({"url": "https://x.example/m.safetensors", "token": "t"}, "unknown key(s) 'token'"),
-        ({"url": "https://x.example/m.safetensors", "sha256": "ABC"}, '"sha256" must be 64'),
-        ({"url": "ftp://x.example/m.safetensors"}, "must be an http(s) URL"),
-        ({"url": "https://u:p@x.example/m.safetensors"}, "must not contain credentials"),
-        ({"url": "https://x.example/model.zip"}, "does not end in an extension"),
-        ("hf://org/model.safetensors", "is not an hf:// reference"),
-        ("hf://org/repo/../m.safetensors", "not a valid path segment"),
-        ({"sha256": SHA}, '"url" must be a non-empty string'),
+        ({"url": "https://x.example/m.safetensors", "token": "t"}, "unknown key 'token'", "token"),
+        (
+            {"url": "https://x.example/m.safetensors", "sha256": "ABC"},
+            '"sha256" must be 64',
+            "sha256",
+        ),
+        ({"url": "ftp://x.example/m.safetensors"}, "must be an http(s) URL", "url"),
+        ({"url": "https://u:p@x.example/m.safetensors"}, "must not contain credentials", "url"),
+        ({"url": "https://x.example/model.zip"}, "does not end in an extension", "url"),
+        (
+            {"url": "https://x.example/m.safetensors", "filename": "m.zip"},
+            "does not end in an extension",
+            "filename",
+        ),
+        ("hf://org/model.safetensors", "is not an hf:// reference", None),
+        ("hf://org/repo/../m.safetensors", "not a valid path segment", None),
+        ({"sha256": SHA}, '"url" must be a non-empty string', "url"),
     ],
 )
-def test_malformed_references_are_refused_naming_the_problem(
-    registry: ManifestRegistry, value: object, expected: str
+def test_malformed_references_are_refused_naming_the_problem_and_the_key(
+    registry: ManifestRegistry, value: object, expected: str, field: str | None
 ):
-    assert expected in _problem(registry, value)
+    with pytest.raises(ParamsInvalid) as caught:
+        _render(registry, value)
+    (error,) = caught.value.errors
+    assert (error.param, error.field) == ("checkpoint", field)
+    assert expected in error.reason
+
+
+def test_each_bad_key_of_a_reference_is_refused_on_its_own(registry: ManifestRegistry):
+    with pytest.raises(ParamsInvalid) as caught:
+        _render(registry, {"sha256": 1, "filename": ""})
+    assert [(e.param, e.field) for e in caught.value.errors] == [
+        ("checkpoint", "url"),
+        ("checkpoint", "sha256"),
+        ("checkpoint", "filename"),
+    ]
 
 
 def test_a_url_with_a_filename_may_name_a_file_without_extension(registry: ManifestRegistry):

@@ -1,6 +1,6 @@
 """The S3 server stops while a job runs: the attempt that cannot store its outputs fails as an
-OutputStoreError and is retried; once the server is back the job succeeds, and the bucket holds
-that one attempt's files and nothing else."""
+OutputStoreError, an infrastructure fault retried in place; once the server is back the job
+succeeds, and the bucket holds that one attempt's files and nothing else."""
 
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ async def test_a_job_whose_store_went_away_is_retried_and_stores_its_outputs_onc
     temporal_client: Client, s3_server: MotoServer, bucket: str, tmp_path: Path
 ):
     pool = f"s3-restart-{uuid.uuid4().hex[:8]}"
-    # Attempts to spare: one that starts before the server is back fails the same way.
-    workflows = SAMPLED_WORKFLOWS_YAML.format(pool=pool).replace("retries: 2", "retries: 4")
+    workflows = SAMPLED_WORKFLOWS_YAML.format(pool=pool)
     registry = valid_registry(
         *write_manifest_dirs(
             tmp_path, SAMPLED_BASE_YAML, workflows, {"sampled_image.json": SAMPLED_IMAGE_GRAPH}
@@ -67,6 +66,7 @@ async def test_a_job_whose_store_went_away_is_retried_and_stores_its_outputs_onc
         attempt, failure_type, message = await wait_for(
             first_attempt_failed, "the first attempt to fail storing its outputs"
         )
+        # Retried inside the same execute activity (Temporal's attempt 2), not as a new try.
         assert (attempt, failure_type) == (2, "OutputStoreError"), message
         # Back, empty (moto keeps objects in memory), as a store restored from nothing would be.
         await asyncio.to_thread(s3_server.start)
@@ -77,9 +77,14 @@ async def test_a_job_whose_store_went_away_is_retried_and_stores_its_outputs_onc
         )
         assert task["status"] == "SUCCESS", task
         result = task["result"]
-        assert result["attempts"] >= 2
+        # A store that went away is not the job's fault: its one try stands, and each attempt
+        # that failed to store (any that started before the server was back too) is counted
+        # as an infrastructure retry.
+        assert result["attempts"] == 1, result
+        assert result["infrastructure_retries"] >= 1, result
         # ComfyUI ran once per attempt; the bucket has one attempt's files and the manifest.
-        assert comfyui_saves([stack.comfyui_output_dir], prefix) == result["attempts"]
+        runs = result["attempts"] + result["infrastructure_retries"]
+        assert comfyui_saves([stack.comfyui_output_dir], prefix) == runs
         listing = s3_server.client().list_objects_v2(
             Bucket=bucket, Prefix=f"jobs/outputs/{task_id}/"
         )
