@@ -173,9 +173,14 @@ def test_environment_variables_choose_the_directories(
 ) -> None:
     manifests_dir, workflows_dir = shipped_copy
     edit_yaml(manifests_dir / "workflows.yaml", lambda d: d.pop("flux_wavespeed"))
+    """The processes read MANIFESTS_DIR and WORKFLOWS_DIR once, in their settings, and hand the
+    directories to the registry (the manifest layer reads no environment)."""
+    from activities.workers.settings import SharedSettings
+
     monkeypatch.setenv("MANIFESTS_DIR", str(manifests_dir))
     monkeypatch.setenv("WORKFLOWS_DIR", str(workflows_dir))
-    registry = ManifestRegistry()
+    settings = SharedSettings()
+    registry = ManifestRegistry(settings.manifests_dir, settings.workflows_dir)
     assert (registry.manifests_dir, registry.workflows_dir) == (manifests_dir, workflows_dir)
     assert "flux_wavespeed" not in registry.snapshot().workflows
 
