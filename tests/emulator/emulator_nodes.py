@@ -19,6 +19,7 @@ import string
 import struct
 import time
 import wave
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -561,6 +562,54 @@ def input_specs(cls: type[Node]) -> tuple[dict[str, tuple[Any, dict]], dict[str,
         }
 
     return resolve(cls.REQUIRED), resolve(cls.OPTIONAL)
+
+
+class ModelMemory:
+    """The emulated GPU's loaded models: a loader's first use of a file sleeps in proportion to
+    the file's size (--emulator-load-seconds-per-gb), and at most --emulator-max-loaded-models
+    files stay loaded, least recently used dropped first, as ComfyUI frees models under memory
+    pressure (comfyui-protocol.md §4.12). /free and an out-of-memory error drop them all."""
+
+    def __init__(self) -> None:
+        self.seconds_per_gb = 0.0
+        self.max_loaded = 0  # 0: no limit
+        self.loaded: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.loads = 0  # files read from disk so far
+
+    async def use(self, folder: str, name: str, check_interrupt: Callable[[], None]) -> None:
+        key = (folder, name)
+        if key in self.loaded:
+            self.loaded.move_to_end(key)
+            return
+        self.loads += 1
+        seconds = self.seconds_per_gb * _model_size(folder, name) / 1e9
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:  # interruptible, like a long comfy op
+            check_interrupt()
+            await asyncio.sleep(min(left, 0.1))
+        self.loaded[key] = None
+        while self.max_loaded and len(self.loaded) > self.max_loaded:
+            self.loaded.popitem(last=False)
+
+    def clear(self) -> None:
+        self.loaded.clear()
+
+    def describe(self) -> dict:
+        return {
+            "loaded": [{"folder": f, "name": n} for f, n in self.loaded],
+            "loads": self.loads,
+        }
+
+
+def _model_size(folder: str, name: str) -> int:
+    for base in model_directories(folder):
+        path = base / name
+        if path.is_file():
+            return path.stat().st_size
+    return 0
+
+
+MODEL_MEMORY = ModelMemory()
 
 
 @dataclass(frozen=True)

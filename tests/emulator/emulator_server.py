@@ -31,6 +31,7 @@ from emulator_nodes import (
     FLOAT,
     INT,
     MODEL_FOLDERS,
+    MODEL_MEMORY,
     NODE_CLASSES,
     STRING,
     EmulatedFailure,
@@ -161,6 +162,8 @@ class EmulatorServer:
         self.leak_bytes_per_prompt = int(getattr(args, "leak_mb_per_prompt", 0) * 1024 * 1024)
         self.leaked: list[bytearray] = []
         DIRECTORIES.update(output=dirs.output, input=dirs.input, temp=dirs.temp, models=dirs.models)
+        MODEL_MEMORY.seconds_per_gb = float(getattr(args, "emulator_load_seconds_per_gb", 0) or 0)
+        MODEL_MEMORY.max_loaded = int(getattr(args, "emulator_max_loaded_models", 0) or 0)
         EXTRA_MODEL_PATHS.update(dirs.extra_models)
 
     # ------------------------------------------------------------------ app and routes
@@ -203,6 +206,7 @@ class EmulatorServer:
             ("GET", "/emulator/faults", self.get_faults),
             ("POST", "/emulator/faults", self.post_faults),
             ("GET", "/emulator/free-requests", self.get_free_requests),
+            ("GET", "/emulator/models", self.get_loaded_models),
         ]
         # Every route exists plain and under /api; jobs only under /api (comfyui-protocol.md §2.0).
         for method, path, handler in routes:
@@ -675,6 +679,8 @@ class EmulatorServer:
         except Exception:
             body = {}
         self.free_requests.append(body if isinstance(body, dict) else {})
+        if body.get("unload_models") or body.get("free_memory"):
+            MODEL_MEMORY.clear()
         if body.get("free_memory"):
             self.free_memory_requested = True
             if self.running is None:
@@ -989,6 +995,11 @@ class EmulatorServer:
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self.faults)
 
+    async def get_loaded_models(self, request: web.Request) -> web.Response:
+        """The model files loaded now, least recently used first, and how many loads so far
+        (test-only)."""
+        return web.json_response(MODEL_MEMORY.describe())
+
     async def get_free_requests(self, request: web.Request) -> web.Response:
         """Every POST /free body received so far, oldest first (test-only)."""
         return web.json_response(self.free_requests)
@@ -1230,6 +1241,9 @@ class EmulatorServer:
                     node_state=self.node_state.setdefault((node_id, node["class_type"]), {}),
                 )
                 instance: Node = cls()
+                for input_name, folder in cls.MODEL_INPUTS.items():
+                    if isinstance(kwargs.get(input_name), str):
+                        await MODEL_MEMORY.use(folder, kwargs[input_name], self.check_interrupt)
                 result = await instance.execute(ctx, **kwargs)
                 values[node_id] = result.outputs
                 if self.cache_enabled:
@@ -1270,6 +1284,7 @@ class EmulatorServer:
             message = str(exc)
             if exception_type.endswith("OutOfMemoryError"):
                 message += OOM_TIP
+                MODEL_MEMORY.clear()  # ComfyUI unloads every model after an OOM (§4.3)
             node = prompt[current] if current else {}
             data = {
                 "prompt_id": prompt_id,

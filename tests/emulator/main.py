@@ -3,10 +3,18 @@
 It makes tests/emulator/ look like a ComfyUI install directory, so ComfyUIProcess starts it
 exactly like ComfyUI: it accepts ComfyUI 0.8.0's command-line flags (comfyui-protocol.md §1),
 rejects unknown ones with exit status 2 like argparse does, and binds its port only once it is
-ready (§1.5). Test-only extras: `--emulator-fault KEY=VALUE` (see emulator_server.post_faults),
-and `--leak-mb-per-prompt N`: every prompt it runs allocates N MiB that it never frees, so its
-resident memory really grows and /system_stats reports that much more VRAM in use, like a ComfyUI
-whose memory grows run after run (for the GPU worker's recycling).
+ready (§1.5). Test-only extras:
+  --emulator-fault KEY=VALUE          a fault (see emulator_server.post_faults)
+  --leak-mb-per-prompt N              every prompt it runs allocates N MiB that it never frees, so
+                                      its resident memory really grows and /system_stats reports
+                                      that much more VRAM in use, like a ComfyUI whose memory
+                                      grows run after run (for the GPU worker's recycling)
+  --emulator-load-seconds-per-gb S    a loader's first use of a model file sleeps S seconds per GB
+                                      of the file's size (0, the default: loads are free)
+  --emulator-max-loaded-models N      at most N model files stay loaded, least recently used
+                                      dropped first, as ComfyUI does under memory pressure
+                                      (0, the default: no limit); GET /emulator/models tells
+                                      which are loaded and how many loads there were
 """
 
 from __future__ import annotations
@@ -129,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="test-only: hold N MiB more memory after every prompt run (RSS and VRAM used grow)",
     )
+    parser.add_argument("--emulator-load-seconds-per-gb", type=float, default=0.0)
+    parser.add_argument("--emulator-max-loaded-models", type=int, default=0)
     return parser
 
 
