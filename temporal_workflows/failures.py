@@ -7,6 +7,7 @@ Pure and deterministic: the workflow imports it, and so do the activities and th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +36,7 @@ class ErrorType(StrEnum):
     COMFYUI_UNAVAILABLE = "ComfyUIUnavailable"
     COMFYUI_TIMEOUT = "ComfyUITimeout"
     WORKER_SHUTTING_DOWN = "WorkerShuttingDown"
+    GPU_FULL = "GpuFull"
     OUTPUT_PATH_REFUSED = "OutputPathRefused"
     OUTPUT_STORE = "OutputStoreError"
     INVALID_IMAGE_INPUT = "InvalidImageInput"
@@ -113,6 +115,12 @@ FAILURES: dict[ErrorType, FailureKind] = {
         _INFRA,
         "{worker} stopped taking work (shutting down, or its ComfyUI went down) before the "
         "prompt started; it goes back to the queue",
+    ),
+    # Both Workers of a GPU worker may hold a poll opened while its GPU was idle; a job the second
+    # one receives once the first filled the GPU goes back to the queue at once, for a free GPU
+    # (activities/workers/prefetch_slots.py). Not counted as a retry of the job.
+    ErrorType.GPU_FULL: FailureKind(
+        True, _INFRA, "{worker} took the job while its GPU was full; it goes back to the queue"
     ),
     # A name that would leave the store is refused the same way on every attempt.
     ErrorType.OUTPUT_PATH_REFUSED: FailureKind(False, _JOB, "{reason}"),
@@ -210,7 +218,9 @@ def generation_error(
     )
 
 
-def activity_failure(error: GenerationError, *more_details: Any) -> ApplicationError:
+def activity_failure(
+    error: GenerationError, *more_details: Any, next_retry_delay: timedelta | None = None
+) -> ApplicationError:
     """What an activity raises for `error`: Temporal retries it only when `error.retryable`.
 
     Marked benign: the SDK then logs it at DEBUG instead of a warning with a traceback, since the
@@ -223,6 +233,7 @@ def activity_failure(error: GenerationError, *more_details: Any) -> ApplicationE
         type=error.type,
         non_retryable=not error.retryable,
         category=ApplicationErrorCategory.BENIGN,
+        next_retry_delay=next_retry_delay,
     )
 
 

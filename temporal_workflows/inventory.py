@@ -1,5 +1,6 @@
-"""What a pool's GPU workers have on disk: the choices each one's ComfyUI offers for its model
-loader inputs, as the workers report them to PoolInventoryWorkflow and the API reads them back.
+"""What a pool's GPU workers have: the choices each one's ComfyUI offers for its model loader
+inputs (the files on its disk) and the models it holds loaded, as the workers report them to
+PoolInventoryWorkflow and the API and the routing step read them back.
 
 Pure models and functions (pydantic only): the workflow, the GPU worker and the API share them.
 """
@@ -40,6 +41,11 @@ class InventoryReport(_Payload):
     valid_for_seconds: float = Field(
         gt=0, description="Drop the worker when it has not reported again within this time."
     )
+    loaded: LoaderChoices | None = Field(
+        default=None,
+        description="The models its ComfyUI holds loaded now, as the loader inputs that named "
+        "them (docs/comfyui-protocol.md §4.12); None from a worker that does not tell.",
+    )
 
 
 class InventoryWithdrawal(_Payload):
@@ -55,6 +61,7 @@ class WorkerInventory(_Payload):
     digest: str
     reported_at: datetime
     expires_at: datetime
+    loaded: LoaderChoices = Field(default_factory=dict)
 
 
 class PoolInventory(_Payload):
@@ -69,6 +76,11 @@ class PoolInventory(_Payload):
         """The loader choices of `worker`, None when it has not (fully) reported."""
         entry = self.workers.get(worker)
         return self.inventories.get(entry.digest) if entry is not None else None
+
+    def worker_loaded(self, worker: str) -> LoaderChoices:
+        """The models `worker` holds loaded, as far as it reported ({} when unknown)."""
+        entry = self.workers.get(worker)
+        return entry.loaded if entry is not None else {}
 
     def reporting_workers(self) -> list[str]:
         """Workers whose inventory is known."""

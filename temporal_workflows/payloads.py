@@ -201,6 +201,36 @@ class PriorityChange(_Payload):
     priority: int = Field(ge=1, le=5)
 
 
+Routing = Literal["warm", "on_disk", "cold", "pinned"]
+
+
+class RouteInput(_Payload):
+    """Input of the `route_generation` local activity: the job's pool and graph, whose loader
+    inputs name its models."""
+
+    task_id: str
+    pool: str
+    prompt: dict[str, Any]
+
+
+class RoutingDecision(_Payload):
+    """Where a job's execute activity goes, and why (model-affinity routing, docs/routing.md)."""
+
+    routing: Routing = Field(
+        description="warm: to a worker holding the job's models loaded; on_disk: to one of the "
+        "workers that have its model files; cold: the pool queue, whichever GPU is free first; "
+        "pinned: the worker the request named."
+    )
+    task_queue: str
+    worker: str | None = Field(default=None, description="The worker it was sent to, if one.")
+    reason: str = ""
+    wait_seconds: float | None = Field(
+        default=None,
+        description="warm / on_disk: how long the job may wait for that worker before it goes "
+        "to the pool queue (a GPU never idles longer than this while jobs wait).",
+    )
+
+
 class ModelDownloadProgress(_Payload):
     """A model file the GPU worker is downloading for the job."""
 
@@ -224,6 +254,11 @@ class Progress(_Payload):
     step: int | None = None
     max: int | None = None
     updated_at: datetime | None = None
+    handed_back: int = Field(
+        default=0,
+        description="Attempts of this activity that a GPU worker handed back because its GPU "
+        "was full (GpuFull); they are no retries of the job.",
+    )
 
 
 class OutputRef(_Payload):
@@ -300,6 +335,9 @@ class GenerationResult(_Payload):
     webhook: WebhookDelivery | None = Field(
         default=None, description="How the webhook (options.callback_url) was delivered."
     )
+    routing: RoutingDecision | None = Field(
+        default=None, description="How the execute activity that succeeded was routed."
+    )
 
 
 class GenerationError(_Payload):
@@ -362,6 +400,9 @@ class GenerationStatus(_Payload):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     task_queue: str | None = Field(default=None, description="GPU task queue the job was sent to.")
+    routing: RoutingDecision | None = Field(
+        default=None, description="The routing of the execute activity now scheduled, or last."
+    )
     priority: int | None = Field(default=None, description="Temporal task priority, 1 to 5.")
     cancel_reason: str | None = None
     error: GenerationError | None = None

@@ -1,5 +1,6 @@
 """PoolInventoryWorkflow: a pool's long-running record of which model files each GPU worker's
-ComfyUI offers. Workers signal it (report, withdraw); the API and routing query it.
+ComfyUI offers and which models it holds loaded. Workers signal it (report, withdraw); the API
+and routing query it.
 
 Hosts share nothing but Temporal (DESIGN.md §6), so this is where the fleet's inventory lives:
 no extra database, no call from the API to ComfyUI. A worker that stops reporting (a crash, a
@@ -69,7 +70,10 @@ class PoolInventoryWorkflow:
             self._state.inventories[report.digest] = report.loaders
         expires_at = now + timedelta(seconds=report.valid_for_seconds)
         self._state.workers[report.worker] = WorkerInventory(
-            digest=report.digest, reported_at=now, expires_at=expires_at
+            digest=report.digest,
+            reported_at=now,
+            expires_at=expires_at,
+            loaded=report.loaded or {},
         )
         self._forget_unused_inventories()
         # Keep-alives only push expiry later; the loop needs to wake only for an earlier one.

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,6 +71,20 @@ STALL_INTERRUPT_GRACE = 5.0
 def prompt_id_for(task_id: str, run_id: str, try_number: int, attempt: int) -> str:
     """One id per Temporal attempt of each execute activity the workflow scheduled."""
     return str(uuid.uuid5(_PROMPT_ID_NAMESPACE, f"{task_id}/{run_id}/{try_number}/{attempt}"))
+
+
+# A job handed back for a full GPU is offered again this soon (no backoff: it did not fail).
+_HAND_BACK_DELAY = timedelta(milliseconds=50)
+
+
+def _handed_back(info: activity.Info) -> int:
+    """Hand-backs of earlier attempts of this activity, from their last heartbeat."""
+    for detail in info.heartbeat_details[:1]:
+        try:
+            return Progress.model_validate(detail).handed_back
+        except ValueError:
+            return 0
+    return 0
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -170,8 +184,17 @@ class ExecuteActivities:
         on_job_end: Callable[[], None] | None = None,
         tracer: Tracer | None = None,
         record_execution: Callable[[float], None] | None = None,
+        submitted: Callable[[dict[str, Any]], None] | None = None,
+        models_dropped: Callable[[], None] | None = None,
+        gpu_full: Callable[[], bool] | None = None,
     ) -> None:
         self._comfy = comfy
+        # Told of each graph ComfyUI gets, and when ComfyUI drops its models (after an
+        # out-of-memory error): which models it holds loaded, for routing (docs/routing.md).
+        self._submitted = submitted
+        self._models_dropped = models_dropped
+        # Whether this worker's GPU holds more jobs than it has room for (prefetch_slots.py).
+        self._gpu_full = gpu_full
         # Where model files given by URL go; None: this worker refuses them (docs/models.md).
         self._models = models
         self._store = store
@@ -232,6 +255,14 @@ class ExecuteActivities:
         tracker = _ProgressTracker(
             self.worker_name, prompt_id, request.prompt, keep_previews=request.previews
         )
+        tracker.progress.handed_back = _handed_back(info)
+        if self._gpu_full is not None and self._gpu_full():
+            # A poll opened while the GPU was idle brought this job after another filled it:
+            # back to the queue at once, for a GPU with room.
+            tracker.progress.handed_back += 1
+            tracker.heartbeat()
+            full = generation_error(ErrorType.GPU_FULL, attempt=attempt, worker=self.worker_name)
+            raise activity_failure(full, next_retry_delay=_HAND_BACK_DELAY)
         if request.model_inputs:
             tracker.progress.phase = "downloading_model"  # the task's phases only move forward
         tracker.heartbeat()
@@ -262,6 +293,8 @@ class ExecuteActivities:
                 )
                 request = request.model_copy(update={"prompt": prompt, "image_inputs": []})
             staging = self._store.staging_dir(request.task_id, attempt_key)
+            if self._submitted is not None:
+                self._submitted(request.prompt)
             result = await self._run(request, prompt_id, staging, tracker)
             node_timings = tracker.nodes.timings()
             if self._record_execution is not None:
@@ -289,6 +322,8 @@ class ExecuteActivities:
                 # ask it to free its cache too before the one retry.
                 with contextlib.suppress(Exception):
                     await self._comfy.free(unload_models=True, free_memory=True)
+                if self._models_dropped is not None:
+                    self._models_dropped()
             elif isinstance(err, ComfyUIStalled):
                 await self._free_stalled(prompt_id, tracker)
             raise activity_failure(error) from None
@@ -336,7 +371,7 @@ class ExecuteActivities:
             started_at=tracker.started_at,
             finished_at=datetime.now(UTC),
             comfy_execution_seconds=result.execution_seconds,
-            attempt=attempt,
+            attempt=attempt - tracker.progress.handed_back,
             queue_wait_seconds=_seconds_between(
                 info.current_attempt_scheduled_time, tracker.started_at
             ),

@@ -1,7 +1,9 @@
 """The GPU worker: one warm ComfyUI per GPU, polling Temporal only while that ComfyUI is healthy.
 
 It runs two Temporal Workers with `execute_prompt`: one on the pool queue (`comfy-gpu-<pool>`,
-load balancing across GPUs) and one on its own queue (`comfy-gpu-<pool>.<name>`, pinned jobs).
+load balancing across GPUs) and one on its own queue (`comfy-gpu-<pool>.<name>`, pinned jobs and
+jobs routed to it for the models it holds, docs/routing.md). Both count the GPU's jobs together
+(prefetch_slots.py), so a routed job waits in Temporal, not in ComfyUI, while this GPU is full.
 A Temporal Worker cannot be restarted, so each healthy period of ComfyUI gets new Workers.
 
 Prefetch: the pool Worker may hold another job only while every job it holds has one, and queues
@@ -31,7 +33,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
@@ -44,8 +46,9 @@ from activities.models.download import ModelCredentials
 from activities.models.inventory import model_files
 from activities.models.store import ModelStore
 from activities.workers.inventory import INVENTORY_INTERVAL, InventoryReporter
+from activities.workers.loaded_models import DEFAULT_MODEL_SETS_KEPT, LoadedModels
 from activities.workers.metrics import GpuWorkerMetrics
-from activities.workers.prefetch_slots import PrefetchDepth, PrefetchSlotSupplier
+from activities.workers.prefetch_slots import GpuOccupancy, PrefetchDepth, PrefetchSlotSupplier
 from activities.workers.recycling import RecycleCheck, RecyclePolicy, RecycleReason
 from activities.workers.settings import (
     DEFAULT_MAX_MODEL_GB,
@@ -99,9 +102,11 @@ class GpuWorkerSettings:
     data_dir: Path = Path("data")
     # --output-store: None = <data-dir>; a path, file:// URL or s3://bucket/prefix.
     output_store: str | None = None
+    # A second job (from either queue) waits in ComfyUI's queue while one runs.
     prefetch: bool = True
-    # Pinned jobs also queue in ComfyUI; two lets one wait there while another runs.
-    pinned_slots: int = 2
+    # How many prompts' model sets its ComfyUI keeps loaded (loaded_models.py): 1 with
+    # ComfyUI's default cache (comfyui-protocol.md §4.12).
+    model_sets_kept: int = DEFAULT_MODEL_SETS_KEPT
     # On SIGTERM, running jobs get this long to finish before they are cancelled (and retried
     # elsewhere); prefetched jobs still waiting in ComfyUI's queue are handed back at once.
     shutdown_grace: timedelta = timedelta(minutes=5)
@@ -160,6 +165,7 @@ class GpuWorker:
         self.polling = asyncio.Event()  # set while Workers poll; for readiness checks and tests
         self.pool_slots: PrefetchSlotSupplier | None = None
         self.inventory: InventoryReporter | None = None  # while ComfyUI is healthy
+        self.loaded_models = LoadedModels(settings.model_sets_kept)
         # ComfyUI restarts between jobs, by reason kind ("rss", "vram", "jobs").
         self.recycles: collections.Counter[str] = collections.Counter()
         self._recycle_check = RecycleCheck(settings.recycle)
@@ -197,6 +203,9 @@ class GpuWorker:
                     on_job_end=(lambda: self._job_ended(comfy)) if self.recycling else None,
                     tracer=self.tracer,
                     record_execution=self.prefetch_depth.record if self.prefetch_depth else None,
+                    submitted=self._submitted,
+                    models_dropped=self.loaded_models.clear,
+                    gpu_full=self._gpu_full,
                 )
                 while not stop.is_set():
                     await _first(self.comfyui.wait_healthy(), stop.wait(), supervisor)
@@ -259,6 +268,7 @@ class GpuWorker:
         stopped for a recycle and every job it held has ended."""
         workers = self._build_workers(activities)
         runs = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
+        self.loaded_models.clear()  # a ComfyUI that (re)started holds no model
         inventory = self.inventory = InventoryReporter(
             self.client,
             comfy,
@@ -266,6 +276,7 @@ class GpuWorker:
             worker=self.settings.name,
             control_queue=self.settings.control_queue,
             interval=self.settings.inventory_interval,
+            loaded=self.loaded_models,
         )
         reporting = asyncio.create_task(inventory.run(), name="inventory reporter")
         logger.info(
@@ -318,6 +329,15 @@ class GpuWorker:
                 raise result
         return draining and not stop.is_set() and self.comfyui.healthy
 
+    def _gpu_full(self) -> bool:
+        slots = self.pool_slots
+        return slots is not None and slots.occupancy.used > slots.max_slots
+
+    def _submitted(self, prompt: dict[str, Any]) -> None:
+        """ComfyUI got this prompt: its models are (about to be) loaded there."""
+        loaders = self.inventory.loaders if self.inventory is not None else None
+        self.loaded_models.submitted(prompt, loaders)
+
     def _build_workers(self, activities: ExecuteActivities) -> list[Worker]:
         settings = self.settings
         common = dict(
@@ -328,10 +348,11 @@ class GpuWorker:
             graceful_shutdown_timeout=settings.shutdown_grace,
             interceptors=[self.metrics.interceptor()],
         )
+        occupancy = GpuOccupancy()
         pool_slots = (
-            PrefetchSlotSupplier(depth=self.prefetch_depth)
+            PrefetchSlotSupplier(depth=self.prefetch_depth, occupancy=occupancy)
             if self.prefetch_depth is not None
-            else PrefetchSlotSupplier(max_slots=1)
+            else PrefetchSlotSupplier(max_slots=1, occupancy=occupancy)
         )
         self.pool_slots = pool_slots
         pool_worker = Worker(
@@ -348,7 +369,14 @@ class GpuWorker:
         own_worker = Worker(
             self.client,
             task_queue=settings.own_queue,
-            max_concurrent_activities=settings.pinned_slots,
+            tuner=WorkerTuner.create_composite(
+                workflow_supplier=FixedSizeSlotSupplier(1),
+                activity_supplier=PrefetchSlotSupplier(
+                    max_slots=pool_slots.max_slots, depth=self.prefetch_depth, occupancy=occupancy
+                ),
+                local_activity_supplier=FixedSizeSlotSupplier(1),
+                nexus_supplier=FixedSizeSlotSupplier(1),
+            ),
             **common,  # type: ignore[arg-type]
         )
         return [pool_worker, own_worker]

@@ -1,5 +1,6 @@
 """A GPU worker's model inventory: the choices its ComfyUI offers to each model loader input
-(from /object_info), reported to the pool's PoolInventoryWorkflow while the worker takes jobs.
+(from /object_info) and the models it holds loaded (loaded_models.py), reported to the pool's
+PoolInventoryWorkflow while the worker takes jobs.
 
 A report goes out when ComfyUI becomes healthy (the whole /object_info, once), then every
 `interval`: each loader class is read alone (`/object_info/<class>`, which scans only that
@@ -11,7 +12,6 @@ one that dies without a word expires after `EXPIRY_INTERVALS` intervals without 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from datetime import timedelta
@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.comfyui.client import ComfyUIClient
 from activities.comfyui.protocol import NodeInfo, combo_options
+from activities.workers.loaded_models import LoadedModels
 from temporal_workflows.inventory import (
     InventoryReport,
     InventoryWithdrawal,
@@ -84,6 +85,7 @@ class InventoryReporter:
         worker: str,
         control_queue: str,
         interval: timedelta = INVENTORY_INTERVAL,
+        loaded: LoadedModels | None = None,
     ) -> None:
         self.client = client
         self.comfy = comfy
@@ -95,27 +97,42 @@ class InventoryReporter:
         self._sent_digest: str | None = None  # what the workflow holds for us, as far as we know
         self._chain: str | None = None  # first run id of the workflow we reported to
         self._poke = asyncio.Event()
+        self._read_due = False  # refresh_soon: the next report reads the choices again
+        # Which models ComfyUI holds loaded; each change is reported at once, without a read.
+        self.loaded = loaded or LoadedModels()
+        self.loaded.changed = self.report_loaded_soon
 
     def refresh_soon(self) -> None:
         """Read the choices again now rather than at the next interval (e.g. after a download
         into a model folder)."""
+        self._read_due = True
+        self._poke.set()
+
+    def report_loaded_soon(self) -> None:
+        """Report the loaded models now (routing reads them), with the choices last read."""
         self._poke.set()
 
     async def run(self) -> None:
         """Report now and every `interval`; never raises but CancelledError (a ComfyUI or
         Temporal hiccup is logged and tried again at the next interval)."""
+        read = True
         while True:
             try:
-                self.loaders = await self._read(self.loaders)
+                if read or self.loaders is None:
+                    self.loaders = await self._read(self.loaders)
                 await self._report(self.loaders)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the worker keeps serving jobs whatever happens here
                 logger.warning("%s: inventory not reported: %r", self.worker, exc)
                 self._sent_digest = None  # send it whole next time
-            with contextlib.suppress(TimeoutError):
+            timed_out = False
+            try:
                 await asyncio.wait_for(self._poke.wait(), self.interval.total_seconds())
+            except TimeoutError:
+                timed_out = True
             self._poke.clear()
+            read, self._read_due = timed_out or self._read_due, False
 
     async def withdraw(self, reason: str) -> None:
         """Tell the pool this worker takes no more jobs; best effort, bounded in time."""
@@ -164,6 +181,7 @@ class InventoryReporter:
             digest=digest,
             loaders=loaders,
             valid_for_seconds=self.interval.total_seconds() * EXPIRY_INTERVALS,
+            loaded=self.loaded.loaded(),
         )
         handle = await self.client.start_workflow(
             POOL_INVENTORY_WORKFLOW,

@@ -1,6 +1,8 @@
-"""The pool Worker's activity slots: one while the GPU worker is idle, one more (a prefetch) only
-while every slot it holds has a job, up to as many prefetched prompts as the recent job durations
-need (`PrefetchDepth`). Why this order is fair across GPUs: see gpu.py."""
+"""The activity slots of a GPU worker's Workers: one while the GPU is idle, one more (a prefetch)
+only while every job it holds has one, up to as many prefetched prompts as the recent job
+durations need (`PrefetchDepth`). Why this order is fair across GPUs: see gpu.py. The pool Worker
+and the worker's own-queue Worker count the GPU's jobs together (`GpuOccupancy`), so a job routed
+to this worker waits in Temporal, where another GPU can still take it, while this one is full."""
 
 from __future__ import annotations
 
@@ -69,20 +71,41 @@ class _PrefetchPermit(SlotPermit):
         self.used = False
 
 
+class GpuOccupancy:
+    """The jobs one GPU holds, over the slot suppliers of the Workers that feed it. Each supplier
+    keeps its own reservations (a reserved slot sits in a long poll: temporal-notes §3a), so
+    neither starves the other; both may reserve while the GPU has room, so two jobs arriving at
+    the same moment on both queues can put one job more than `max_slots` on the GPU."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.used = 0
+        self.suppliers: list[PrefetchSlotSupplier] = []
+
+
 class PrefetchSlotSupplier(CustomSlotSupplier):
-    """Activity slots of the pool Worker: one while idle, one more only while every reserved
-    slot is busy (the prefetch), up to `max_slots`, or with `depth` up to one running plus
-    `depth.prompts` prefetched. Never share one instance between Workers (temporal-notes §3a: a
-    reserved slot sits in a long poll and would starve the other Worker).
+    """Activity slots of one Worker of a GPU worker: one while the GPU is idle, one more only
+    while every job the GPU holds is busy (the prefetch), up to `max_slots`, or with `depth` up
+    to one running plus `depth.prompts` prefetched. Never share one instance between Workers
+    (temporal-notes §3a: a reserved slot sits in a long poll and would starve the other Worker);
+    give them one `GpuOccupancy` instead.
 
     `mark_slot_used` / `release_slot` may be called from the SDK core's threads, so counters are
     guarded by a lock and waiters are woken through their own event loop.
     """
 
-    def __init__(self, max_slots: int = 2, *, depth: PrefetchDepth | None = None) -> None:
+    def __init__(
+        self,
+        max_slots: int = 2,
+        *,
+        depth: PrefetchDepth | None = None,
+        occupancy: GpuOccupancy | None = None,
+    ) -> None:
         self._max_slots = max_slots
         self.depth = depth
-        self._lock = threading.Lock()
+        self.occupancy = occupancy or GpuOccupancy()
+        self.occupancy.suppliers.append(self)
+        self._lock = self.occupancy.lock
         self._reserved = 0
         self._used = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -102,9 +125,8 @@ class PrefetchSlotSupplier(CustomSlotSupplier):
         return self._used
 
     def _may_reserve(self) -> bool:
-        if self._reserved == 0:
-            return True
-        return self._reserved < self.max_slots and self._used >= self._reserved
+        # One poll at a time per Worker, and only while the GPU has room.
+        return self._used >= self._reserved and self.occupancy.used < self.max_slots
 
     async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
         loop = asyncio.get_running_loop()
@@ -136,7 +158,8 @@ class PrefetchSlotSupplier(CustomSlotSupplier):
             if isinstance(permit, _PrefetchPermit) and not permit.used:
                 permit.used = True
                 self._used += 1
-            self._wake()
+                self.occupancy.used += 1
+            self._wake_all()
 
     def release_slot(self, ctx: SlotReleaseContext) -> None:
         with self._lock:
@@ -145,7 +168,12 @@ class PrefetchSlotSupplier(CustomSlotSupplier):
             if isinstance(permit, _PrefetchPermit) and permit.used:
                 permit.used = False
                 self._used = max(0, self._used - 1)
-            self._wake()
+                self.occupancy.used = max(0, self.occupancy.used - 1)
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        for supplier in self.occupancy.suppliers:
+            supplier._wake()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
