@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         PREPARE_ACTIVITY,
         REQUEST_CANCEL_ACTIVITY,
         RETRY_COUNTS_MEMO,
+        ROUTE_ACTIVITY,
+        ROUTING_MEMO,
         SA_POOL,
         SA_WORKER,
         SA_WORKFLOW,
@@ -81,6 +83,8 @@ with workflow.unsafe.imports_passed_through():
         PrepareInput,
         PriorityChange,
         RetryCounts,
+        RouteInput,
+        RoutingDecision,
         WebhookDelivery,
     )
 
@@ -98,6 +102,11 @@ EXECUTE_RETRY_MAXIMUM = timedelta(seconds=30)
 # older histories replay the single Temporal retry policy of `retries` + 1 attempts.
 TWO_BUDGETS_PATCH = "two-retry-budgets"
 ADMISSION_TIMEOUT = timedelta(seconds=10)
+# Workflows with this patch route each execute activity (docs/routing.md): a local activity picks
+# the GPU worker holding the job's models, whose own queue gets the activity with a
+# schedule-to-start limit; past it, the pool queue. Older histories replay the plain pool queue.
+AFFINITY_PATCH = "model-affinity"
+ROUTE_TIMEOUT = timedelta(seconds=10)
 
 # Webhooks: one POST may take this long; Temporal retries it with backoff (1 s, 2 s, 4 s, ... at
 # most an hour apart) for up to a day, on whichever control worker polls, across restarts of
@@ -225,6 +234,7 @@ class GenerationWorkflow:
         admission = workflow.memo_value(SCHEDULE_MEMO, None) is not None and workflow.patched(
             ADMISSION_PATCH
         )
+        affinity = two_budgets and workflow.patched(AFFINITY_PATCH)
         task_id = workflow.info().workflow_id
         started = workflow.now()
         self._status.started_at = started
@@ -262,8 +272,19 @@ class GenerationWorkflow:
         self._status.worker = request.options.worker
         workflow.set_current_details(f"**running** `{prepared.workflow_id}` on `{queue}`")
 
+        if affinity and request.options.worker:
+            self._set_routing(
+                RoutingDecision(
+                    routing="pinned",
+                    task_queue=queue,
+                    worker=request.options.worker,
+                    reason="the request named this worker",
+                ),
+                prepared,
+            )
         if two_budgets:
-            result = await self._execute_within_budgets(task_id, prepared, queue)
+            route = affinity and not request.options.worker
+            result = await self._execute_within_budgets(task_id, prepared, queue, route)
             attempts, infrastructure_retries = self._status.attempt, result.attempt - 1
             infrastructure_retries += self._status.infrastructure_retries
         else:
@@ -278,7 +299,8 @@ class GenerationWorkflow:
         retried = (
             f" ({infrastructure_retries} infrastructure retries)" if infrastructure_retries else ""
         )
-        self._finish("SUCCESS", f"on `{result.worker}`, attempt {attempts}{retried}")
+        routed = f" ({self._status.routing.routing})" if self._status.routing else ""
+        self._finish("SUCCESS", f"on `{result.worker}`{routed}, attempt {attempts}{retried}")
         timings = {
             "prepare_seconds": (prepared_at - started).total_seconds(),
             "execute_seconds": (finished - prepared_at).total_seconds(),
@@ -301,6 +323,7 @@ class GenerationWorkflow:
             infrastructure_retries=infrastructure_retries,
             timings=timings,
             node_timings=result.node_timings,
+            routing=self._status.routing,
         )
 
     async def _execute_single_policy(
@@ -356,11 +379,14 @@ class GenerationWorkflow:
         return result
 
     async def _execute_within_budgets(
-        self, task_id: str, prepared: PreparedPrompt, queue: str
+        self, task_id: str, prepared: PreparedPrompt, queue: str, route: bool = False
     ) -> ExecuteResult:
         """The GPU step: execute activities until one succeeds or a failure is final. Keeps the
         job's try (`attempt`) and the infrastructure retries of finished activities in the status;
-        the result's `attempt` - 1 are those of the activity that succeeded."""
+        the result's `attempt` - 1 are those of the activity that succeeded.
+
+        With `route`, each try is routed first; one its preferred worker did not take within the
+        wait goes to the pool queue, as the same try: routing spends neither budget."""
         status = self._status
         deadline = (
             workflow.info().start_time + timedelta(seconds=prepared.deadline_seconds)
@@ -382,13 +408,21 @@ class GenerationWorkflow:
                     last_infrastructure_fault=status.last_infrastructure_fault,
                 )
                 workflow.upsert_memo({RETRY_COUNTS_MEMO: counts.model_dump(mode="json")})
-            handle = self._start_execute(task_id, prepared, queue, try_number, left)
-            try:
-                return await handle
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise asyncio.CancelledError() from err
-                failure = err
+            routing = await self._route(task_id, prepared) if route else None
+            while True:
+                handle = self._start_execute(task_id, prepared, queue, try_number, left, routing)
+                try:
+                    return await handle
+                except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        raise asyncio.CancelledError() from err
+                    failure = err
+                if routing is None or routing.wait_seconds is None or not _not_taken(failure):
+                    break
+                routing = _cold_after_wait(routing, prepared.pool)
+                left = deadline - workflow.now() if deadline is not None else None
+                if left is not None and left <= timedelta(0):
+                    raise _deadline_failure(prepared, status.last_infrastructure_fault)
             if failure.retry_state == RetryState.TIMEOUT or _is_deadline(failure):
                 last = _last_fault_before_deadline(failure) or status.last_infrastructure_fault
                 raise _deadline_failure(prepared, last)
@@ -423,9 +457,21 @@ class GenerationWorkflow:
         queue: str,
         try_number: int,
         left: timedelta | None,
+        routing: RoutingDecision | None = None,
     ) -> workflow.ActivityHandle[ExecuteResult]:
         # A prefetched prompt may wait one whole job in ComfyUI's queue before its own run.
         start_to_close = timedelta(seconds=prepared.timeout_seconds) * 2 + STORING_MARGIN
+        summary = f"{prepared.workflow_id} on {queue}"
+        schedule_to_start: timedelta | None = None
+        if routing is not None:
+            self._set_routing(routing, prepared)
+            queue = routing.task_queue
+            summary = f"{prepared.workflow_id} on {queue} ({routing.routing}: {routing.reason})"
+            if routing.wait_seconds is not None:
+                # Past it the job goes to the pool queue: a GPU never idles longer while it waits.
+                schedule_to_start = timedelta(seconds=routing.wait_seconds)
+                if left is not None:
+                    schedule_to_start = min(schedule_to_start, left)
         handle = workflow.start_activity(
             EXECUTE_ACTIVITY,
             ExecuteInput(
@@ -444,8 +490,10 @@ class GenerationWorkflow:
             result_type=ExecuteResult,
             task_queue=queue,
             # The deadline bounds waiting for a GPU and every retry in place; there is no
-            # schedule-to-start limit of its own (cancel to give up sooner).
+            # schedule-to-start limit of its own (cancel to give up sooner), but for a job routed
+            # to one worker's queue.
             schedule_to_close_timeout=left,
+            schedule_to_start_timeout=schedule_to_start,
             start_to_close_timeout=min(start_to_close, left) if left else start_to_close,
             heartbeat_timeout=EXECUTE_HEARTBEAT_TIMEOUT,
             retry_policy=RetryPolicy(
@@ -456,8 +504,7 @@ class GenerationWorkflow:
             ),
             # "Cancelled" then means ComfyUI has really dropped or interrupted the prompt.
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"{prepared.workflow_id} on {queue}"
-            + (f" (try {try_number})" if try_number > 1 else ""),
+            summary=summary + (f" (try {try_number})" if try_number > 1 else ""),
             priority=(
                 Priority(priority_key=self._priority)
                 if self._priority is not None
@@ -467,6 +514,41 @@ class GenerationWorkflow:
         )
         self._execute_scheduled = True
         return handle
+
+    async def _route(self, task_id: str, prepared: PreparedPrompt) -> RoutingDecision:
+        """The GPU queue for the next execute activity, from the pool's inventory; the pool queue
+        when routing cannot be decided (never a failure of the job)."""
+        try:
+            decision: RoutingDecision = await workflow.execute_local_activity(
+                ROUTE_ACTIVITY,
+                RouteInput(task_id=task_id, pool=prepared.pool, prompt=prepared.prompt),
+                result_type=RoutingDecision,
+                start_to_close_timeout=ROUTE_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=2),
+                summary="route to a GPU worker",
+            )
+            return decision
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError() from err
+            return RoutingDecision(
+                routing="cold",
+                task_queue=pool_task_queue(prepared.pool),
+                reason=f"not routed: {err.cause or err}",
+            )
+
+    def _set_routing(self, routing: RoutingDecision, prepared: PreparedPrompt) -> None:
+        """The status, the memo (GET /tasks/{id}) and the Web UI's details say where the job
+        goes and why."""
+        status = self._status
+        status.routing = routing
+        status.task_queue = routing.task_queue
+        status.worker = routing.worker
+        workflow.upsert_memo({ROUTING_MEMO: routing.model_dump(mode="json")})
+        workflow.set_current_details(
+            f"**running** `{prepared.workflow_id}` on `{routing.task_queue}` "
+            f"({routing.routing}: {routing.reason})"
+        )
 
     def _final_failure(self, error: GenerationError, prepared: PreparedPrompt) -> ApplicationError:
         """The workflow's failure for `error`, with the job's two counts."""
@@ -626,6 +708,22 @@ def _decoded(err: ActivityError, prepared: PreparedPrompt) -> GenerationError:
     unexpected one of the activity."""
     return decode_generation_error(err, time_limit=prepared.timeout_seconds) or generation_error(
         ErrorType.ACTIVITY_ERROR, reason=str(err.cause or err)
+    )
+
+
+def _not_taken(err: ActivityError) -> bool:
+    """Whether the activity ended because no worker took it within its schedule-to-start
+    limit: the routed worker stayed busy (routing, not a failure of the job)."""
+    cause = err.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
+def _cold_after_wait(routing: RoutingDecision, pool: str) -> RoutingDecision:
+    return RoutingDecision(
+        routing="cold",
+        task_queue=pool_task_queue(pool),
+        reason=f"{routing.worker} did not take it within {routing.wait_seconds:g} s "
+        f"({routing.routing}: {routing.reason})",
     )
 
 

@@ -21,6 +21,8 @@ UPDATE_PRIORITY_ACTIVITY = "update_priority"
 NOTIFY_ACTIVITY = "notify"
 # BatchWorkflow's one activity, on the control queue.
 START_BATCH_ITEMS_ACTIVITY = "start_batch_items"
+# Local activity of the control worker: which GPU queue a job goes to (model-affinity routing).
+ROUTE_ACTIVITY = "route_generation"
 # Id of the (first) execute activity, so `set_priority` (and operators) can address it; a retry
 # the workflow schedules itself is `execute-2`, `execute-3`, ... (`execute_activity_id`).
 EXECUTE_ACTIVITY_ID = "execute"
@@ -53,6 +55,8 @@ BATCH_MEMO = "batch"
 # GenerationWorkflow's patch id of the admission check of a schedule's runs: histories of runs
 # recorded before it replay without the check.
 ADMISSION_PATCH = "schedule-admission"
+# ROUTING_MEMO: the RoutingDecision of the execute activity now scheduled (or the last one).
+ROUTING_MEMO = "routing"
 
 CONTROL_TASK_QUEUE = "comfy-control"
 
@@ -76,7 +80,8 @@ def pool_task_queue(pool: str) -> str:
 
 
 def worker_task_queue(pool: str, worker: str) -> str:
-    """A GPU worker's own queue: work pinned to that worker."""
+    """A GPU worker's own queue: work pinned to that worker, and work routed to it for the
+    models it has (it takes the latter only when its GPU has room)."""
     return f"comfy-gpu-{pool}.{worker}"
 
 

@@ -258,6 +258,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int, metavar="SECONDS",
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
+    add_setting_flag(
+        control, ControlWorkerSettings, "routing", "--routing", choices=["affinity", "pool"],
+        help="affinity: prefer the GPU worker holding a job's models; pool: any free GPU",
+    )  # fmt: skip
+    add_setting_flag(
+        control, ControlWorkerSettings, "affinity_wait_seconds", "--affinity-wait",
+        type=float, metavar="SECONDS",
+        help="how long a job waits for the GPU worker holding its models before any GPU takes it",
+    )  # fmt: skip
     add_output_store_flags(control, download_mode=True)
     add_admission_flags(control)
     add_temporal_flags(control)
@@ -412,6 +421,7 @@ def control_worker_command(args: argparse.Namespace) -> int:
                 webhooks=webhooks,
                 metrics=metrics,
                 admission=PoolAdmission.from_settings(client, settings),
+                routing=settings,
             )
         finally:
             if tracing is not None:  # the process ends with os._exit: send the last spans now

@@ -21,9 +21,10 @@ from activities.generation.admission import AdmissionActivities, PoolAdmission
 from activities.generation.batch_items import start_batch_items
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
+from activities.generation.routing import RouteActivities
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.metrics import ControlWorkerMetrics
-from activities.workers.settings import DownloadUrlSettings
+from activities.workers.settings import DownloadUrlSettings, RoutingSettings
 from api.contract.signed_urls import StoreLinks, UrlSigner, load_signing_key
 from manifests.registry import ManifestRegistry
 from temporal_workflows.batch import BatchWorkflow
@@ -55,6 +56,7 @@ def build_control_worker(
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
     admission: PoolAdmission | None = None,
+    routing: RoutingSettings | None = None,
 ) -> Worker:
     """A Worker for GenerationWorkflow and PoolInventoryWorkflow; use it as `async with` or
     `await worker.run()`.
@@ -64,6 +66,7 @@ def build_control_worker(
     unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
     `metrics` counts finished jobs and webhook deliveries.
     `admission` decides whether a schedule's run may queue its job (None: always).
+    `routing` chooses GPU queues (default: COMFY_ROUTING and COMFY_AFFINITY_WAIT).
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
@@ -76,6 +79,7 @@ def build_control_worker(
             AdmissionActivities(admission).check_admission,
             request_cancel,
             update_priority,
+            RouteActivities(routing).route_generation,
             webhooks.notify,
             start_batch_items,
         ],
@@ -104,6 +108,7 @@ async def run_control_worker(
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
     admission: PoolAdmission | None = None,
+    routing: RoutingSettings | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
     worker = build_control_worker(
@@ -114,6 +119,7 @@ async def run_control_worker(
         webhooks=webhooks,
         metrics=metrics,
         admission=admission,
+        routing=routing,
     )
     logger.info("control worker polling %s", task_queue)
     async with worker:

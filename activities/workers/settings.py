@@ -25,6 +25,9 @@ DEFAULT_DOWNLOAD_URL_TTL = 24 * 3600
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_MODEL_CACHE_GB = 100.0
 DEFAULT_MAX_MODEL_GB = 50.0
+# A job waits this long for the GPU worker that holds its models before any GPU takes it: well
+# under a model load (seconds to a minute), so waiting pays only when that worker is nearly free.
+DEFAULT_AFFINITY_WAIT_SECONDS = 5.0
 
 
 class ProcessSettings(BaseSettings):
@@ -206,6 +209,23 @@ class ModelSettings(ProcessSettings):
         return int(self.max_model_gb * 1e9)
 
 
+class RoutingSettings(ProcessSettings):
+    """How the control worker routes jobs to GPU workers (docs/routing.md)."""
+
+    routing: Literal["affinity", "pool"] = Field(
+        default="affinity",
+        alias="COMFY_ROUTING",
+        description="affinity: prefer a GPU worker holding the job's models loaded, then one "
+        "with its files on disk; pool: the pool queue, whichever GPU is free first.",
+    )
+    affinity_wait_seconds: float = Field(
+        default=DEFAULT_AFFINITY_WAIT_SECONDS,
+        gt=0,
+        alias="COMFY_AFFINITY_WAIT",
+        description="How long a job waits for the preferred GPU worker before any GPU takes it.",
+    )
+
+
 class MetricsSettings(ProcessSettings):
     """A worker's Prometheus endpoint (the API serves GET /metrics on its own port instead)."""
 
@@ -289,6 +309,7 @@ class TracingSettings(ProcessSettings):
 
 
 class ControlWorkerSettings(
+    RoutingSettings,
     DownloadUrlSettings,
     OutputStoreSettings,
     TemporalSettings,

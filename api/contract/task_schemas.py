@@ -169,6 +169,21 @@ class TaskPublic(BaseModel):
     closed_at: datetime | None = None
     progress: TaskProgress | None = None
     queue: TaskQueueInfo | None = None
+    worker: str | None = Field(
+        default=None,
+        description="The GPU worker the job was routed to (or ran on, once it ended); null while "
+        "it waits on the pool queue for whichever GPU is free first.",
+    )
+    routing: Literal["warm", "on_disk", "cold", "pinned"] | None = Field(
+        default=None,
+        description="How the job was routed (docs/routing.md): warm, to a worker holding its "
+        "models loaded; on_disk, to a worker that has its model files; cold, to the pool queue "
+        "(any GPU); pinned, to the worker the request named. Null for jobs routed before "
+        "routing existed.",
+    )
+    routing_reason: str | None = Field(
+        default=None, description='Why, e.g. "sd15.safetensors loaded on gpu-1".'
+    )
     attempts: int | None = Field(
         default=None,
         description="The job's own tries so far (1 + its own failures retried, within the "

@@ -70,6 +70,7 @@ from temporal_workflows.names import (
     NOTIFY_ACTIVITY,
     REQUEST_MEMO,
     RETRY_COUNTS_MEMO,
+    ROUTING_MEMO,
     SA_POOL,
     SA_WORKER,
     SA_WORKFLOW,
@@ -85,6 +86,7 @@ from temporal_workflows.payloads import (
     InfrastructureFault,
     Progress,
     RetryCounts,
+    RoutingDecision,
 )
 
 # A query needs a live control worker; when none answers quickly the task just reads as PENDING.
@@ -143,6 +145,13 @@ async def read_task(
     )
     handle = client.get_workflow_handle(task_id, result_type=GenerationResult)
     task.webhook = await read_webhook(desc)
+    routing = await read_routing(desc)
+    if routing is not None:
+        task.worker, task.routing, task.routing_reason = (
+            routing.worker,
+            routing.routing,
+            routing.reason,
+        )
     if desc.status in (None, WorkflowExecutionStatus.RUNNING):
         # A generation that has ended reads as ended while only its webhook is being delivered.
         notifying = (
@@ -163,6 +172,7 @@ async def read_task(
         task.status = "SUCCESS"
         task.result = success_result(result, base_url, signer)
         task.attempts, task.infrastructure_retries = result.attempts, result.infrastructure_retries
+        task.worker = result.worker
     elif desc.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
         task.status = "PENDING"  # the new run carries on; describe follows it next time
     elif desc.status == WorkflowExecutionStatus.CANCELED:
@@ -487,6 +497,9 @@ async def _fill_from_execute(
             pa.scheduled_time.ToDatetime(tzinfo=UTC) if pa.HasField("scheduled_time") else None
         )
         queue = _gpu_queue(desc)
+        if task.routing is not None:
+            routed = await read_routing(desc)
+            queue = routed.task_queue if routed is not None else queue
         task.queue = TaskQueueInfo(
             phase="waiting_for_gpu_worker",
             waiting_seconds=_seconds_since(scheduled) if scheduled else None,
@@ -599,6 +612,16 @@ def _explain_failure(
 
 # ---------------------------------------------------------------------------------------------
 # Webhooks: the delivery state, and a generation that ended while its webhook is delivered
+
+
+async def read_routing(desc: WorkflowExecutionDescription) -> RoutingDecision | None:
+    """Where the workflow sent its GPU step, and why, as its memo records it (None before the
+    step was routed, and for runs older than routing)."""
+    try:
+        routing = await desc.memo_value(ROUTING_MEMO, default=None)
+        return RoutingDecision.model_validate(routing) if isinstance(routing, dict) else None
+    except Exception:  # a memo from another version: show what we can
+        return None
 
 
 async def read_webhook(desc: WorkflowExecutionDescription) -> WebhookPublic | None:

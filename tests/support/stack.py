@@ -23,6 +23,7 @@ from activities.generation.webhooks import WebhookActivities
 from activities.workers.control import build_control_worker
 from activities.workers.gpu import GpuWorker, GpuWorkerSettings
 from activities.workers.recycling import RecyclePolicy
+from activities.workers.settings import RoutingSettings
 from activities.workers.temporal_client import connect_temporal
 from api.app import create_app
 from api.cli.devstack.http_server import serve_in_background
@@ -92,6 +93,7 @@ class GenerationStack:
     webhooks: WebhookActivities | None = None
     public_url: str | None = None  # base URL of download links in tasks read from Temporal
     gpu_workers: list[RunningGpuWorker] = field(default_factory=list)
+    routing: RoutingSettings | None = None  # the control worker's; None: from the environment
     _control: contextlib.AsyncExitStack | None = None
 
     @property
@@ -179,6 +181,7 @@ class GenerationStack:
             task_queue=self.control_queue,
             identity=unique("control"),
             webhooks=self.webhooks,
+            routing=self.routing,
         )
         self._control = contextlib.AsyncExitStack()
         await self._control.enter_async_context(worker)
@@ -264,6 +267,7 @@ async def generation_stack(
     emulator_args: Sequence[str] = (),
     webhooks: WebhookActivities | None = None,
     public_url: str | None = None,
+    routing: RoutingSettings | None = None,
     **settings: Any,
 ) -> AsyncIterator[GenerationStack]:
     """The stack over `client`'s Temporal (`address` for the connections workers open), serving
@@ -281,6 +285,7 @@ async def generation_stack(
         emulator_args=tuple(emulator_args),
         webhooks=webhooks,
         public_url=public_url,
+        routing=routing,
     )
     async with contextlib.AsyncExitStack() as running:
         if control_worker == "own":

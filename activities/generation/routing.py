@@ -1,0 +1,89 @@
+"""`route_generation` (control worker, local activity): the GPU queue a job's execute activity
+goes to, from the models its graph names and what the pool's GPU workers reported to their
+PoolInventoryWorkflow (docs/routing.md). Never fails a job: an inventory it cannot read means
+the pool queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError
+
+from activities.workers.settings import RoutingSettings
+from temporal_workflows.inventory import PoolInventory
+from temporal_workflows.names import (
+    INVENTORY_QUERY,
+    ROUTE_ACTIVITY,
+    inventory_workflow_id,
+    pool_task_queue,
+    worker_task_queue,
+)
+from temporal_workflows.payloads import RouteInput, RoutingDecision
+from temporal_workflows.routing import job_models, prefer_worker
+
+logger = logging.getLogger(__name__)
+
+# The query is answered by a control worker (this one, usually) in milliseconds; past this, the
+# pool queue.
+_QUERY_TIMEOUT = timedelta(seconds=1)
+# A burst of jobs shares one query: workers report a change of loaded models at once, so a
+# fraction of a second old is fresh enough.
+_CACHE_SECONDS = 0.5
+# An inventory that cannot be read (no control worker runs its workflow, no GPU worker reported)
+# is asked again only this much later: meanwhile jobs go to the pool queue without waiting.
+_UNREADABLE_SECONDS = 10.0
+
+
+class RouteActivities:
+    """`route_generation` with the control worker's routing settings."""
+
+    def __init__(self, settings: RoutingSettings | None = None) -> None:
+        self.settings = settings or RoutingSettings()
+        self._inventories: dict[str, tuple[float, PoolInventory | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @activity.defn(name=ROUTE_ACTIVITY)
+    async def route_generation(self, request: RouteInput) -> RoutingDecision:
+        pool_queue = pool_task_queue(request.pool)
+        if self.settings.routing == "pool":
+            return RoutingDecision(routing="cold", task_queue=pool_queue, reason="pool routing")
+        inventory = await self._inventory(request.pool)
+        models = job_models(request.prompt, inventory) if inventory is not None else []
+        preference = prefer_worker(inventory, models, request.task_id)
+        if preference.worker is None:
+            return RoutingDecision(routing="cold", task_queue=pool_queue, reason=preference.reason)
+        return RoutingDecision(
+            routing=preference.routing,
+            task_queue=worker_task_queue(request.pool, preference.worker),
+            worker=preference.worker,
+            reason=preference.reason,
+            wait_seconds=self.settings.affinity_wait_seconds,
+        )
+
+    async def _inventory(self, pool: str) -> PoolInventory | None:
+        """The pool's inventory, shared by the jobs routed within `_CACHE_SECONDS`."""
+        async with self._locks.setdefault(pool, asyncio.Lock()):
+            cached = self._inventories.get(pool)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            inventory = await _read_inventory(pool)
+            ttl = _CACHE_SECONDS if inventory is not None else _UNREADABLE_SECONDS
+            self._inventories[pool] = (time.monotonic() + ttl, inventory)
+            return inventory
+
+
+async def _read_inventory(pool: str) -> PoolInventory | None:
+    handle = activity.client().get_workflow_handle(inventory_workflow_id(pool))
+    try:
+        inventory: PoolInventory = await handle.query(
+            INVENTORY_QUERY, result_type=PoolInventory, rpc_timeout=_QUERY_TIMEOUT
+        )
+        return inventory
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+        logger.debug("inventory of pool %s not readable, routing to the pool queue: %s", pool, err)
+        return None

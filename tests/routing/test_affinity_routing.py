@@ -1,0 +1,129 @@
+"""Model-affinity routing on real workers: a job goes to the GPU holding its model, waits for it
+only up to the bound while another GPU idles, a pinned job stays pinned, and a job waiting on a
+worker's queue can be cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from api.inventory import query_inventory
+from temporal_workflows.names import worker_task_queue
+from tests.routing.conftest import AFFINITY_WAIT
+from tests.support.routing import CHECKPOINTS, ROUTED_WORKFLOW_ID, emulator_models
+from tests.support.stack import GenerationStack
+from tests.support.temporal import keep_history
+from tests.support.waiting import wait_for
+
+MODEL_A, MODEL_B = CHECKPOINTS[0], CHECKPOINTS[1]
+
+
+async def submit(
+    stack: GenerationStack, model: str, seconds: float = 0.0, worker: str | None = None
+) -> WorkflowHandle:
+    params = {"checkpoint": model, "seconds": seconds}
+    return await stack.submit(params, workflow_id=ROUTED_WORKFLOW_ID, worker=worker)
+
+
+async def load_on(stack: GenerationStack, client: Client, worker: str, model: str) -> None:
+    """Run a job pinned to `worker` with `model`, and wait until the pool knows it is loaded."""
+    await (await submit(stack, model, worker=worker)).result()
+
+    async def reported() -> bool:
+        inventory = await query_inventory(client, stack.pool)
+        loaded = inventory.worker_loaded(worker) if inventory is not None else {}
+        return model in loaded.get("CheckpointLoaderSimple", {}).get("ckpt_name", [])
+
+    await wait_for(reported, f"{model} reported loaded on {worker}", 30)
+
+
+async def test_a_job_goes_to_the_worker_holding_its_model(
+    routing_stack: GenerationStack, temporal_client: Client
+) -> None:
+    await load_on(routing_stack, temporal_client, "gpu-2", MODEL_B)
+    loads_before = (await emulator_models(routing_stack.gpu_workers[1].emulator.url))["loads"]
+
+    handle = await submit(routing_stack, MODEL_B)
+    result = await handle.result()
+
+    task = await routing_stack.task(handle.id)
+    assert (task.routing, task.worker, result.worker) == ("warm", "gpu-2", "gpu-2")
+    assert task.routing_reason == f"{MODEL_B} loaded on gpu-2"
+    models = await emulator_models(routing_stack.gpu_workers[1].emulator.url)
+    assert models["loads"] == loads_before, "the warm job loaded its model again"
+    await keep_history(handle, "routed_warm")
+
+
+async def test_an_idle_gpu_takes_a_warm_job_after_the_bound(
+    routing_stack: GenerationStack, temporal_client: Client
+) -> None:
+    await load_on(routing_stack, temporal_client, "gpu-1", MODEL_A)
+    busy = await submit(routing_stack, MODEL_A, seconds=10.0)  # warm on gpu-1, keeps it busy
+    await wait_for(lambda: _is_running(routing_stack, busy.id), "the long job to run on gpu-1", 30)
+
+    started = time.monotonic()
+    waiting = await submit(routing_stack, MODEL_A)
+    result = await waiting.result()
+    took = time.monotonic() - started
+
+    task = await routing_stack.task(waiting.id)
+    assert (task.routing, result.worker) == ("cold", "gpu-2")
+    assert task.routing_reason is not None
+    assert task.routing_reason.startswith(f"gpu-1 did not take it within {AFFINITY_WAIT:g} s")
+    assert AFFINITY_WAIT <= took < 8.0, "it neither waited the bound nor for gpu-1"
+    assert result.attempts == 1, "waiting for a warm GPU spent a retry"
+    assert (await busy.result()).worker == "gpu-1"
+    await keep_history(waiting, "routed_cold_after_wait")
+
+
+async def test_a_pinned_job_stays_on_its_worker(
+    routing_stack: GenerationStack, temporal_client: Client
+) -> None:
+    await load_on(routing_stack, temporal_client, "gpu-1", MODEL_A)
+
+    handle = await submit(routing_stack, MODEL_A, worker="gpu-2")
+    result = await handle.result()
+
+    task = await routing_stack.task(handle.id)
+    assert (task.routing, task.worker, result.worker) == ("pinned", "gpu-2", "gpu-2")
+
+
+async def test_a_job_waiting_on_a_workers_queue_can_be_cancelled(
+    routing_stack: GenerationStack, temporal_client: Client
+) -> None:
+    await load_on(routing_stack, temporal_client, "gpu-1", MODEL_A)
+    # Both GPUs busy: the job waits for gpu-1 on its queue, and would wait on the pool after.
+    busy = [
+        await submit(routing_stack, MODEL_A, seconds=8.0, worker="gpu-1"),
+        await submit(routing_stack, MODEL_B, seconds=8.0, worker="gpu-2"),
+    ]
+    for handle in busy:
+        await wait_for(lambda h=handle: _is_running(routing_stack, h.id), "busy GPUs", 30)
+
+    handle = await submit(routing_stack, MODEL_A)
+
+    async def waiting_on_gpu_1() -> bool:
+        task = await routing_stack.task(handle.id)
+        return (
+            task.routing == "warm"
+            and task.queue is not None
+            and task.queue.phase == "waiting_for_gpu_worker"
+            and task.queue.task_queue == worker_task_queue(routing_stack.pool, "gpu-1")
+        )
+
+    await wait_for(waiting_on_gpu_1, "the job to wait on gpu-1's queue", 10)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), AFFINITY_WAIT)
+
+    task = await routing_stack.task(handle.id)
+    assert (task.status, task.routing) == ("CANCELLED", "warm")
+    for running in busy:
+        await running.result()
+
+
+async def _is_running(stack: GenerationStack, task_id: str) -> bool:
+    return (await stack.task(task_id)).status == "PROGRESS"
