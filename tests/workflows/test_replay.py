@@ -1,8 +1,9 @@
 """Determinism guard: recorded GenerationWorkflow histories replay against the current code.
 
 The histories in tests/histories/ were recorded from real runs (COMFY_RECORD_HISTORIES=1 with
-test_generation_e2e.py). A change to GenerationWorkflow that would break running workflows fails
-here; protect such changes with `workflow.patched(...)`.
+test_generation_e2e.py, test_generation_workflow.py and tests/routing/). A change to
+GenerationWorkflow that would break running workflows fails here; protect such changes with
+`workflow.patched(...)`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def test_histories_cover_success_failure_cancellation_and_both_retry_budgets():
     assert {"infrastructure_retries_in_place", "job_retries_spent"} <= names, names
     # Started as POST /generate starts it, with the graph rendered (test_generation_e2e.py).
     assert "success_rendered_at_submit" in names, names
+    # Recorded with the model-affinity patch (tests/routing/test_affinity_routing.py).
+    assert {"routed_warm", "routed_cold_after_wait"} <= names, names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
