@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.generation.control import request_cancel, update_priority
+from activities.generation.routing import RouteActivities
 from temporal_workflows.generation import GenerationWorkflow
 from temporal_workflows.names import (
     EXECUTE_ACTIVITY,
@@ -49,6 +50,11 @@ from tests.support.waiting import wait_for
 DEADLINE = 20.0
 # The SDK answers it for every workflow; the Web UI reads "Current Details" from it.
 METADATA_QUERY = "__temporal_workflow_metadata"
+
+
+# The control worker's routing step: these pools have no inventory, so every job goes to the pool
+# queue (or a pinned worker's), as before routing.
+ROUTE = RouteActivities().route_generation
 
 
 def prepared_for(pool: str, **overrides) -> Callable:
@@ -101,7 +107,7 @@ async def workers(
             client,
             task_queue=control_queue,
             workflows=[GenerationWorkflow],
-            activities=[prepare, request_cancel, update_priority],
+            activities=[prepare, request_cancel, update_priority, ROUTE],
         ),
         Worker(
             client,
@@ -462,7 +468,7 @@ async def test_cancel_signal_while_waiting_for_a_gpu_cancels_without_any_worker(
         temporal_client,
         task_queue=control_queue,
         workflows=[GenerationWorkflow],
-        activities=[prepared_for(pool), request_cancel],
+        activities=[prepared_for(pool), request_cancel, ROUTE],
     ):
         handle = await start(temporal_client, control_queue, GenerationRequest(workflow_id="wf"))
 
@@ -527,7 +533,7 @@ async def test_set_priority_requeues_a_waiting_job_ahead_of_the_others(temporal_
         temporal_client,
         task_queue=control_queue,
         workflows=[GenerationWorkflow],
-        activities=[prepared_for(pool), request_cancel, update_priority],
+        activities=[prepared_for(pool), request_cancel, update_priority, ROUTE],
     ):
         handles = [
             await start(temporal_client, control_queue, GenerationRequest(workflow_id="wf"))
@@ -592,7 +598,7 @@ async def test_current_details_read_running_then_done_success(temporal_client: C
         release.set()
         await handle.result()
         details = await current_details(handle)
-    assert details == "**done: SUCCESS** — on `gpu-a`, attempt 1"
+    assert details == "**done: SUCCESS** — on `gpu-a` (cold), attempt 1"
 
 
 async def test_current_details_of_a_failed_job_give_its_error(temporal_client: Client):
