@@ -234,7 +234,13 @@ class GenerationWorkflow:
         admission = workflow.memo_value(SCHEDULE_MEMO, None) is not None and workflow.patched(
             ADMISSION_PATCH
         )
-        affinity = two_budgets and workflow.patched(AFFINITY_PATCH)
+        # Starts that know routing say whether to route, and need no patch marker (nor its
+        # TemporalChangeVersion upsert); older ones replay without routing.
+        affinity = (
+            request.routed
+            if request.routed is not None
+            else two_budgets and workflow.patched(AFFINITY_PATCH)
+        )
         task_id = workflow.info().workflow_id
         started = workflow.now()
         self._status.started_at = started

@@ -50,6 +50,11 @@ class GenerationRequest(_Payload):
             "runs (schedules, starts without the API)."
         ),
     )
+    routed: bool | None = Field(
+        default=None,
+        description="Whether the workflow routes its GPU step by model (docs/routing.md), set by "
+        "code that starts it knowing routing; None (older starts): decided by a patch marker.",
+    )
 
 
 class PrepareInput(_Payload):

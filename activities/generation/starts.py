@@ -116,6 +116,9 @@ def build_generation_start(
     `prepared`, the graph rendered now, spares the workflow its render step (POST /generate; a
     schedule's runs render when they run)."""
     request = GenerationRequest(workflow_id=workflow_id, params=params, options=options)
+    # Every generation started here takes the routing step (the control worker's --routing
+    # decides how); the memo keeps the request as the client sent it.
+    routed = request.model_copy(update={"routed": True})
     summary = static_summary(workflow_id, params)
     attributes = [SearchAttributePair(SA_WORKFLOW, workflow_id), SearchAttributePair(SA_POOL, pool)]
     if options.worker:
@@ -130,9 +133,9 @@ def build_generation_start(
     # The memo keeps what the client asked for; the rendered graph travels in the input only.
     request_memo = request.model_dump(mode="json")
     if prepared is not None:
-        request = request.model_copy(update={"prepared": prepared})
+        routed = routed.model_copy(update={"prepared": prepared})
     return GenerationStart(
-        request=request,
+        request=routed,
         search_attributes=TypedSearchAttributes(attributes),
         memo={REQUEST_MEMO: request_memo, **(memo or {})},
         static_summary=f"{summary} ({summary_note})" if summary_note else summary,

@@ -87,9 +87,10 @@ async def test_a_graph_rendered_at_submit_goes_straight_to_the_gpu_step(
     assert result.worker == "gpu-rendered" and result.params["width"] == 24
     history = await handle.fetch_history()
     kinds = [event.event_type for event in history.events]
-    # No render step (local activity marker) and no search attributes upserted before the GPU
-    # step: POST /generate set them when it started the workflow.
-    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds
+    # No render step and no patch marker (one local activity marker: the routing step), and no
+    # search attributes upserted before the GPU step: POST /generate set them when it started
+    # the workflow.
+    assert kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 1
     gpu_step = kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in kinds[:gpu_step]
     description = await handle.describe()
