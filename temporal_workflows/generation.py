@@ -340,18 +340,7 @@ class GenerationWorkflow:
         execute_timeout = timedelta(seconds=prepared.timeout_seconds)
         handle = workflow.start_activity(
             EXECUTE_ACTIVITY,
-            ExecuteInput(
-                task_id=task_id,
-                workflow_id=prepared.workflow_id,
-                prompt=prepared.prompt,
-                output_nodes=prepared.output_nodes,
-                param_bindings=prepared.param_bindings,
-                timeout_seconds=prepared.timeout_seconds,
-                previews=prepared.previews,
-                image_inputs=prepared.image_inputs,
-                model_inputs=prepared.model_inputs,
-                stall_timeout=prepared.stall_timeout,
-            ),
+            _execute_input(task_id, prepared, 1),
             result_type=ExecuteResult,
             task_queue=queue,
             # No schedule-to-start limit: a job waits for a GPU as long as it takes, on the pool
@@ -480,19 +469,7 @@ class GenerationWorkflow:
                     schedule_to_start = min(schedule_to_start, left)
         handle = workflow.start_activity(
             EXECUTE_ACTIVITY,
-            ExecuteInput(
-                task_id=task_id,
-                workflow_id=prepared.workflow_id,
-                prompt=prepared.prompt,
-                output_nodes=prepared.output_nodes,
-                param_bindings=prepared.param_bindings,
-                timeout_seconds=prepared.timeout_seconds,
-                previews=prepared.previews,
-                image_inputs=prepared.image_inputs,
-                model_inputs=prepared.model_inputs,
-                stall_timeout=prepared.stall_timeout,
-                try_number=try_number,
-            ),
+            _execute_input(task_id, prepared, try_number),
             result_type=ExecuteResult,
             task_queue=queue,
             # The deadline bounds waiting for a GPU and every retry in place; there is no
@@ -794,3 +771,21 @@ def _notify_failure(err: ActivityError) -> tuple[int, int | None, str]:
     attempt = detail.get("attempt", 0) if isinstance(detail, dict) else 0
     status_code = detail.get("status_code") if isinstance(detail, dict) else None
     return int(attempt or 0), status_code, app.message
+
+
+def _execute_input(task_id: str, prepared: PreparedPrompt, try_number: int) -> ExecuteInput:
+    """The GPU step's input, from the prepared prompt: one place, so both retry paths send the
+    same fields (a field left out of one of two copies once dropped a job's model files)."""
+    return ExecuteInput(
+        task_id=task_id,
+        workflow_id=prepared.workflow_id,
+        prompt=prepared.prompt,
+        output_nodes=prepared.output_nodes,
+        param_bindings=prepared.param_bindings,
+        timeout_seconds=prepared.timeout_seconds,
+        previews=prepared.previews,
+        image_inputs=prepared.image_inputs,
+        model_inputs=prepared.model_inputs,
+        stall_timeout=prepared.stall_timeout,
+        try_number=try_number,
+    )

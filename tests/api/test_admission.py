@@ -68,7 +68,11 @@ async def full_pool(tmp_path: Path, temporal_client: Client) -> AsyncIterator[Fu
         generation_stack(
             temporal_client, tmp_path, idle_pool_registry(tmp_path, pool), max_backlog=MAX_BACKLOG
         ) as stack,
-        httpx.AsyncClient(base_url=stack.url, timeout=30) as http,
+        # A fresh connection per request: the server closes an idle keep-alive connection after
+        # 5 s, and a submit made as it does so fails with ReadError (the waits here are seconds).
+        httpx.AsyncClient(
+            base_url=stack.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        ) as http,
     ):
         yield FullPool(http, temporal_client, pool)
 
