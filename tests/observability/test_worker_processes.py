@@ -126,8 +126,10 @@ async def test_gpu_worker_serves_comfyui_health_and_sdk_metrics_on_its_metrics_p
             )  # fmt: skip
         )
         url = f"http://127.0.0.1:{port}/metrics"
-        # Slots are reported once the Workers poll, which they do only with ComfyUI healthy.
-        metrics = await scrape_when_up(url, "temporal_worker_task_slots_available")
+        # Pollers are reported once the Workers poll, which they do only with ComfyUI healthy.
+        # (Their activity slots are the GPU's own, prefetch_slots.py, which the SDK does not
+        # count as slots: comfy_jobs_in_progress says how many jobs the GPU holds.)
+        metrics = await scrape_when_up(url, "temporal_num_pollers")
         assert metrics.value("comfy_comfyui_up", worker=name) == 1
         assert metrics.total("comfy_comfyui_restarts_total", worker=name) == 0
         assert metrics.total("comfy_gpu_memory_total_bytes", worker=name) > 0
