@@ -112,7 +112,7 @@ async def get_task(
     ] = None,
 ) -> TaskPublic:
     task = await read_task(temporal, task_id, base_url, signer)
-    if wait and task.status in ("PENDING", "STARTED"):
+    if wait and task.status in ("PENDING", "PROGRESS"):
         task = await wait_for_end(temporal, task, wait, base_url, signer)
     return task
 

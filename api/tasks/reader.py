@@ -209,7 +209,7 @@ async def wait_for_end(
     base_url: str,
     signer: UrlSigner | None = None,
 ) -> TaskPublic:
-    """`task`, read as PENDING or STARTED, once it has ended, or as it is after `seconds`.
+    """`task`, read as PENDING or PROGRESS, once it has ended, or as it is after `seconds`.
 
     A long poll on the run's close event (the server answers the moment it is written, and
     after its own long-poll interval with nothing, then we ask again), so a waiting client costs
@@ -236,8 +236,12 @@ async def wait_for_end(
                     "progress": None,
                     "queue": None,
                     "result": success_result(result, base_url, signer),
+                    "worker": result.worker,
                 }
             )
+            if result.routing is not None:
+                ended.routing = result.routing.routing
+                ended.routing_reason = result.routing.reason
             _set_final_counts(ended, result, None)
             return ended
     return await read_task(client, task.task_id, base_url, signer)

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from tests.support.manifests import EMULATOR_WORKFLOW_ID, IDLE_POOL_WORKFLOW_ID, idle_pool_registry
 from tests.support.stack import GenerationStack, generation_stack, unique
 from tests.support.temporal import StartedTasks
+from tests.support.waiting import wait_for
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -92,3 +93,16 @@ async def test_a_bad_wait_is_refused_with_a_422(stack: GenerationStack, wait: st
     assert answer.status_code == 422, answer.text
     (problem,) = answer.json()["detail"]
     assert problem["loc"] == ["query", "wait"]
+
+
+async def test_the_long_poll_of_a_running_task_waits_for_its_end(stack: GenerationStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=90) as http:
+        task_id = await _submit(http, EMULATOR_WORKFLOW_ID, {"steps": 20, "seconds_per_step": 0.1})
+
+        async def running() -> bool:
+            return (await http.get(f"/tasks/{task_id}")).json()["status"] == "PROGRESS"
+
+        await wait_for(running, f"{task_id} to run", 30, interval=0.02)
+        answer = await http.get(f"/tasks/{task_id}", params={"wait": 60})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "SUCCESS", answer.text
