@@ -10,6 +10,7 @@ pool queue, where whichever GPU is free first takes it (cold).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,14 @@ def job_models(prompt: dict[str, Any], inventory: PoolInventory) -> list[ModelUs
     for worker in inventory.reporting_workers():
         for class_type, inputs in (inventory.worker_loaders(worker) or {}).items():
             loader_inputs.setdefault(class_type, set()).update(inputs)
+    return sorted(loader_values(prompt, loader_inputs))
+
+
+def loader_values(
+    prompt: dict[str, Any], loader_inputs: Mapping[str, Iterable[str]]
+) -> set[ModelUse]:
+    """The (class, input, file name) of every node of `prompt` whose class and input are among
+    `loader_inputs` ({node class: loader input names}) and whose value is a file name."""
     found: set[ModelUse] = set()
     for node in prompt.values():
         if not isinstance(node, dict):
@@ -43,7 +52,7 @@ def job_models(prompt: dict[str, Any], inventory: PoolInventory) -> list[ModelUs
             value = inputs.get(input_name)
             if isinstance(value, str):
                 found.add((class_type, input_name, value))
-    return sorted(found)
+    return found
 
 
 def models_held(choices: LoaderChoices, models: list[ModelUse]) -> int:

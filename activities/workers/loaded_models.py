@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from temporal_workflows.inventory import LoaderChoices
+from temporal_workflows.routing import loader_values
 
 # How many prompts' model sets ComfyUI keeps by default: its classic cache keeps the node
 # outputs of the latest prompt only (§4.12).
@@ -31,16 +32,7 @@ class LoadedModels:
         inventory, lists) load their files, which then stay loaded for the next prompts."""
         if not loaders:
             return
-        found = set()
-        for node in prompt.values():
-            if not isinstance(node, dict):
-                continue
-            class_type = str(node.get("class_type"))
-            inputs = node.get("inputs") or {}
-            for input_name in loaders.get(class_type, {}):
-                value = inputs.get(input_name)
-                if isinstance(value, str):
-                    found.add((class_type, input_name, value))
+        found = loader_values(prompt, loaders)
         if not found:
             return
         models = frozenset(found)
