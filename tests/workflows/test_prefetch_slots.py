@@ -7,7 +7,7 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from activities.workers.prefetch_slots import PrefetchDepth, PrefetchSlotSupplier
+from activities.workers.prefetch_slots import GpuOccupancy, PrefetchDepth, PrefetchSlotSupplier
 
 CTX = SimpleNamespace(slot_type="activity", task_queue="comfy-gpu-x", is_sticky=False)
 
@@ -117,3 +117,18 @@ async def test_short_jobs_open_more_prefetch_slots_but_only_while_every_slot_is_
     assert permit is not None
     # An idle worker (its one slot not busy yet) holds a single poll, however short the jobs.
     assert idle.try_reserve_slot(CTX) is None  # type: ignore[arg-type]
+
+
+async def test_the_pool_and_own_queue_workers_count_the_gpus_jobs_together():
+    occupancy = GpuOccupancy()
+    pool = PrefetchSlotSupplier(max_slots=1, occupancy=occupancy)
+    own = PrefetchSlotSupplier(max_slots=1, occupancy=occupancy)
+    pool_poll = await asyncio.wait_for(pool.reserve_slot(CTX), 1)  # type: ignore[arg-type]
+    own_poll = await asyncio.wait_for(own.reserve_slot(CTX), 1)  # type: ignore[arg-type]
+    used(pool, pool_poll)  # a job from the pool queue fills the GPU
+    released(own, own_poll)  # the own queue's poll ends empty
+    waiting = await reserve_soon(own)
+    assert not waiting.done(), "a routed job was taken while the GPU was full"
+    assert pool.try_reserve_slot(CTX) is None  # type: ignore[arg-type]
+    released(pool, pool_poll)  # the pool job ended: the routed one may come
+    await asyncio.wait_for(waiting, 1)

@@ -1,0 +1,140 @@
+"""The routing rules as pure functions: which worker a job's models make the best place for it
+(warm, then on disk, else the pool queue), and what a worker reports as loaded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from activities.workers.loaded_models import LoadedModels
+from temporal_workflows.inventory import (
+    LoaderChoices,
+    PoolInventory,
+    WorkerInventory,
+    inventory_digest,
+)
+from temporal_workflows.routing import job_models, prefer_worker
+
+CKPT = ("CheckpointLoaderSimple", "ckpt_name")
+LORA = ("LoraLoader", "lora_name")
+
+
+def choices(ckpts: list[str], loras: list[str] | None = None) -> LoaderChoices:
+    found: LoaderChoices = {CKPT[0]: {CKPT[1]: sorted(ckpts)}}
+    if loras is not None:
+        found[LORA[0]] = {LORA[1]: sorted(loras)}
+    return found
+
+
+def pool(workers: dict[str, tuple[LoaderChoices, LoaderChoices]]) -> PoolInventory:
+    """A pool inventory from {worker: (files on its disk, models loaded)}."""
+    now = datetime.now(UTC)
+    inventory = PoolInventory(pool="p")
+    for name, (disk, loaded) in workers.items():
+        digest = inventory_digest(disk)
+        inventory.inventories[digest] = disk
+        inventory.workers[name] = WorkerInventory(
+            digest=digest, reported_at=now, expires_at=now + timedelta(minutes=1), loaded=loaded
+        )
+    return inventory
+
+
+def prompt(ckpt: str, lora: str | None = None, sampler: str = "euler") -> dict[str, Any]:
+    graph: dict[str, Any] = {
+        "1": {"class_type": CKPT[0], "inputs": {CKPT[1]: ckpt}},
+        "2": {"class_type": "KSampler", "inputs": {"sampler_name": sampler, "model": ["1", 0]}},
+    }
+    if lora is not None:
+        graph["3"] = {"class_type": LORA[0], "inputs": {LORA[1]: lora, "model": ["1", 0]}}
+    return graph
+
+
+ALL_DISK = choices(["a.safetensors", "b.safetensors"], ["l1.safetensors"])
+
+
+def test_the_models_of_a_job_are_its_loader_inputs_only():
+    inventory = pool({"gpu-1": (ALL_DISK, {})})
+    assert job_models(prompt("a.safetensors", "l1.safetensors"), inventory) == [
+        (*CKPT, "a.safetensors"),
+        (*LORA, "l1.safetensors"),
+    ]
+
+
+def test_a_worker_holding_the_model_loaded_is_preferred():
+    inventory = pool(
+        {
+            "gpu-1": (ALL_DISK, choices(["a.safetensors"])),
+            "gpu-2": (ALL_DISK, choices(["b.safetensors"])),
+        }
+    )
+    job = prompt("b.safetensors")
+    preference = prefer_worker(inventory, job_models(job, inventory), "task-1")
+    assert (preference.routing, preference.worker) == ("warm", "gpu-2")
+    assert preference.reason == "b.safetensors loaded on gpu-2"
+
+
+def test_the_worker_holding_most_of_the_models_wins_and_says_how_many():
+    inventory = pool(
+        {
+            "gpu-1": (ALL_DISK, choices(["a.safetensors"])),
+            "gpu-2": (ALL_DISK, choices(["a.safetensors"], ["l1.safetensors"])),
+        }
+    )
+    job = prompt("a.safetensors", "l1.safetensors")
+    assert prefer_worker(inventory, job_models(job, inventory), "t").worker == "gpu-2"
+    only_ckpt = pool({"gpu-1": (ALL_DISK, choices(["a.safetensors"])), "gpu-2": (ALL_DISK, {})})
+    preference = prefer_worker(only_ckpt, job_models(job, only_ckpt), "t")
+    assert (preference.routing, preference.worker) == ("warm", "gpu-1")
+    assert preference.reason.endswith("(1 of 2 files)")
+
+
+def test_a_worker_with_the_files_on_disk_is_preferred_when_not_all_have_them():
+    inventory = pool(
+        {
+            "gpu-1": (choices(["a.safetensors"]), {}),
+            "gpu-2": (choices(["a.safetensors", "b.safetensors"]), {}),
+        }
+    )
+    job = prompt("b.safetensors")
+    preference = prefer_worker(inventory, job_models(job, inventory), "t")
+    assert (preference.routing, preference.worker) == ("on_disk", "gpu-2")
+
+
+def test_a_job_no_worker_is_better_for_goes_to_the_pool_queue():
+    inventory = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})})
+    job = prompt("a.safetensors")
+    preference = prefer_worker(inventory, job_models(job, inventory), "t")
+    assert (preference.routing, preference.worker) == ("cold", None)
+    assert prefer_worker(None, job_models(job, inventory), "t").routing == "cold"
+    assert prefer_worker(inventory, [], "t").reason == "the graph names no model file"
+
+
+def test_ties_are_spread_by_task_id_and_stable_on_replay():
+    warm = choices(["a.safetensors"])
+    inventory = pool({f"gpu-{n}": (ALL_DISK, warm) for n in range(1, 5)})
+    models = job_models(prompt("a.safetensors"), inventory)
+    picks = {prefer_worker(inventory, models, f"task-{n}").worker for n in range(40)}
+    assert picks == {"gpu-1", "gpu-2", "gpu-3", "gpu-4"}
+    assert prefer_worker(inventory, models, "task-7") == prefer_worker(inventory, models, "task-7")
+
+
+def test_loaded_models_follow_the_cache_and_are_dropped_with_it():
+    changes: list[LoaderChoices] = []
+    loaded = LoadedModels(kept=1)
+    loaded.changed = lambda: changes.append(loaded.loaded())
+    loaded.submitted(prompt("a.safetensors"), ALL_DISK)
+    loaded.submitted(prompt("a.safetensors"), ALL_DISK)  # unchanged: no report
+    loaded.submitted(prompt("b.safetensors", "l1.safetensors"), ALL_DISK)
+    loaded.clear()
+    assert changes == [
+        choices(["a.safetensors"]),
+        choices(["b.safetensors"], ["l1.safetensors"]),
+        {},
+    ]
+
+
+def test_a_cache_of_two_prompts_keeps_both_model_sets():
+    loaded = LoadedModels(kept=2)
+    for ckpt in ("a.safetensors", "b.safetensors", "a.safetensors", "c.safetensors"):
+        loaded.submitted(prompt(ckpt), ALL_DISK)
+    assert loaded.loaded() == choices(["a.safetensors", "c.safetensors"])
