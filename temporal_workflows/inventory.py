@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 # {node class: {loader input: choices}}, e.g. {"CheckpointLoaderSimple": {"ckpt_name": [...]}}.
 LoaderChoices = dict[str, dict[str, list[str]]]
 
+# A GPU worker reports itself idle once its GPU has held no job this long: a GPU between two jobs
+# of a backlog is not idle.
+IDLE_AFTER_SECONDS = 0.5
+
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -46,6 +50,12 @@ class InventoryReport(_Payload):
         description="The models its ComfyUI holds loaded now, as the loader inputs that named "
         "them (docs/comfyui-protocol.md §4.12); None from a worker that does not tell.",
     )
+    idle: bool | None = Field(
+        default=None,
+        description="Whether its GPU holds no job (for IDLE_AFTER_SECONDS at least): routing "
+        "sends a job waiting for a busy worker to the pool queue only while some GPU idles. "
+        "None from a worker that does not tell (counted as idle).",
+    )
 
 
 class InventoryWithdrawal(_Payload):
@@ -62,6 +72,7 @@ class WorkerInventory(_Payload):
     reported_at: datetime
     expires_at: datetime
     loaded: LoaderChoices = Field(default_factory=dict)
+    idle: bool | None = None
 
 
 class PoolInventory(_Payload):
@@ -81,6 +92,10 @@ class PoolInventory(_Payload):
         """The models `worker` holds loaded, as far as it reported ({} when unknown)."""
         entry = self.workers.get(worker)
         return entry.loaded if entry is not None else {}
+
+    def idle_workers(self) -> list[str]:
+        """Reporting workers whose GPU holds no job, or that do not tell."""
+        return [w for w in self.reporting_workers() if self.workers[w].idle is not False]
 
     def reporting_workers(self) -> list[str]:
         """Workers whose inventory is known."""

@@ -74,6 +74,7 @@ class PoolInventoryWorkflow:
             reported_at=now,
             expires_at=expires_at,
             loaded=report.loaded or {},
+            idle=report.idle,
         )
         self._forget_unused_inventories()
         # Keep-alives only push expiry later; the loop needs to wake only for an earlier one.

@@ -57,6 +57,7 @@ from activities.workers.settings import (
     ModelSettings,
 )
 from manifests.definitions import DEFAULT_POOL
+from temporal_workflows.inventory import IDLE_AFTER_SECONDS
 from temporal_workflows.names import CONTROL_TASK_QUEUE, pool_task_queue, worker_task_queue
 
 if TYPE_CHECKING:
@@ -169,6 +170,10 @@ class GpuWorker:
         # ComfyUI restarts between jobs, by reason kind ("rss", "vram", "jobs").
         self.recycles: collections.Counter[str] = collections.Counter()
         self._recycle_check = RecycleCheck(settings.recycle)
+        # Reporting the GPU idle (routing reads it): pending while it has held no job for less
+        # than IDLE_AFTER_SECONDS.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._recycle_due: RecycleReason | None = None
         self._recycle_wanted = asyncio.Event()
         self._measuring: asyncio.Task[None] | None = None
@@ -329,6 +334,31 @@ class GpuWorker:
                 raise result
         return draining and not stop.is_set() and self.comfyui.healthy
 
+    def _occupancy_changed(self, jobs: int) -> None:
+        """The GPU's job count changed (on any thread, under the slots' lock): hand it over."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: the worker has stopped
+                loop.call_soon_threadsafe(self._gpu_jobs_changed, jobs)
+
+    def _gpu_jobs_changed(self, jobs: int) -> None:
+        """Report the GPU busy at once, and idle once it has held no job for a moment (a GPU
+        between two jobs of a backlog is not idle)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if jobs > 0:
+            if self.inventory is not None:
+                self.inventory.set_idle(False)
+        elif self._loop is not None:
+            self._idle_timer = self._loop.call_later(IDLE_AFTER_SECONDS, self._gpu_went_idle)
+
+    def _gpu_went_idle(self) -> None:
+        self._idle_timer = None
+        slots = self.pool_slots
+        if self.inventory is not None and (slots is None or slots.occupancy.used == 0):
+            self.inventory.set_idle(True)
+
     def _gpu_full(self) -> bool:
         slots = self.pool_slots
         return slots is not None and slots.occupancy.used > slots.max_slots
@@ -348,7 +378,8 @@ class GpuWorker:
             graceful_shutdown_timeout=settings.shutdown_grace,
             interceptors=[self.metrics.interceptor()],
         )
-        occupancy = GpuOccupancy()
+        self._loop = asyncio.get_running_loop()
+        occupancy = GpuOccupancy(changed=self._occupancy_changed)
         pool_slots = (
             PrefetchSlotSupplier(depth=self.prefetch_depth, occupancy=occupancy)
             if self.prefetch_depth is not None

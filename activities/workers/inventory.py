@@ -101,6 +101,8 @@ class InventoryReporter:
         # Which models ComfyUI holds loaded; each change is reported at once, without a read.
         self.loaded = loaded or LoadedModels()
         self.loaded.changed = self.report_loaded_soon
+        # Whether the GPU holds no job (set_idle); reported at once when it changes.
+        self.idle: bool | None = None
 
     def refresh_soon(self) -> None:
         """Read the choices again now rather than at the next interval (e.g. after a download
@@ -111,6 +113,12 @@ class InventoryReporter:
     def report_loaded_soon(self) -> None:
         """Report the loaded models now (routing reads them), with the choices last read."""
         self._poke.set()
+
+    def set_idle(self, idle: bool) -> None:
+        """The GPU became idle (no job for IDLE_AFTER_SECONDS) or busy again: routing reads it."""
+        if idle != self.idle:
+            self.idle = idle
+            self._poke.set()
 
     async def run(self) -> None:
         """Report now and every `interval`; never raises but CancelledError (a ComfyUI or
@@ -182,6 +190,7 @@ class InventoryReporter:
             loaders=loaders,
             valid_for_seconds=self.interval.total_seconds() * EXPIRY_INTERVALS,
             loaded=self.loaded.loaded(),
+            idle=self.idle,
         )
         handle = await self.client.start_workflow(
             POOL_INVENTORY_WORKFLOW,

@@ -12,6 +12,7 @@ import math
 import statistics
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from temporalio.worker import (
     CustomSlotSupplier,
@@ -75,12 +76,22 @@ class GpuOccupancy:
     """The jobs one GPU holds, over the slot suppliers of the Workers that feed it. Each supplier
     keeps its own reservations (a reserved slot sits in a long poll: temporal-notes §3a), so
     neither starves the other; both may reserve while the GPU has room, so two jobs arriving at
-    the same moment on both queues can put one job more than `max_slots` on the GPU."""
+    the same moment on both queues can put one job more than `max_slots` on the GPU.
 
-    def __init__(self) -> None:
+    `changed(used)` is called, under the lock and maybe on an SDK core thread, whenever the
+    count changes: it must only hand the news over (e.g. `loop.call_soon_threadsafe`)."""
+
+    def __init__(self, changed: Callable[[int], None] | None = None) -> None:
         self.lock = threading.Lock()
         self.used = 0
         self.suppliers: list[PrefetchSlotSupplier] = []
+        self.changed = changed
+
+    def add(self, jobs: int) -> None:
+        """Under `lock`: the GPU holds `jobs` more (or fewer)."""
+        self.used = max(0, self.used + jobs)
+        if self.changed is not None:
+            self.changed(self.used)
 
 
 class PrefetchSlotSupplier(CustomSlotSupplier):
@@ -158,7 +169,7 @@ class PrefetchSlotSupplier(CustomSlotSupplier):
             if isinstance(permit, _PrefetchPermit) and not permit.used:
                 permit.used = True
                 self._used += 1
-                self.occupancy.used += 1
+                self.occupancy.add(1)
             self._wake_all()
 
     def release_slot(self, ctx: SlotReleaseContext) -> None:
@@ -168,7 +179,7 @@ class PrefetchSlotSupplier(CustomSlotSupplier):
             if isinstance(permit, _PrefetchPermit) and permit.used:
                 permit.used = False
                 self._used = max(0, self._used - 1)
-                self.occupancy.used = max(0, self.occupancy.used - 1)
+                self.occupancy.add(-1)
             self._wake_all()
 
     def _wake_all(self) -> None:
