@@ -414,7 +414,9 @@ class GenerationWorkflow:
                     failure = err
                 if routing is None or routing.wait_seconds is None or not _not_taken(failure):
                     break
-                routing = _cold_after_wait(routing, prepared.pool)
+                # Not taken within the wait: the pool queue if another GPU idles, else the
+                # same worker again.
+                routing = await self._route(task_id, prepared, waited=routing)
                 left = deadline - workflow.now() if deadline is not None else None
                 if left is not None and left <= timedelta(0):
                     raise _deadline_failure(prepared, status.last_infrastructure_fault)
@@ -498,13 +500,18 @@ class GenerationWorkflow:
         self._execute_scheduled = True
         return handle
 
-    async def _route(self, task_id: str, prepared: PreparedPrompt) -> RoutingDecision:
-        """The GPU queue for the next execute activity, from the pool's inventory; the pool queue
+    async def _route(
+        self, task_id: str, prepared: PreparedPrompt, waited: RoutingDecision | None = None
+    ) -> RoutingDecision:
+        """The GPU queue for the next execute activity, from the pool's inventory (and, for a
+        job `waited` did not bring to a GPU in time, whether another GPU idles); the pool queue
         when routing cannot be decided (never a failure of the job)."""
         try:
             decision: RoutingDecision = await workflow.execute_local_activity(
                 ROUTE_ACTIVITY,
-                RouteInput(task_id=task_id, pool=prepared.pool, prompt=prepared.prompt),
+                RouteInput(
+                    task_id=task_id, pool=prepared.pool, prompt=prepared.prompt, waited=waited
+                ),
                 result_type=RoutingDecision,
                 start_to_close_timeout=ROUTE_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=2),
@@ -524,6 +531,8 @@ class GenerationWorkflow:
         """The status, the memo (GET /tasks/{id}) and the Web UI's details say where the job
         goes and why."""
         status = self._status
+        if routing == status.routing:
+            return  # still waiting for the same worker, for the same reason: nothing new to say
         status.routing = routing
         status.task_queue = routing.task_queue
         status.worker = routing.worker
@@ -699,15 +708,6 @@ def _not_taken(err: ActivityError) -> bool:
     limit: the routed worker stayed busy (routing, not a failure of the job)."""
     cause = err.cause
     return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
-
-
-def _cold_after_wait(routing: RoutingDecision, pool: str) -> RoutingDecision:
-    return RoutingDecision(
-        routing="cold",
-        task_queue=pool_task_queue(pool),
-        reason=f"{routing.worker} did not take it within {routing.wait_seconds:g} s "
-        f"({routing.routing}: {routing.reason})",
-    )
 
 
 def _is_deadline(err: ActivityError) -> bool:

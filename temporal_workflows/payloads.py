@@ -209,15 +209,6 @@ class PriorityChange(_Payload):
 Routing = Literal["warm", "on_disk", "cold", "pinned"]
 
 
-class RouteInput(_Payload):
-    """Input of the `route_generation` local activity: the job's pool and graph, whose loader
-    inputs name its models."""
-
-    task_id: str
-    pool: str
-    prompt: dict[str, Any]
-
-
 class RoutingDecision(_Payload):
     """Where a job's execute activity goes, and why (model-affinity routing, docs/routing.md)."""
 
@@ -234,6 +225,16 @@ class RoutingDecision(_Payload):
         description="warm / on_disk: how long the job may wait for that worker before it goes "
         "to the pool queue (a GPU never idles longer than this while jobs wait).",
     )
+
+
+class RouteInput(_Payload):
+    """Input of the `route_generation` local activity: the job's pool and graph, whose loader
+    inputs name its models, and the decision it waited on when that worker did not take it."""
+
+    task_id: str
+    pool: str
+    prompt: dict[str, Any]
+    waited: RoutingDecision | None = None
 
 
 class ModelDownloadProgress(_Payload):

@@ -1,14 +1,15 @@
 """`route_generation` (control worker, local activity): the GPU queue a job's execute activity
 goes to, from the models its graph names and what the pool's GPU workers reported to their
-PoolInventoryWorkflow (docs/routing.md). Never fails a job: an inventory it cannot read means
-the pool queue."""
+PoolInventoryWorkflow (docs/routing.md), and again for a job its worker did not take within the
+wait: the pool queue when another GPU idles, else the same worker. Never fails a job: an
+inventory it cannot read means the pool queue."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
@@ -24,7 +25,7 @@ from temporal_workflows.names import (
     worker_task_queue,
 )
 from temporal_workflows.payloads import RouteInput, RoutingDecision
-from temporal_workflows.routing import job_models, prefer_worker
+from temporal_workflows.routing import Claims, ModelUse, after_wait, job_models, prefer_worker
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +38,22 @@ _CACHE_SECONDS = 0.5
 # An inventory that cannot be read (no control worker runs its workflow, no GPU worker reported)
 # is asked again only this much later: meanwhile jobs go to the pool queue without waiting.
 _UNREADABLE_SECONDS = 10.0
+# A model set sent to a worker stays its own this long after the last job of it was sent there;
+# jobs naming it meanwhile follow (unless that worker is busy while another GPU idles).
+_CLAIM_AGE = timedelta(seconds=30)
 
 
 class RouteActivities:
-    """`route_generation` with the control worker's routing settings."""
+    """`route_generation` with the control worker's routing settings, and the model sets it sent
+    to each worker lately (`Claims`): a backlog is routed before any GPU has loaded anything, so
+    the jobs naming the same models follow the first of them rather than scatter."""
 
     def __init__(self, settings: RoutingSettings | None = None) -> None:
         self.settings = settings or RoutingSettings()
         self._inventories: dict[str, tuple[float, PoolInventory | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # pool -> {model set: (worker, when a job of it was last sent there)}
+        self._claims: dict[str, dict[frozenset[ModelUse], tuple[str, datetime]]] = {}
 
     @activity.defn(name=ROUTE_ACTIVITY)
     async def route_generation(self, request: RouteInput) -> RoutingDecision:
@@ -53,17 +61,40 @@ class RouteActivities:
         if self.settings.routing == "pool":
             return RoutingDecision(routing="cold", task_queue=pool_queue, reason="pool routing")
         inventory = await self._inventory(request.pool)
-        models = job_models(request.prompt, inventory) if inventory is not None else []
-        preference = prefer_worker(inventory, models, request.task_id)
+        waited = request.waited
+        if waited is not None and waited.worker is not None:
+            preference = after_wait(inventory, waited.worker, waited.wait_seconds or 0.0)
+            routing = preference.routing if preference.worker is None else waited.routing
+        else:
+            models = job_models(request.prompt, inventory) if inventory is not None else []
+            claims = self._live_claims(request.pool, inventory)
+            preference = prefer_worker(inventory, models, request.task_id, claims)
+            if preference.worker is not None and models:
+                claim = frozenset(models)
+                self._claims.setdefault(request.pool, {})[claim] = (
+                    preference.worker,
+                    datetime.now(UTC),
+                )
+            routing = preference.routing
         if preference.worker is None:
             return RoutingDecision(routing="cold", task_queue=pool_queue, reason=preference.reason)
         return RoutingDecision(
-            routing=preference.routing,
+            routing=routing,
             task_queue=worker_task_queue(request.pool, preference.worker),
             worker=preference.worker,
             reason=preference.reason,
             wait_seconds=self.settings.affinity_wait_seconds,
         )
+
+    def _live_claims(self, pool: str, inventory: PoolInventory | None) -> Claims:
+        """The pool's claims younger than _CLAIM_AGE, of workers that still report."""
+        claims = self._claims.get(pool, {})
+        workers = set(inventory.reporting_workers()) if inventory is not None else set()
+        oldest = datetime.now(UTC) - _CLAIM_AGE
+        for models, (worker, at) in list(claims.items()):
+            if at < oldest or worker not in workers:
+                del claims[models]
+        return dict(claims)
 
     async def _inventory(self, pool: str) -> PoolInventory | None:
         """The pool's inventory, shared by the jobs routed within `_CACHE_SECONDS`."""

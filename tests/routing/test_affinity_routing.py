@@ -1,6 +1,7 @@
 """Model-affinity routing on real workers: a job goes to the GPU holding its model, waits for it
-only up to the bound while another GPU idles, a pinned job stays pinned, and a job waiting on a
-worker's queue can be cancelled."""
+only up to the bound while another GPU idles (and longer while none does), a pinned job stays
+pinned, a job waiting on a worker's queue can be cancelled, and a backlog routed before any model
+is loaded is split by model."""
 
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ async def test_an_idle_gpu_takes_a_warm_job_after_the_bound(
     task = await routing_stack.task(waiting.id)
     assert (task.routing, result.worker) == ("cold", "gpu-2")
     assert task.routing_reason is not None
-    assert task.routing_reason.startswith(f"gpu-1 did not take it within {AFFINITY_WAIT:g} s")
-    assert AFFINITY_WAIT <= took < 8.0, "it neither waited the bound nor for gpu-1"
+    assert task.routing_reason == f"gpu-1 did not take it within {AFFINITY_WAIT:g} s; gpu-2 idle"
+    assert took >= AFFINITY_WAIT, "it did not wait the bound for gpu-1"
+    assert not (await busy.describe()).close_time, "it waited for gpu-1 to finish"
     assert result.attempts == 1, "waiting for a warm GPU spent a retry"
     assert (await busy.result()).worker == "gpu-1"
     await keep_history(waiting, "routed_cold_after_wait")
@@ -123,6 +125,51 @@ async def test_a_job_waiting_on_a_workers_queue_can_be_cancelled(
     assert (task.status, task.routing) == ("CANCELLED", "warm")
     for running in busy:
         await running.result()
+
+
+async def test_a_warm_job_keeps_waiting_for_its_worker_while_no_gpu_idles(
+    routing_stack: GenerationStack, temporal_client: Client
+) -> None:
+    await load_on(routing_stack, temporal_client, "gpu-1", MODEL_A)
+    busy = [
+        await submit(routing_stack, MODEL_A, seconds=3 * AFFINITY_WAIT, worker="gpu-1"),
+        await submit(routing_stack, MODEL_B, seconds=6 * AFFINITY_WAIT, worker="gpu-2"),
+    ]
+    for handle in busy:
+        await wait_for(lambda h=handle: _is_running(routing_stack, h.id), "busy GPUs", 30)
+
+    handle = await submit(routing_stack, MODEL_A)
+    result = await handle.result()
+
+    task = await routing_stack.task(handle.id)
+    assert (task.routing, result.worker) == ("warm", "gpu-1")
+    assert task.routing_reason == (
+        f"gpu-1 did not take it within {AFFINITY_WAIT:g} s; no GPU idles, so it still waits "
+        "for gpu-1"
+    )
+    assert (await busy[0].result()).worker == "gpu-1"
+    assert not (await busy[1].describe()).close_time, "gpu-2 was free before it ran"
+    await busy[1].result()
+
+
+async def test_a_backlog_posted_at_once_is_split_by_model_across_the_gpus(
+    routing_stack: GenerationStack,
+) -> None:
+    """No GPU holds the models yet: each model set goes to one GPU, loaded once there."""
+    models_c_d = [CHECKPOINTS[2], CHECKPOINTS[3]] * 2
+    urls = [w.emulator.url for w in routing_stack.gpu_workers]
+    loads_before = sum([(await emulator_models(url))["loads"] for url in urls])
+
+    handles = await asyncio.gather(*(submit(routing_stack, model) for model in models_c_d))
+    results = await asyncio.gather(*(handle.result() for handle in handles))
+
+    ran_on: dict[str, set[str]] = {}
+    for model, result in zip(models_c_d, results, strict=True):
+        ran_on.setdefault(model, set()).add(result.worker)
+    assert all(len(workers) == 1 for workers in ran_on.values()), ran_on
+    assert set.union(*ran_on.values()) == {"gpu-1", "gpu-2"}, ran_on
+    loads = sum([(await emulator_models(url))["loads"] for url in urls]) - loads_before
+    assert loads == 2, f"{loads} model loads for 2 models"
 
 
 async def _is_running(stack: GenerationStack, task_id: str) -> bool:

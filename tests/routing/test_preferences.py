@@ -1,10 +1,13 @@
 """The routing rules as pure functions: which worker a job's models make the best place for it
-(warm, then on disk, else the pool queue), and what a worker reports as loaded."""
+(warm, then on disk, else an idle GPU or the one given the fewest model sets), where a job goes
+that its worker did not take in time, and what a worker reports as loaded."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from activities.workers.loaded_models import LoadedModels
 from temporal_workflows.inventory import (
@@ -13,7 +16,7 @@ from temporal_workflows.inventory import (
     WorkerInventory,
     inventory_digest,
 )
-from temporal_workflows.routing import job_models, prefer_worker
+from temporal_workflows.routing import Preference, after_wait, job_models, prefer_worker
 
 CKPT = ("CheckpointLoaderSimple", "ckpt_name")
 LORA = ("LoraLoader", "lora_name")
@@ -26,15 +29,22 @@ def choices(ckpts: list[str], loras: list[str] | None = None) -> LoaderChoices:
     return found
 
 
-def pool(workers: dict[str, tuple[LoaderChoices, LoaderChoices]]) -> PoolInventory:
-    """A pool inventory from {worker: (files on its disk, models loaded)}."""
+def pool(
+    workers: dict[str, tuple[LoaderChoices, LoaderChoices]], busy: set[str] | None = None
+) -> PoolInventory:
+    """A pool inventory from {worker: (files on its disk, models loaded)}; the `busy` workers
+    report their GPU busy, the others idle."""
     now = datetime.now(UTC)
     inventory = PoolInventory(pool="p")
     for name, (disk, loaded) in workers.items():
         digest = inventory_digest(disk)
         inventory.inventories[digest] = disk
         inventory.workers[name] = WorkerInventory(
-            digest=digest, reported_at=now, expires_at=now + timedelta(minutes=1), loaded=loaded
+            digest=digest,
+            reported_at=now,
+            expires_at=now + timedelta(minutes=1),
+            loaded=loaded,
+            idle=name not in (busy or set()),
         )
     return inventory
 
@@ -100,13 +110,62 @@ def test_a_worker_with_the_files_on_disk_is_preferred_when_not_all_have_them():
     assert (preference.routing, preference.worker) == ("on_disk", "gpu-2")
 
 
-def test_a_job_no_worker_is_better_for_goes_to_the_pool_queue():
+def test_a_job_without_a_routing_choice_goes_to_the_pool_queue():
     inventory = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})})
-    job = prompt("a.safetensors")
-    preference = prefer_worker(inventory, job_models(job, inventory), "t")
-    assert (preference.routing, preference.worker) == ("cold", None)
-    assert prefer_worker(None, job_models(job, inventory), "t").routing == "cold"
+    job = job_models(prompt("a.safetensors"), inventory)
+    assert prefer_worker(None, job, "t").routing == "cold"
+    assert prefer_worker(None, job, "t").worker is None
     assert prefer_worker(inventory, [], "t").reason == "the graph names no model file"
+    alone = pool({"gpu-1": (ALL_DISK, choices(["a.safetensors"]))})
+    assert prefer_worker(alone, job, "t") == Preference("cold", None, "the pool has one GPU worker")
+
+
+def test_models_nobody_holds_go_to_an_idle_gpu_and_the_next_jobs_follow_them():
+    inventory = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1"})
+    job = job_models(prompt("a.safetensors"), inventory)
+    first = prefer_worker(inventory, job, "task-1")
+    assert (first.routing, first.worker) == ("cold", "gpu-2")
+    assert first.reason == "no GPU worker has a.safetensors loaded; gpu-2 (idle) takes it"
+    claims = {frozenset(job): ("gpu-2", datetime.now(UTC))}
+    follower = prefer_worker(inventory, job, "task-2", claims)
+    assert (follower.routing, follower.worker) == ("warm", "gpu-2")
+    assert follower.reason == "a.safetensors goes to gpu-2 with the jobs before it"
+
+
+@pytest.mark.parametrize("busy", [set(), {"gpu-1"}, {"gpu-1", "gpu-2"}])
+def test_a_backlog_routed_before_any_load_is_spread_one_model_set_per_gpu(busy: set[str]):
+    inventory = pool({f"gpu-{n}": (ALL_DISK, {}) for n in (1, 2)}, busy=busy)
+    claims: dict[frozenset, tuple[str, datetime]] = {}
+    owners = {}
+    for n, ckpt in enumerate(["a", "b", "a", "b", "a"]):
+        job = job_models(prompt(f"{ckpt}.safetensors"), inventory)
+        preference = prefer_worker(inventory, job, f"task-{n}", claims)
+        assert preference.worker is not None
+        claims[frozenset(job)] = (preference.worker, datetime.now(UTC))
+        owners.setdefault(ckpt, set()).add(preference.worker)
+    assert owners["a"] | owners["b"] == {"gpu-1", "gpu-2"}
+    assert len(owners["a"]) == len(owners["b"]) == 1, owners
+
+
+def test_jobs_follow_their_model_set_to_a_busy_worker_while_another_idles():
+    inventory = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1"})
+    job = job_models(prompt("a.safetensors"), inventory)
+    follower = prefer_worker(inventory, job, "t", {frozenset(job): ("gpu-1", datetime.now(UTC))})
+    assert (follower.routing, follower.worker) == ("warm", "gpu-1")
+
+
+def test_a_job_not_taken_in_time_goes_to_the_pool_only_while_another_gpu_idles():
+    both_busy = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1", "gpu-2"})
+    stay = after_wait(both_busy, "gpu-1", 5)
+    assert (stay.routing, stay.worker) == ("warm", "gpu-1")
+    assert (
+        stay.reason == "gpu-1 did not take it within 5 s; no GPU idles, so it still waits for gpu-1"
+    )
+    one_idle = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1"})
+    spill = after_wait(one_idle, "gpu-1", 5)
+    assert spill == Preference("cold", None, "gpu-1 did not take it within 5 s; gpu-2 idle")
+    gone = after_wait(pool({"gpu-2": (ALL_DISK, {})}, busy={"gpu-2"}), "gpu-1", 5)
+    assert (gone.routing, gone.worker) == ("cold", None)
 
 
 def test_ties_are_spread_by_task_id_and_stable_on_replay():
@@ -138,3 +197,16 @@ def test_a_cache_of_two_prompts_keeps_both_model_sets():
     for ckpt in ("a.safetensors", "b.safetensors", "a.safetensors", "c.safetensors"):
         loaded.submitted(prompt(ckpt), ALL_DISK)
     assert loaded.loaded() == choices(["a.safetensors", "c.safetensors"])
+
+
+def test_model_sets_given_before_a_worker_went_idle_are_done():
+    earlier = datetime.now(UTC) - timedelta(seconds=10)
+    inventory = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-2"})
+    # gpu-1 ran b before it reported idle; gpu-2, busy, was given a just now.
+    claims = {
+        frozenset(job_models(prompt("b.safetensors"), inventory)): ("gpu-1", earlier),
+        frozenset(job_models(prompt("a.safetensors"), inventory)): ("gpu-2", datetime.now(UTC)),
+    }
+    job = job_models(prompt("a.safetensors", "l1.safetensors"), inventory)
+    preference = prefer_worker(inventory, job, "t", claims)
+    assert (preference.routing, preference.worker) == ("cold", "gpu-1")
