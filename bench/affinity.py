@@ -4,16 +4,14 @@ A Temporal dev server (in memory), a control worker and 2 and 4 GPU workers in t
 driving a ComfyUI emulator (tests/emulator) that charges for loading a model: a checkpoint's
 first use sleeps --load-seconds (its size × the emulator's --emulator-load-seconds-per-gb) and it
 keeps --max-loaded models loaded, least recently used dropped first. The backlog is --models
-checkpoints × --jobs-per-model jobs of --job-seconds each, in a random order (--seed), fed to the
-service --in-flight at a time (default: 2 per GPU), as a producer draining a queue does; the
-emulators count the loads. Each fleet size runs with `--routing pool` and `affinity`, back to
-back on fresh workers.
+checkpoints × --jobs-per-model jobs of --job-seconds each, in a random order (--seed), posted to
+the service all at once (--in-flight-per-gpu 0) or fed a few per GPU at a time, as a producer
+draining a queue does (2: at most 2 per GPU in flight); the emulators count the loads. Each fleet
+size and feed runs with `--routing pool` and `affinity`, back to back on fresh workers.
 
-Jobs are routed when their workflow schedules them: a backlog posted all at once (--in-flight 0)
-is routed before any model is loaded, and affinity then finds nothing to prefer (docs/routing.md).
-
-Usage: python bench/affinity.py [--workers 2 4] [--models 4] [--jobs-per-model 25]
-       [--job-seconds 0.2] [--load-seconds 1.0] [--affinity-wait 5] [--json [PATH]]
+Usage: python bench/affinity.py [--workers 2 4] [--in-flight-per-gpu 0 2] [--models 4]
+       [--jobs-per-model 25] [--job-seconds 0.2] [--load-seconds 1.0] [--affinity-wait 5]
+       [--json [PATH]]
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ MODEL_BYTES = 1_000_000_000  # sparse files: 1 GB each, so --load-seconds is sec
 class Run:
     routing: str
     workers: int
+    in_flight: int  # 0: the whole backlog posted at once
     jobs: int
     loads: int
     makespan_seconds: float
@@ -102,6 +101,7 @@ async def run_backlog(
     return Run(
         routing=routing,
         workers=workers,
+        in_flight=args.in_flight,
         jobs=len(order),
         loads=sum(after) - sum(before),
         makespan_seconds=round(makespan, 1),
@@ -125,9 +125,11 @@ async def main(args: argparse.Namespace) -> list[Run]:
                     run = await run_backlog(
                         f"127.0.0.1:{server.config.port}", Path(tmp), routing, workers, order, args
                     )
+                    feed = f"{run.in_flight} in flight" if run.in_flight else "all at once"
                     print(
-                        f"{run.workers} GPUs, {run.routing:8s}: {run.loads:3d} loads, makespan "
-                        f"{run.makespan_seconds:6.1f} s ({run.warm} warm, {run.cold} cold)",
+                        f"{run.workers} GPUs, {feed}, {run.routing:8s}: {run.loads:3d} loads, "
+                        f"makespan {run.makespan_seconds:6.1f} s "
+                        f"({run.warm} warm, {run.cold} cold)",
                         flush=True,
                     )
                     runs.append(run)
@@ -145,7 +147,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-seconds", type=float, default=1.0, help="per model load")
     parser.add_argument("--max-loaded", type=int, default=1, help="models a GPU keeps loaded")
     parser.add_argument("--affinity-wait", type=float, default=5.0)
-    parser.add_argument("--in-flight", type=int, default=None, help="default: 2 per GPU")
+    parser.add_argument(
+        "--in-flight-per-gpu",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="jobs in flight per GPU; 0: the whole backlog at once",
+    )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH")
     return parser.parse_args(argv)
@@ -155,11 +163,11 @@ if __name__ == "__main__":
     arguments = parse_args()
     results: list[Run] = []
     for fleet in arguments.workers:
-        fleet_args = argparse.Namespace(**vars(arguments))
-        fleet_args.workers = [fleet]
-        if fleet_args.in_flight is None:
-            fleet_args.in_flight = 2 * fleet
-        results += asyncio.run(main(fleet_args))
+        for per_gpu in arguments.in_flight_per_gpu:
+            fleet_args = argparse.Namespace(**vars(arguments))
+            fleet_args.workers = [fleet]
+            fleet_args.in_flight = per_gpu * fleet
+            results += asyncio.run(main(fleet_args))
     if arguments.json is not None:
         text = json.dumps([asdict(r) for r in results], indent=2)
         if arguments.json == "-":
