@@ -128,18 +128,31 @@ def _pending_sets(inventory: PoolInventory, worker: str, claims: Claims) -> int:
     )
 
 
-def after_wait(inventory: PoolInventory | None, worker: str, waited_seconds: float) -> Preference:
-    """A job routed to `worker` was not taken within `waited_seconds`: the pool queue, where any
-    GPU with room takes it, when some other GPU of the pool idles (or nothing is known); else it
-    keeps waiting for `worker`, which will run it sooner than a cold GPU would."""
+def after_wait(
+    inventory: PoolInventory | None,
+    worker: str,
+    waited_seconds: float,
+    models: list[ModelUse],
+    key: str,
+) -> Preference:
+    """A job naming `models`, routed to `worker`, was not taken within `waited_seconds`. While
+    another GPU of the pool idles with the files on its disk: the pool queue, where any GPU with
+    room takes it, or that idle GPU's own queue when not every worker has the files. Else it keeps
+    waiting for `worker`, which will run it sooner than a cold GPU would."""
     waited = f"{worker} did not take it within {waited_seconds:g} s"
     workers = inventory.reporting_workers() if inventory is not None else []
     if inventory is None or worker not in workers:
         return Preference("cold", None, f"{waited}; it no longer reports")
-    idle = [w for w in inventory.idle_workers() if w != worker]
-    if idle:
+    having = [
+        w for w in workers if models_held(inventory.worker_loaders(w) or {}, models) == len(models)
+    ]
+    idle = [w for w in inventory.idle_workers() if w != worker and w in having]
+    if not idle:
+        return Preference("warm", worker, f"{waited}; no GPU idles, so it still waits for {worker}")
+    if len(having) == len(workers):
         return Preference("cold", None, f"{waited}; {', '.join(idle)} idle")
-    return Preference("warm", worker, f"{waited}; no GPU idles, so it still waits for {worker}")
+    other = _pick(idle, key)
+    return Preference("cold", other, f"{waited}; {other} idle, with its files on disk")
 
 
 def _pick(workers: list[str], key: str, idle: set[str] | None = None) -> str:

@@ -1,8 +1,9 @@
 """`route_generation` (control worker, local activity): the GPU queue a job's execute activity
 goes to, from the models its graph names and what the pool's GPU workers reported to their
 PoolInventoryWorkflow (docs/routing.md), and again for a job its worker did not take within the
-wait: the pool queue when another GPU idles, else the same worker. Never fails a job: an
-inventory it cannot read means the pool queue."""
+wait: the pool queue when another GPU idles, else the same worker. The API decides a job's first
+try at submit with the same `Router` (no routing step in its history then). Never fails a job:
+an inventory it cannot read means the pool queue."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
 from activities.workers.settings import RoutingSettings
@@ -43,10 +44,11 @@ _UNREADABLE_SECONDS = 10.0
 _CLAIM_AGE = timedelta(seconds=30)
 
 
-class RouteActivities:
-    """`route_generation` with the control worker's routing settings, and the model sets it sent
-    to each worker lately (`Claims`): a backlog is routed before any GPU has loaded anything, so
-    the jobs naming the same models follow the first of them rather than scatter."""
+class Router:
+    """Routing with one process's settings, its cached inventories and the model sets it sent to
+    each worker lately (`Claims`): a backlog is routed before any GPU has loaded anything, so the
+    jobs naming the same models follow the first of them rather than scatter. The API routes a
+    job's first try at submit with one; the control worker's `route_generation` the others."""
 
     def __init__(self, settings: RoutingSettings | None = None) -> None:
         self.settings = settings or RoutingSettings()
@@ -55,18 +57,21 @@ class RouteActivities:
         # pool -> {model set: (worker, when a job of it was last sent there)}
         self._claims: dict[str, dict[frozenset[ModelUse], tuple[str, datetime]]] = {}
 
-    @activity.defn(name=ROUTE_ACTIVITY)
-    async def route_generation(self, request: RouteInput) -> RoutingDecision:
+    async def route(self, client: Client, request: RouteInput) -> RoutingDecision:
+        """Where the job's next try goes (never raises: an unreadable inventory is the pool
+        queue)."""
         pool_queue = pool_task_queue(request.pool)
         if self.settings.routing == "pool":
             return RoutingDecision(routing="cold", task_queue=pool_queue, reason="pool routing")
-        inventory = await self._inventory(request.pool)
+        inventory = await self._inventory(client, request.pool)
         waited = request.waited
+        models = job_models(request.prompt, inventory) if inventory is not None else []
         if waited is not None and waited.worker is not None:
-            preference = after_wait(inventory, waited.worker, waited.wait_seconds or 0.0)
-            routing = preference.routing if preference.worker is None else waited.routing
+            preference = after_wait(
+                inventory, waited.worker, waited.wait_seconds or 0.0, models, request.task_id
+            )
+            routing = waited.routing if preference.worker == waited.worker else preference.routing
         else:
-            models = job_models(request.prompt, inventory) if inventory is not None else []
             claims = self._live_claims(request.pool, inventory)
             preference = prefer_worker(inventory, models, request.task_id, claims)
             if preference.worker is not None and models:
@@ -96,20 +101,31 @@ class RouteActivities:
                 del claims[models]
         return dict(claims)
 
-    async def _inventory(self, pool: str) -> PoolInventory | None:
+    async def _inventory(self, client: Client, pool: str) -> PoolInventory | None:
         """The pool's inventory, shared by the jobs routed within `_CACHE_SECONDS`."""
         async with self._locks.setdefault(pool, asyncio.Lock()):
             cached = self._inventories.get(pool)
             if cached is not None and time.monotonic() < cached[0]:
                 return cached[1]
-            inventory = await _read_inventory(pool)
+            inventory = await _read_inventory(client, pool)
             ttl = _CACHE_SECONDS if inventory is not None else _UNREADABLE_SECONDS
             self._inventories[pool] = (time.monotonic() + ttl, inventory)
             return inventory
 
 
-async def _read_inventory(pool: str) -> PoolInventory | None:
-    handle = activity.client().get_workflow_handle(inventory_workflow_id(pool))
+class RouteActivities:
+    """`route_generation`, the control worker's routing step (a local activity)."""
+
+    def __init__(self, routing: RoutingSettings | Router | None = None) -> None:
+        self.router = routing if isinstance(routing, Router) else Router(routing)
+
+    @activity.defn(name=ROUTE_ACTIVITY)
+    async def route_generation(self, request: RouteInput) -> RoutingDecision:
+        return await self.router.route(activity.client(), request)
+
+
+async def _read_inventory(client: Client, pool: str) -> PoolInventory | None:
+    handle = client.get_workflow_handle(inventory_workflow_id(pool))
     try:
         inventory: PoolInventory = await handle.query(
             INVENTORY_QUERY, result_type=PoolInventory, rpc_timeout=_QUERY_TIMEOUT

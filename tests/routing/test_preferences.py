@@ -60,6 +60,7 @@ def prompt(ckpt: str, lora: str | None = None, sampler: str = "euler") -> dict[s
 
 
 ALL_DISK = choices(["a.safetensors", "b.safetensors"], ["l1.safetensors"])
+A = [(*CKPT, "a.safetensors")]
 
 
 def test_the_models_of_a_job_are_its_loader_inputs_only():
@@ -156,16 +157,30 @@ def test_jobs_follow_their_model_set_to_a_busy_worker_while_another_idles():
 
 def test_a_job_not_taken_in_time_goes_to_the_pool_only_while_another_gpu_idles():
     both_busy = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1", "gpu-2"})
-    stay = after_wait(both_busy, "gpu-1", 5)
+    stay = after_wait(both_busy, "gpu-1", 5, A, "t")
     assert (stay.routing, stay.worker) == ("warm", "gpu-1")
     assert (
         stay.reason == "gpu-1 did not take it within 5 s; no GPU idles, so it still waits for gpu-1"
     )
     one_idle = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (ALL_DISK, {})}, busy={"gpu-1"})
-    spill = after_wait(one_idle, "gpu-1", 5)
+    spill = after_wait(one_idle, "gpu-1", 5, A, "t")
     assert spill == Preference("cold", None, "gpu-1 did not take it within 5 s; gpu-2 idle")
-    gone = after_wait(pool({"gpu-2": (ALL_DISK, {})}, busy={"gpu-2"}), "gpu-1", 5)
+    gone = after_wait(pool({"gpu-2": (ALL_DISK, {})}, busy={"gpu-2"}), "gpu-1", 5, A, "t")
     assert (gone.routing, gone.worker) == ("cold", None)
+
+
+def test_a_job_not_taken_in_time_goes_only_to_an_idle_gpu_with_its_files():
+    only_b = choices(["b.safetensors"])
+    without = pool({"gpu-1": (ALL_DISK, {}), "gpu-2": (only_b, {})}, busy={"gpu-1"})
+    stay = after_wait(without, "gpu-1", 5, A, "t")
+    assert (stay.routing, stay.worker) == ("warm", "gpu-1")
+    three = pool(
+        {"gpu-1": (ALL_DISK, {}), "gpu-2": (only_b, {}), "gpu-3": (ALL_DISK, {})}, busy={"gpu-1"}
+    )
+    moved = after_wait(three, "gpu-1", 5, A, "t")
+    assert moved == Preference(
+        "cold", "gpu-3", "gpu-1 did not take it within 5 s; gpu-3 idle, with its files on disk"
+    )
 
 
 def test_ties_are_spread_by_task_id_and_stable_on_replay():
