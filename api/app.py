@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from activities.generation.routing import Router
 from activities.io.output_store import open_output_store
 from api.api_keys import ApiKeys
 from api.async_manifests import AsyncManifestRegistry
@@ -81,6 +82,7 @@ async def embedded_control_worker(
     settings: Settings,
     metrics: ApiMetrics,
     admission: PoolAdmission,
+    router: Router,
 ) -> AsyncIterator[None]:
     """Runs the control worker (GenerationWorkflow, prepare) in this process until the app stops;
     webhooks carry download URLs signed with this API's key; its metrics join the API's, and a
@@ -103,6 +105,7 @@ async def embedded_control_worker(
                 url_signer=url_signer,
             ),
             metrics=ControlWorkerMetrics(metrics.registry),
+            routing=router,
         ),
         name="control-worker",
     )
@@ -159,6 +162,7 @@ def create_app(
                         settings,
                         app.state.metrics,
                         app.state.admission,
+                        app.state.router,
                     )
                 )
             yield
@@ -188,6 +192,7 @@ def create_app(
     app.state.page_tokens = PageTokens(signing_key)
     app.state.metrics = metrics or ApiMetrics()
     app.state.inventory = InventoryCache()
+    app.state.router = Router(settings)
     install_error_handlers(app)
     # The last added runs first: the size limit, then the text of what is left.
     app.add_middleware(BodyTextCheck)

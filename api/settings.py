@@ -20,6 +20,7 @@ from activities.workers.settings import (
     ImageInputSettings,
     LogSettings,
     OutputStoreSettings,
+    RoutingSettings,
     TemporalSettings,
     TracingSettings,
     WebhookSettings,
@@ -34,6 +35,7 @@ class Settings(
     WebhookSettings,
     ImageInputSettings,
     AdmissionSettings,
+    RoutingSettings,
     LogSettings,
     TracingSettings,
 ):

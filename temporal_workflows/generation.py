@@ -290,7 +290,8 @@ class GenerationWorkflow:
             )
         if two_budgets:
             route = affinity and not request.options.worker
-            result = await self._execute_within_budgets(task_id, prepared, queue, route)
+            first = request.routing if route else None
+            result = await self._execute_within_budgets(task_id, prepared, queue, route, first)
             attempts, infrastructure_retries = self._status.attempt, result.attempt - 1
             infrastructure_retries += self._status.infrastructure_retries
         else:
@@ -374,14 +375,21 @@ class GenerationWorkflow:
         return result
 
     async def _execute_within_budgets(
-        self, task_id: str, prepared: PreparedPrompt, queue: str, route: bool = False
+        self,
+        task_id: str,
+        prepared: PreparedPrompt,
+        queue: str,
+        route: bool = False,
+        first: RoutingDecision | None = None,
     ) -> ExecuteResult:
         """The GPU step: execute activities until one succeeds or a failure is final. Keeps the
         job's try (`attempt`) and the infrastructure retries of finished activities in the status;
         the result's `attempt` - 1 are those of the activity that succeeded.
 
         With `route`, each try is routed first; one its preferred worker did not take within the
-        wait goes to the pool queue, as the same try: routing spends neither budget."""
+        wait is routed again, as the same try: routing spends neither budget. `first`, the
+        first try's routing decided at submit (and already in the memo), spares its routing
+        step."""
         status = self._status
         deadline = (
             workflow.info().start_time + timedelta(seconds=prepared.deadline_seconds)
@@ -403,7 +411,12 @@ class GenerationWorkflow:
                     last_infrastructure_fault=status.last_infrastructure_fault,
                 )
                 workflow.upsert_memo({RETRY_COUNTS_MEMO: counts.model_dump(mode="json")})
-            routing = await self._route(task_id, prepared) if route else None
+            routing: RoutingDecision | None = None
+            if first is not None and try_number == 1:
+                routing = first
+                self._set_routing(routing, prepared, memo=False)
+            elif route:
+                routing = await self._route(task_id, prepared)
             while True:
                 handle = self._start_execute(task_id, prepared, queue, try_number, left, routing)
                 try:
@@ -527,7 +540,9 @@ class GenerationWorkflow:
                 reason=f"not routed: {err.cause or err}",
             )
 
-    def _set_routing(self, routing: RoutingDecision, prepared: PreparedPrompt) -> None:
+    def _set_routing(
+        self, routing: RoutingDecision, prepared: PreparedPrompt, memo: bool = True
+    ) -> None:
         """The status, the memo (GET /tasks/{id}) and the Web UI's details say where the job
         goes and why."""
         status = self._status
@@ -536,7 +551,8 @@ class GenerationWorkflow:
         status.routing = routing
         status.task_queue = routing.task_queue
         status.worker = routing.worker
-        workflow.upsert_memo({ROUTING_MEMO: routing.model_dump(mode="json")})
+        if memo:
+            workflow.upsert_memo({ROUTING_MEMO: routing.model_dump(mode="json")})
         workflow.set_current_details(
             f"**running** `{prepared.workflow_id}` on `{routing.task_queue}` "
             f"({routing.routing}: {routing.reason})"

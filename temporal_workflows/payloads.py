@@ -55,6 +55,11 @@ class GenerationRequest(_Payload):
         description="Whether the workflow routes its GPU step by model (docs/routing.md), set by "
         "code that starts it knowing routing; None (older starts): decided by a patch marker.",
     )
+    routing: RoutingDecision | None = Field(
+        default=None,
+        description="Where the API sent the job's first try, decided at submit (its memo has it "
+        "from the start); None: the workflow's routing step decides (docs/routing.md).",
+    )
 
 
 class PrepareInput(_Payload):

@@ -21,12 +21,18 @@ from temporal_workflows.names import (
     CONTROL_TASK_QUEUE,
     GENERATION_WORKFLOW,
     REQUEST_MEMO,
+    ROUTING_MEMO,
     SA_BATCH,
     SA_POOL,
     SA_WORKER,
     SA_WORKFLOW,
 )
-from temporal_workflows.payloads import GenerationOptions, GenerationRequest, PreparedPrompt
+from temporal_workflows.payloads import (
+    GenerationOptions,
+    GenerationRequest,
+    PreparedPrompt,
+    RoutingDecision,
+)
 
 _SUMMARY_TEXT_CHARS = 60
 
@@ -108,13 +114,15 @@ def build_generation_start(
     summary_note: str | None = None,
     batch_id: str | None = None,
     prepared: PreparedPrompt | None = None,
+    routing: RoutingDecision | None = None,
 ) -> GenerationStart:
     """The start of one generation of `workflow_id` (on GPU pool `pool`) with `params`, already
     checked and staged; `memo` adds entries beside the request, `summary_note` a parenthesis to
     the summary. A batch's item carries its batch id as a search attribute and as its fairness
     key, so that batches share the GPUs with each other where the server has fairness on.
     `prepared`, the graph rendered now, spares the workflow its render step (POST /generate; a
-    schedule's runs render when they run)."""
+    schedule's runs render when they run); `routing`, its first try's GPU queue decided now
+    (POST /generate: the workflow then has no routing step for it)."""
     request = GenerationRequest(workflow_id=workflow_id, params=params, options=options)
     # Every generation started here takes the routing step (the control worker's --routing
     # decides how); the memo keeps the request as the client sent it.
@@ -134,10 +142,14 @@ def build_generation_start(
     request_memo = request.model_dump(mode="json")
     if prepared is not None:
         routed = routed.model_copy(update={"prepared": prepared})
+    routing_memo: dict[str, Any] = {}
+    if routing is not None and not options.worker:
+        routed = routed.model_copy(update={"routing": routing})
+        routing_memo[ROUTING_MEMO] = routing.model_dump(mode="json")
     return GenerationStart(
         request=routed,
         search_attributes=TypedSearchAttributes(attributes),
-        memo={REQUEST_MEMO: request_memo, **(memo or {})},
+        memo={REQUEST_MEMO: request_memo, **routing_memo, **(memo or {})},
         static_summary=f"{summary} ({summary_note})" if summary_note else summary,
         priority=priority,
     )

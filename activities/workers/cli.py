@@ -28,6 +28,7 @@ from activities.workers.settings import (
     LogSettings,
     MetricsSettings,
     OutputStoreSettings,
+    RoutingSettings,
     SharedSettings,
     TemporalSettings,
     add_setting_flag,
@@ -104,6 +105,20 @@ def add_admission_flags(parser: argparse.ArgumentParser) -> None:
         parser, AdmissionSettings, "max_backlog_pools", "--max-backlog-pool",
         action="append", metavar="POOL=N",
         help="the limit of one pool, over --max-backlog; repeatable",
+    )  # fmt: skip
+
+
+def add_routing_flags(parser: argparse.ArgumentParser) -> None:
+    """--routing and --affinity-wait: the API's (a job's first try, routed at submit) and the
+    control worker's (the others), alike."""
+    add_setting_flag(
+        parser, RoutingSettings, "routing", "--routing", choices=["affinity", "pool"],
+        help="affinity: prefer the GPU worker holding a job's models; pool: any free GPU",
+    )  # fmt: skip
+    add_setting_flag(
+        parser, RoutingSettings, "affinity_wait_seconds", "--affinity-wait",
+        type=float, metavar="SECONDS",
+        help="how long a job waits for the GPU worker holding its models while another GPU idles",
     )  # fmt: skip
 
 
@@ -258,15 +273,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int, metavar="SECONDS",
         help="how long download URLs in webhooks stay valid; give the API's value",
     )  # fmt: skip
-    add_setting_flag(
-        control, ControlWorkerSettings, "routing", "--routing", choices=["affinity", "pool"],
-        help="affinity: prefer the GPU worker holding a job's models; pool: any free GPU",
-    )  # fmt: skip
-    add_setting_flag(
-        control, ControlWorkerSettings, "affinity_wait_seconds", "--affinity-wait",
-        type=float, metavar="SECONDS",
-        help="how long a job waits for the GPU worker holding its models before any GPU takes it",
-    )  # fmt: skip
+    add_routing_flags(control)
     add_output_store_flags(control, download_mode=True)
     add_admission_flags(control)
     add_temporal_flags(control)

@@ -21,7 +21,7 @@ from activities.generation.admission import AdmissionActivities, PoolAdmission
 from activities.generation.batch_items import start_batch_items
 from activities.generation.control import request_cancel, update_priority
 from activities.generation.prepare import PrepareActivities
-from activities.generation.routing import RouteActivities
+from activities.generation.routing import RouteActivities, Router
 from activities.generation.webhooks import WebhookActivities
 from activities.workers.metrics import ControlWorkerMetrics
 from activities.workers.settings import DownloadUrlSettings, RoutingSettings
@@ -56,7 +56,7 @@ def build_control_worker(
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
     admission: PoolAdmission | None = None,
-    routing: RoutingSettings | None = None,
+    routing: RoutingSettings | Router | None = None,
 ) -> Worker:
     """A Worker for GenerationWorkflow and PoolInventoryWorkflow; use it as `async with` or
     `await worker.run()`.
@@ -66,7 +66,8 @@ def build_control_worker(
     unsigned (give it the API's UrlSigner so receivers can follow them without an API key).
     `metrics` counts finished jobs and webhook deliveries.
     `admission` decides whether a schedule's run may queue its job (None: always).
-    `routing` chooses GPU queues (default: COMFY_ROUTING and COMFY_AFFINITY_WAIT).
+    `routing` chooses GPU queues (default: COMFY_ROUTING and COMFY_AFFINITY_WAIT); give the
+    API's Router when it runs in the API's process, so that both know the same model sets.
     """
     extra = {"identity": identity} if identity else {}
     webhooks = webhooks or WebhookActivities()
@@ -108,7 +109,7 @@ async def run_control_worker(
     webhooks: WebhookActivities | None = None,
     metrics: ControlWorkerMetrics | None = None,
     admission: PoolAdmission | None = None,
-    routing: RoutingSettings | None = None,
+    routing: RoutingSettings | Router | None = None,
 ) -> None:
     """Serve the control queue until `stop` is set or this task is cancelled."""
     worker = build_control_worker(

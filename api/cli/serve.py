@@ -30,6 +30,7 @@ from activities.workers.cli import (
     add_log_format_flag,
     add_manifest_dir_flags,
     add_output_store_flags,
+    add_routing_flags,
     add_temporal_flags,
     comfyui_flags,
     comfyui_problem,
@@ -84,6 +85,7 @@ def _add_common_api_flags(p: argparse.ArgumentParser) -> None:
         help="largest request body accepted, 413 above",
     )  # fmt: skip
     add_admission_flags(p)
+    add_routing_flags(p)
     add_setting_flag(
         p, Settings, "log_level", "--log-level",
         choices=["debug", "info", "warning", "error"], help="log level",

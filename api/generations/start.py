@@ -20,6 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.generation.admission import PoolAdmission
+from activities.generation.routing import Router
 from activities.generation.starts import GenerationStart, build_generation_start, static_summary
 from activities.io.output_store import OutputStore
 from api.async_manifests import AsyncManifestRegistry
@@ -43,7 +44,12 @@ from api.settings import Settings
 from api.tasks.queues import queue_pollers
 from manifests.definitions import WorkflowManifest
 from temporal_workflows.names import IDEMPOTENCY_MEMO, worker_task_queue
-from temporal_workflows.payloads import GenerationOptions, PreparedPrompt
+from temporal_workflows.payloads import (
+    GenerationOptions,
+    PreparedPrompt,
+    RouteInput,
+    RoutingDecision,
+)
 
 # Re-exported: schedules and tests take the start's shape from here.
 __all__ = ["GenerationStart", "generation_start", "start_generation", "static_summary"]
@@ -90,6 +96,7 @@ def generation_start(
     memo: Mapping[str, Any] | None = None,
     summary_note: str | None = None,
     prepared: PreparedPrompt | None = None,
+    routing: RoutingDecision | None = None,
 ) -> GenerationStart:
     """The start of one generation of `manifest` with `params` (already checked and staged);
     `memo` adds entries beside the request, `summary_note` a parenthesis to the summary;
@@ -108,6 +115,7 @@ def generation_start(
         memo=memo,
         summary_note=summary_note,
         prepared=prepared,
+        routing=routing,
     )
 
 
@@ -123,6 +131,7 @@ async def start_generation(
     inventory: InventoryCache | None = None,
     store: OutputStore | None = None,
     admission: PoolAdmission | None = None,
+    router: Router | None = None,
 ) -> str:
     """Check the request, stage its inputs and start its workflow; returns the task id.
 
@@ -130,7 +139,8 @@ async def start_generation(
     RequestInputsInvalid, UnknownWorker, ModelNotFound (a model file no GPU of the pool has,
     after `inventory`); PoolFull when `admission` finds the workflow's pool full; with an
     `idempotency_key` (scoped by `key_scope`, the caller's API key), a repeat returns the first
-    task's id and the same key with another body raises IdempotencyConflict.
+    task's id and the same key with another body raises IdempotencyConflict. `router` sends the
+    job's first try to a GPU queue now (docs/routing.md), sparing the workflow that step.
     """
     fingerprint: str | None = None
     if idempotency_key is not None:
@@ -171,6 +181,10 @@ async def start_generation(
         prepared = await manifests.prepared(manifest, params)
     # Last, so that a refused job costs nothing else, and an admitted one counts at once.
     await check_admission(admission, manifest.pool)
+    routing = None
+    if router is not None and not (options is not None and options.worker):
+        request = RouteInput(task_id=task_id, pool=manifest.pool, prompt=prepared.prompt)
+        routing = await router.route(temporal, request)
     start = generation_start(
         manifest,
         params,
@@ -179,6 +193,7 @@ async def start_generation(
         public_url=base_url if callback_url else None,
         memo={IDEMPOTENCY_MEMO: {"body_sha256": fingerprint}} if fingerprint is not None else None,
         prepared=prepared,
+        routing=routing,
     )
     try:
         await start.start(temporal, task_id, idempotent=fingerprint is not None)

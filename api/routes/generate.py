@@ -83,6 +83,7 @@ async def generate(
         inventory=http_request.app.state.inventory,
         store=store,
         admission=admission,
+        router=http_request.app.state.router,
     )
     return _accepted(response, base_url, task_id)
 

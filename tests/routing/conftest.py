@@ -1,5 +1,6 @@
 """Fixtures of the routing suite: two GPU workers without prefetch whose emulators charge for
-loading a checkpoint and keep one loaded, and a control worker that waits 2 s for a warm GPU."""
+loading a checkpoint and keep one loaded, an API and a control worker that wait 2 s for a warm
+GPU."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from activities.workers.settings import RoutingSettings
 from tests.support.routing import emulator_load_args, models_base, routed_registry
 from tests.support.stack import GenerationStack, generation_stack
 
@@ -28,10 +28,11 @@ async def routing_stack(
         temporal_client,
         base_dir,
         routed_registry(base_dir, pool),
-        api=False,
-        control_worker="own",
         pool=pool,
-        routing=RoutingSettings(routing="affinity", affinity_wait_seconds=AFFINITY_WAIT),
+        # The API routes each job's first try at submit; its control worker, in the same
+        # process, the others (with the same Router).
+        routing="affinity",
+        affinity_wait_seconds=AFFINITY_WAIT,
     ) as stack:
         for name in WORKERS:
             base = models_base(base_dir / f"comfyui-{name}")

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from api.inventory import query_inventory
-from temporal_workflows.names import worker_task_queue
+from temporal_workflows.names import ROUTE_ACTIVITY, worker_task_queue
+from temporal_workflows.payloads import GenerationResult
 from tests.routing.conftest import AFFINITY_WAIT
 from tests.support.routing import CHECKPOINTS, ROUTED_WORKFLOW_ID, emulator_models
 from tests.support.stack import GenerationStack
@@ -24,9 +27,25 @@ MODEL_A, MODEL_B = CHECKPOINTS[0], CHECKPOINTS[1]
 
 async def submit(
     stack: GenerationStack, model: str, seconds: float = 0.0, worker: str | None = None
-) -> WorkflowHandle:
-    params = {"checkpoint": model, "seconds": seconds}
-    return await stack.submit(params, workflow_id=ROUTED_WORKFLOW_ID, worker=worker)
+) -> WorkflowHandle[Any, GenerationResult]:
+    """POST /generate: the API routes the job's first try at submit."""
+    body: dict[str, Any] = {
+        "workflow_id": ROUTED_WORKFLOW_ID,
+        "params": {"checkpoint": model, "seconds": seconds},
+    }
+    if worker is not None:
+        body["options"] = {"worker": worker}
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+        answer = await http.post("/generate", json=body)
+    assert answer.status_code == 202, answer.text
+    task_id = answer.json()["task_id"]
+    return stack.client.get_workflow_handle(task_id, result_type=GenerationResult)
+
+
+async def start_without_api(stack: GenerationStack, model: str) -> WorkflowHandle:
+    """A start that leaves routing to the workflow's own step (schedules, batches, old API)."""
+    params = {"checkpoint": model, "seconds": 0.0}
+    return await stack.submit(params, workflow_id=ROUTED_WORKFLOW_ID)
 
 
 async def load_on(stack: GenerationStack, client: Client, worker: str, model: str) -> None:
@@ -41,13 +60,17 @@ async def load_on(stack: GenerationStack, client: Client, worker: str, model: st
     await wait_for(reported, f"{model} reported loaded on {worker}", 30)
 
 
+@pytest.mark.parametrize("routed_by", ["api", "workflow"])
 async def test_a_job_goes_to_the_worker_holding_its_model(
-    routing_stack: GenerationStack, temporal_client: Client
+    routing_stack: GenerationStack, temporal_client: Client, routed_by: str
 ) -> None:
     await load_on(routing_stack, temporal_client, "gpu-2", MODEL_B)
     loads_before = (await emulator_models(routing_stack.gpu_workers[1].emulator.url))["loads"]
 
-    handle = await submit(routing_stack, MODEL_B)
+    if routed_by == "api":
+        handle = await submit(routing_stack, MODEL_B)
+    else:
+        handle = await start_without_api(routing_stack, MODEL_B)
     result = await handle.result()
 
     task = await routing_stack.task(handle.id)
@@ -55,7 +78,18 @@ async def test_a_job_goes_to_the_worker_holding_its_model(
     assert task.routing_reason == f"{MODEL_B} loaded on gpu-2"
     models = await emulator_models(routing_stack.gpu_workers[1].emulator.url)
     assert models["loads"] == loads_before, "the warm job loaded its model again"
-    await keep_history(handle, "routed_warm")
+    history = await handle.fetch_history()
+    routing_steps = [
+        e
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and ROUTE_ACTIVITY in str(e.marker_recorded_event_attributes)
+    ]
+    # The API's decision is in the start's memo: no routing step, as many events as unrouted.
+    assert len(routing_steps) == (0 if routed_by == "api" else 1)
+    await keep_history(
+        handle, "routed_warm" if routed_by == "workflow" else "routed_warm_at_submit"
+    )
 
 
 async def test_an_idle_gpu_takes_a_warm_job_after_the_bound(

@@ -28,7 +28,7 @@ def test_histories_cover_success_failure_cancellation_and_both_retry_budgets():
     # Started as POST /generate starts it, with the graph rendered (test_generation_e2e.py).
     assert "success_rendered_at_submit" in names, names
     # Recorded with the model-affinity patch (tests/routing/test_affinity_routing.py).
-    assert {"routed_warm", "routed_cold_after_wait"} <= names, names
+    assert {"routed_warm", "routed_warm_at_submit", "routed_cold_after_wait"} <= names, names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
