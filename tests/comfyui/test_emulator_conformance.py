@@ -193,8 +193,15 @@ async def _interrupt_when_node_runs(
         await socket.arrived.wait()
 
 
-async def test_replayed_transcripts_produce_the_recorded_message_sequences(start_emulator) -> None:
-    emulator = await start_emulator()
+# Model loads on (a cost per GB and a loaded-model limit) change no message.
+LOAD_COSTS = ["--emulator-load-seconds-per-gb", "0.5", "--emulator-max-loaded-models", "1"]
+
+
+@pytest.mark.parametrize("extra_args", [[], LOAD_COSTS], ids=["default", "model-loads"])
+async def test_replayed_transcripts_produce_the_recorded_message_sequences(
+    start_emulator, extra_args: list[str]
+) -> None:
+    emulator = await start_emulator(extra_args=extra_args)
     url = emulator.url
     sockets = {
         "observer": RecordingSocket(url, "observer"),
