@@ -1,13 +1,14 @@
 """Model-affinity routing against plain pool routing: model loads and makespan of a mixed backlog.
 
-A Temporal dev server (in memory), a control worker and 2 and 4 GPU workers in this process, each
-driving a ComfyUI emulator (tests/emulator) that charges for loading a model: a checkpoint's
-first use sleeps --load-seconds (its size × the emulator's --emulator-load-seconds-per-gb) and it
-keeps --max-loaded models loaded, least recently used dropped first. The backlog is --models
-checkpoints × --jobs-per-model jobs of --job-seconds each, in a random order (--seed), posted to
-the service all at once (--in-flight-per-gpu 0) or fed a few per GPU at a time, as a producer
-draining a queue does (2: at most 2 per GPU in flight); the emulators count the loads. Each fleet
-size and feed runs with `--routing pool` and `affinity`, back to back on fresh workers.
+A Temporal dev server (in memory), the API with its control worker and 2 and 4 GPU workers in
+this process, each driving a ComfyUI emulator (tests/emulator) that charges for loading a model:
+a checkpoint's first use sleeps --load-seconds (its size × the emulator's
+--emulator-load-seconds-per-gb) and it keeps --max-loaded models loaded, least recently used
+dropped first. The backlog is --models checkpoints × --jobs-per-model jobs of --job-seconds each,
+in a random order (--seed), posted to the API (POST /generate) all at once (--in-flight-per-gpu
+0) or fed a few per GPU at a time, as a producer draining a queue does (2: at most 2 per GPU in
+flight); the emulators count the loads. Each fleet size and feed runs with `--routing pool` and
+`affinity`, back to back on fresh workers.
 
 Usage: python bench/affinity.py [--workers 2 4] [--in-flight-per-gpu 0 2] [--models 4]
        [--jobs-per-model 25] [--job-seconds 0.2] [--load-seconds 1.0] [--affinity-wait 5]
@@ -27,6 +28,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -34,6 +37,7 @@ from activities.workers.settings import RoutingSettings  # noqa: E402
 from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
+from temporal_workflows.payloads import GenerationResult  # noqa: E402
 from tests.support.routing import (  # noqa: E402
     CHECKPOINTS,
     ROUTED_WORKFLOW_ID,
@@ -64,16 +68,17 @@ async def run_backlog(
 ) -> Run:
     client = await connect_temporal(address)
     pool = f"affinity-{uuid.uuid4().hex[:6]}"
-    settings = RoutingSettings(routing=routing, affinity_wait_seconds=args.affinity_wait)
-    async with generation_stack(
-        client,
-        base / pool,
-        routed_registry(base / pool, pool),
-        api=False,
-        control_worker="own",
-        pool=pool,
-        routing=settings,
-    ) as stack:
+    # The API (with its control worker) routes as a deployment does: first tries at submit.
+    async with (
+        generation_stack(
+            client,
+            base / pool,
+            routed_registry(base / pool, pool),
+            pool=pool,
+            routing=RoutingSettings(routing=routing, affinity_wait_seconds=args.affinity_wait),
+        ) as stack,
+        httpx.AsyncClient(base_url=stack.url, timeout=60) as http,
+    ):
         for index in range(workers):
             models = models_base(base / pool / f"comfyui-{index}", MODEL_BYTES)
             emulator = [
@@ -90,7 +95,12 @@ async def run_backlog(
         async def one(model: str) -> None:
             async with in_flight:
                 params = {"checkpoint": model, "seconds": args.job_seconds}
-                handle = await stack.submit(params, workflow_id=ROUTED_WORKFLOW_ID)
+                body = {"workflow_id": ROUTED_WORKFLOW_ID, "params": params}
+                answer = await http.post("/generate", json=body)
+                answer.raise_for_status()
+                handle = client.get_workflow_handle(
+                    answer.json()["task_id"], result_type=GenerationResult
+                )
                 result = await handle.result()
                 routed.append(result.routing.routing if result.routing else "cold")
 

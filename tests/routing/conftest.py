@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from activities.workers.settings import RoutingSettings
 from tests.support.routing import emulator_load_args, models_base, routed_registry
 from tests.support.stack import GenerationStack, generation_stack
 
@@ -31,8 +32,7 @@ async def routing_stack(
         pool=pool,
         # The API routes each job's first try at submit; its control worker, in the same
         # process, the others (with the same Router).
-        routing="affinity",
-        affinity_wait_seconds=AFFINITY_WAIT,
+        routing=RoutingSettings(routing="affinity", affinity_wait_seconds=AFFINITY_WAIT),
     ) as stack:
         for name in WORKERS:
             base = models_base(base_dir / f"comfyui-{name}")

@@ -272,8 +272,8 @@ async def generation_stack(
 ) -> AsyncIterator[GenerationStack]:
     """The stack over `client`'s Temporal (`address` for the connections workers open), serving
     `registry` (None: the API's default manifests). `gpu_workers` are started before it is
-    yielded; more with `start_gpu_worker`. `settings` are the API's. Everything it started is
-    stopped at the end, GPU workers first."""
+    yielded; more with `start_gpu_worker`. `settings` are the API's; `routing` is the control
+    worker's and the API's. Everything it started is stopped at the end, GPU workers first."""
     assert api or control_worker != "api", "a control worker inside the API needs the API"
     stack = GenerationStack(
         client,
@@ -292,6 +292,9 @@ async def generation_stack(
             await stack.start_control_worker()
             running.push_async_callback(stack.stop_control_worker)
         if api:
+            if routing is not None:  # the API routes first tries at submit, alike
+                settings.setdefault("routing", routing.routing)
+                settings.setdefault("affinity_wait_seconds", routing.affinity_wait_seconds)
             app = create_app(
                 Settings(
                     data_dir=stack.data_dir,
