@@ -75,8 +75,10 @@ def reported(task_id: str, logger: logging.Logger) -> Iterator[None]:
         if err.category == ApplicationErrorCategory.BENIGN:
             info = activity.info()
             fault = failure_kind(err.type or "")
+            # A job handed back by a full GPU is routing, not a fault of anyone.
+            quiet = fault.fault == Fault.JOB or err.type == ErrorType.GPU_FULL
             logger.log(
-                logging.INFO if fault.fault == Fault.JOB else logging.WARNING,
+                logging.INFO if quiet else logging.WARNING,
                 "%s failed for task %s (attempt %d): %s: %s (%s)",
                 info.activity_type,
                 task_id,
