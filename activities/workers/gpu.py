@@ -366,7 +366,8 @@ class GpuWorker:
     def _submitted(self, prompt: dict[str, Any]) -> None:
         """ComfyUI got this prompt: its models are (about to be) loaded there."""
         loaders = self.inventory.loaders if self.inventory is not None else None
-        self.loaded_models.submitted(prompt, loaders)
+        if self.loaded_models.submitted(prompt, loaders):
+            self.metrics.model_loads.labels(self.settings.name).inc()
 
     def _build_workers(self, activities: ExecuteActivities) -> list[Worker]:
         settings = self.settings

@@ -27,19 +27,23 @@ class LoadedModels:
         self.changed = changed
         self._sets: list[frozenset[tuple[str, str, str]]] = []
 
-    def submitted(self, prompt: dict[str, Any], loaders: LoaderChoices | None) -> None:
+    def submitted(self, prompt: dict[str, Any], loaders: LoaderChoices | None) -> bool:
         """ComfyUI got `prompt`: its loader nodes (the classes and inputs `loaders`, the worker's
-        inventory, lists) load their files, which then stay loaded for the next prompts."""
+        inventory, lists) load their files, which then stay loaded for the next prompts. True
+        when it names a file that was not loaded (ComfyUI loads it now)."""
         if not loaders:
-            return
+            return False
         found = loader_values(prompt, loaders)
         if not found:
-            return
+            return False
         models = frozenset(found)
+        held: set[tuple[str, str, str]] = set().union(*self._sets)
+        loads = not found <= held
         before = self.loaded()
         self._sets = [models, *(s for s in self._sets if s != models)][: self.kept]
         if self.loaded() != before:
             self._notify()
+        return loads
 
     def clear(self) -> None:
         """ComfyUI dropped every model (restarted, out of memory, /free)."""

@@ -219,6 +219,13 @@ class GpuWorkerMetrics:
             ["worker"],
             registry=registry,
         )
+        self.model_loads = Counter(
+            "comfy_model_loads",
+            "Prompts this worker gave its ComfyUI that name a model file it did not hold loaded,"
+            " as far as the worker can tell (docs/routing.md): each costs a model load.",
+            ["worker"],
+            registry=registry,
+        )
         self.comfyui_up = Gauge(
             "comfy_comfyui_up",
             "1 while the worker's ComfyUI passes its health checks (the worker polls), else 0.",
@@ -246,6 +253,7 @@ class GpuWorkerMetrics:
             registry=registry,
         )
         self.jobs_in_progress.labels(worker)
+        self.model_loads.labels(worker)
         self.comfyui_up.labels(worker).set(0)
         self.out_of_memory.labels(worker)
         for reason in RESTART_REASONS:

@@ -11,12 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from api.inventory import query_inventory
 from temporal_workflows.names import ROUTE_ACTIVITY, worker_task_queue
 from temporal_workflows.payloads import GenerationResult
 from tests.routing.conftest import AFFINITY_WAIT
+from tests.support.metrics import Scrape
 from tests.support.routing import CHECKPOINTS, ROUTED_WORKFLOW_ID, emulator_models
 from tests.support.stack import GenerationStack
 from tests.support.temporal import keep_history
@@ -193,6 +195,10 @@ async def test_a_backlog_posted_at_once_is_split_by_model_across_the_gpus(
     models_c_d = [CHECKPOINTS[2], CHECKPOINTS[3]] * 2
     urls = [w.emulator.url for w in routing_stack.gpu_workers]
     loads_before = sum([(await emulator_models(url))["loads"] for url in urls])
+    counted_before = sum(
+        Scrape(generate_latest(w.worker.metrics.registry).decode()).total("comfy_model_loads_total")
+        for w in routing_stack.gpu_workers
+    )
 
     handles = await asyncio.gather(*(submit(routing_stack, model) for model in models_c_d))
     results = await asyncio.gather(*(handle.result() for handle in handles))
@@ -204,6 +210,12 @@ async def test_a_backlog_posted_at_once_is_split_by_model_across_the_gpus(
     assert set.union(*ran_on.values()) == {"gpu-1", "gpu-2"}, ran_on
     loads = sum([(await emulator_models(url))["loads"] for url in urls]) - loads_before
     assert loads == 2, f"{loads} model loads for 2 models"
+    # The workers' own count (comfy_model_loads_total, in their exposition text) agrees.
+    counted = sum(
+        Scrape(generate_latest(w.worker.metrics.registry).decode()).total("comfy_model_loads_total")
+        for w in routing_stack.gpu_workers
+    )
+    assert counted - counted_before == loads
 
 
 async def _is_running(stack: GenerationStack, task_id: str) -> bool:

@@ -225,3 +225,11 @@ def test_model_sets_given_before_a_worker_went_idle_are_done():
     job = job_models(prompt("a.safetensors", "l1.safetensors"), inventory)
     preference = prefer_worker(inventory, job, "t", claims)
     assert (preference.routing, preference.worker) == ("cold", "gpu-1")
+
+
+def test_a_prompt_naming_a_file_not_held_loaded_counts_as_a_load():
+    loaded = LoadedModels(kept=1)
+    runs = ["a.safetensors", "a.safetensors", "b.safetensors", "a.safetensors"]
+    assert [loaded.submitted(prompt(ckpt), ALL_DISK) for ckpt in runs] == [True, False, True, True]
+    assert loaded.submitted(prompt("a.safetensors", "l1.safetensors"), ALL_DISK) is True
+    assert loaded.submitted({"1": {"class_type": "KSampler", "inputs": {}}}, ALL_DISK) is False
