@@ -18,8 +18,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from activities.generation.routing import Router
+from activities.generation.routing import INVENTORY_FRESH_SECONDS, Router
 from activities.io.output_store import open_output_store
+from activities.workers.inventory import InventoryCache
 from api.api_keys import ApiKeys
 from api.async_manifests import AsyncManifestRegistry
 from api.body_limit import BodySizeLimit
@@ -28,7 +29,6 @@ from api.contract.signed_urls import UrlSigner, load_signing_key
 from api.deps import require_api_key
 from api.docs_assets import install_docs
 from api.errors import install_error_handlers
-from api.inventory import InventoryCache
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.metrics import router as metrics_router
 from api.openapi import OpenAPICache
@@ -191,8 +191,9 @@ def create_app(
     )
     app.state.page_tokens = PageTokens(signing_key)
     app.state.metrics = metrics or ApiMetrics()
-    app.state.inventory = InventoryCache()
-    app.state.router = Router(settings)
+    # One cache of each pool's inventory, for name checks and routing alike.
+    app.state.inventory = InventoryCache(INVENTORY_FRESH_SECONDS)
+    app.state.router = Router(settings, inventories=app.state.inventory)
     install_error_handlers(app)
     # The last added runs first: the size limit, then the text of what is left.
     app.add_middleware(BodyTextCheck)

@@ -1,6 +1,7 @@
 """What the API knows of the model files on a pool's GPUs: PoolInventoryWorkflow's answer, cached
-for a few seconds, and the check of model names at submit (a miss is a 422 with the closest
-names). The API never asks ComfyUI; it reads what the GPU workers reported through Temporal.
+for half a second (the cache its routing shares), and the check of model names at submit (a miss
+is a 422 with the closest names). The API never asks ComfyUI; it reads what the GPU workers
+reported through Temporal.
 
 While no worker of the pool has reported (or the inventory cannot be read), names are accepted
 and ComfyUI decides, as before there was an inventory.
@@ -8,19 +9,15 @@ and ComfyUI decides, as before there was an inventory.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
-import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from activities.workers.inventory import InventoryCache
 from api.errors import ApiError
 from manifests.definitions import WorkflowManifest
 from manifests.loading.loras import LORA_NAME_INPUT
@@ -28,55 +25,9 @@ from manifests.model_inputs import is_model_reference
 from manifests.render import is_link
 from manifests.validation import same_value
 from temporal_workflows.inventory import PoolInventory
-from temporal_workflows.names import INVENTORY_QUERY, inventory_workflow_id
 
-log = logging.getLogger("api")
-
-# A pool's inventory is read from Temporal at most once per this many seconds per API process:
-# a burst of submits costs one query. A file a worker gains or loses is seen this much later
-# (on top of the worker's own reporting interval).
-INVENTORY_CACHE_SECONDS = 5.0
-# The query needs a control worker; without one, give up soon and let ComfyUI decide.
-QUERY_TIMEOUT = timedelta(seconds=2)
 # How many near names a refusal suggests.
 SUGGESTIONS = 3
-
-
-class InventoryCache:
-    """Per-pool PoolInventory (None: unknown) for INVENTORY_CACHE_SECONDS; one query at a time
-    per pool, so concurrent requests share it."""
-
-    def __init__(self, ttl: float = INVENTORY_CACHE_SECONDS) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, PoolInventory | None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def get(self, client: Client, pool: str) -> PoolInventory | None:
-        lock = self._locks.setdefault(pool, asyncio.Lock())
-        async with lock:
-            cached = self._entries.get(pool)
-            if cached is not None and time.monotonic() - cached[0] < self.ttl:
-                return cached[1]
-            inventory = await query_inventory(client, pool)
-            self._entries[pool] = (time.monotonic(), inventory)
-            return inventory
-
-
-async def query_inventory(client: Client, pool: str) -> PoolInventory | None:
-    """The pool's inventory from its PoolInventoryWorkflow; None when no worker ever reported
-    (no such workflow) or it cannot be read now (logged)."""
-    handle = client.get_workflow_handle(inventory_workflow_id(pool))
-    try:
-        inventory: PoolInventory = await handle.query(
-            INVENTORY_QUERY, result_type=PoolInventory, rpc_timeout=QUERY_TIMEOUT
-        )
-        return inventory
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            log.warning("inventory of pool '%s' not readable; names unchecked: %s", pool, err)
-    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
-        log.warning("inventory of pool '%s' not readable; names unchecked: %s", pool, err)
-    return None
 
 
 async def pool_inventory(request: Request, pool: str) -> PoolInventory | None:

@@ -7,21 +7,17 @@ an inventory it cannot read means the pool queue."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
-from temporalio.service import RPCError
+from temporalio.client import Client
 
+from activities.workers.inventory import InventoryCache
 from activities.workers.settings import RoutingSettings
 from temporal_workflows.inventory import PoolInventory
 from temporal_workflows.names import (
-    INVENTORY_QUERY,
     ROUTE_ACTIVITY,
-    inventory_workflow_id,
     pool_task_queue,
     worker_task_queue,
 )
@@ -30,12 +26,9 @@ from temporal_workflows.routing import Claims, ModelUse, after_wait, job_models,
 
 logger = logging.getLogger(__name__)
 
-# The query is answered by a control worker (this one, usually) in milliseconds; past this, the
-# pool queue.
-_QUERY_TIMEOUT = timedelta(seconds=1)
 # A burst of jobs shares one query: workers report a change of loaded models at once, so a
 # fraction of a second old is fresh enough.
-_CACHE_SECONDS = 0.5
+INVENTORY_FRESH_SECONDS = 0.5
 # An inventory that cannot be read (no control worker runs its workflow, no GPU worker reported)
 # is asked again only this much later: meanwhile jobs go to the pool queue without waiting.
 _UNREADABLE_SECONDS = 10.0
@@ -50,10 +43,14 @@ class Router:
     jobs naming the same models follow the first of them rather than scatter. The API routes a
     job's first try at submit with one; the control worker's `route_generation` the others."""
 
-    def __init__(self, settings: RoutingSettings | None = None) -> None:
+    def __init__(
+        self, settings: RoutingSettings | None = None, inventories: InventoryCache | None = None
+    ) -> None:
         self.settings = settings or RoutingSettings()
-        self._inventories: dict[str, tuple[float, PoolInventory | None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # The API gives its own cache, which its name checks share.
+        self.inventories = inventories or InventoryCache(
+            INVENTORY_FRESH_SECONDS, unreadable_ttl=_UNREADABLE_SECONDS
+        )
         # pool -> {model set: (worker, when a job of it was last sent there)}
         self._claims: dict[str, dict[frozenset[ModelUse], tuple[str, datetime]]] = {}
 
@@ -63,7 +60,7 @@ class Router:
         pool_queue = pool_task_queue(request.pool)
         if self.settings.routing == "pool":
             return RoutingDecision(routing="cold", task_queue=pool_queue, reason="pool routing")
-        inventory = await self._inventory(client, request.pool)
+        inventory = await self.inventories.get(client, request.pool)
         waited = request.waited
         models = job_models(request.prompt, inventory) if inventory is not None else []
         if waited is not None and waited.worker is not None:
@@ -101,17 +98,6 @@ class Router:
                 del claims[models]
         return dict(claims)
 
-    async def _inventory(self, client: Client, pool: str) -> PoolInventory | None:
-        """The pool's inventory, shared by the jobs routed within `_CACHE_SECONDS`."""
-        async with self._locks.setdefault(pool, asyncio.Lock()):
-            cached = self._inventories.get(pool)
-            if cached is not None and time.monotonic() < cached[0]:
-                return cached[1]
-            inventory = await _read_inventory(client, pool)
-            ttl = _CACHE_SECONDS if inventory is not None else _UNREADABLE_SECONDS
-            self._inventories[pool] = (time.monotonic() + ttl, inventory)
-            return inventory
-
 
 class RouteActivities:
     """`route_generation`, the control worker's routing step (a local activity)."""
@@ -122,15 +108,3 @@ class RouteActivities:
     @activity.defn(name=ROUTE_ACTIVITY)
     async def route_generation(self, request: RouteInput) -> RoutingDecision:
         return await self.router.route(activity.client(), request)
-
-
-async def _read_inventory(client: Client, pool: str) -> PoolInventory | None:
-    handle = client.get_workflow_handle(inventory_workflow_id(pool))
-    try:
-        inventory: PoolInventory = await handle.query(
-            INVENTORY_QUERY, result_type=PoolInventory, rpc_timeout=_QUERY_TIMEOUT
-        )
-        return inventory
-    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
-        logger.debug("inventory of pool %s not readable, routing to the pool queue: %s", pool, err)
-        return None

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.comfyui.client import ComfyUIClient
@@ -31,6 +32,7 @@ from temporal_workflows.inventory import (
     inventory_digest,
 )
 from temporal_workflows.names import (
+    INVENTORY_QUERY,
     POOL_INVENTORY_WORKFLOW,
     REPORT_INVENTORY_SIGNAL,
     WITHDRAW_INVENTORY_SIGNAL,
@@ -202,3 +204,46 @@ class InventoryReporter:
             rpc_timeout=_SIGNAL_TIMEOUT,
         )
         return handle.first_execution_run_id
+
+
+# The query is answered by a control worker in milliseconds; without one, give up soon (names go
+# unchecked, jobs to the pool queue).
+INVENTORY_QUERY_TIMEOUT = timedelta(seconds=2)
+
+
+async def query_inventory(client: Client, pool: str) -> PoolInventory | None:
+    """The pool's inventory from its PoolInventoryWorkflow; None when no worker ever reported
+    (no such workflow) or it cannot be read now (logged)."""
+    handle = client.get_workflow_handle(inventory_workflow_id(pool))
+    try:
+        inventory: PoolInventory = await handle.query(
+            INVENTORY_QUERY, result_type=PoolInventory, rpc_timeout=INVENTORY_QUERY_TIMEOUT
+        )
+        return inventory
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            logger.warning("inventory of pool '%s' not readable: %s", pool, err)
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+        logger.warning("inventory of pool '%s' not readable: %s", pool, err)
+    return None
+
+
+class InventoryCache:
+    """Per-pool PoolInventory for `ttl` seconds (None, unknown, for `unreadable_ttl`); one query
+    at a time per pool, so concurrent requests and routing decisions share it."""
+
+    def __init__(self, ttl: float, unreadable_ttl: float | None = None) -> None:
+        self.ttl = ttl
+        self.unreadable_ttl = ttl if unreadable_ttl is None else unreadable_ttl
+        self._entries: dict[str, tuple[float, PoolInventory | None]] = {}  # pool: (until, ...)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, client: Client, pool: str) -> PoolInventory | None:
+        async with self._locks.setdefault(pool, asyncio.Lock()):
+            cached = self._entries.get(pool)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            inventory = await query_inventory(client, pool)
+            ttl = self.ttl if inventory is not None else self.unreadable_ttl
+            self._entries[pool] = (time.monotonic() + ttl, inventory)
+            return inventory

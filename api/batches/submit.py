@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.generation.admission import PoolAdmission
 from activities.io.output_store import OutputStore
+from activities.workers.inventory import InventoryCache
 from api.async_manifests import AsyncManifestRegistry
 from api.batches.schemas import BatchCreate
 from api.errors import ApiError, TemporalUnavailable
@@ -29,7 +30,7 @@ from api.generations.inputs import (
     stage_image_inputs,
 )
 from api.generations.start import MAX_PARAMS_BYTES, UnknownWorker, new_task_id
-from api.inventory import InventoryCache, ModelNotFound, check_model_names
+from api.inventory import ModelNotFound, check_model_names
 from api.schemas import GenerateCreate
 from api.settings import Settings
 from api.tasks.queues import queue_pollers

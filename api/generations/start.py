@@ -23,6 +23,7 @@ from activities.generation.admission import PoolAdmission
 from activities.generation.routing import Router
 from activities.generation.starts import GenerationStart, build_generation_start, static_summary
 from activities.io.output_store import OutputStore
+from activities.workers.inventory import InventoryCache
 from api.async_manifests import AsyncManifestRegistry
 from api.errors import ApiError, TemporalUnavailable
 from api.generations.admission import check_admission
@@ -38,7 +39,7 @@ from api.generations.inputs import (
     inline_images_removed,
     stage_image_inputs,
 )
-from api.inventory import InventoryCache, check_model_names
+from api.inventory import check_model_names
 from api.schemas import GenerateCreate, GenerateOptions
 from api.settings import Settings
 from api.tasks.queues import queue_pollers

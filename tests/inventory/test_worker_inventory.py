@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from api.inventory import query_inventory
+from activities.workers.inventory import query_inventory
 from temporal_workflows.inventory import InventoryReport, PoolInventory, inventory_digest
 from temporal_workflows.names import (
     INVENTORY_QUERY,

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import generate_latest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from api.inventory import query_inventory
+from activities.workers.inventory import query_inventory
 from temporal_workflows.names import ROUTE_ACTIVITY, worker_task_queue
 from temporal_workflows.payloads import GenerationResult
 from tests.routing.conftest import AFFINITY_WAIT

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from api.inventory import query_inventory
+from activities.workers.inventory import query_inventory
 from manifests.registry import ManifestRegistry
 from temporal_workflows.inventory import PoolInventory
 from tests.support.graphs import model_graph
