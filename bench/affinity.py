@@ -37,13 +37,12 @@ from activities.workers.settings import RoutingSettings  # noqa: E402
 from activities.workers.temporal_client import connect_temporal  # noqa: E402
 from api.cli.devstack.http_server import free_port  # noqa: E402
 from api.cli.devstack.temporal_server import DevServerConfig, TemporalDevServer  # noqa: E402
-from temporal_workflows.payloads import GenerationResult  # noqa: E402
 from tests.support.routing import (  # noqa: E402
     CHECKPOINTS,
-    ROUTED_WORKFLOW_ID,
     emulator_load_args,
     emulator_models,
     models_base,
+    post_routed,
     routed_registry,
 )
 from tests.support.stack import generation_stack  # noqa: E402
@@ -94,13 +93,7 @@ async def run_backlog(
 
         async def one(model: str) -> None:
             async with in_flight:
-                params = {"checkpoint": model, "seconds": args.job_seconds}
-                body = {"workflow_id": ROUTED_WORKFLOW_ID, "params": params}
-                answer = await http.post("/generate", json=body)
-                answer.raise_for_status()
-                handle = client.get_workflow_handle(
-                    answer.json()["task_id"], result_type=GenerationResult
-                )
+                handle = await post_routed(http, client, model, args.job_seconds)
                 result = await handle.result()
                 routed.append(result.routing.routing if result.routing else "cold")
 

@@ -19,7 +19,12 @@ from temporal_workflows.names import ROUTE_ACTIVITY, worker_task_queue
 from temporal_workflows.payloads import GenerationResult
 from tests.routing.conftest import AFFINITY_WAIT
 from tests.support.metrics import Scrape
-from tests.support.routing import CHECKPOINTS, ROUTED_WORKFLOW_ID, emulator_models
+from tests.support.routing import (
+    CHECKPOINTS,
+    ROUTED_WORKFLOW_ID,
+    emulator_models,
+    post_routed,
+)
 from tests.support.stack import GenerationStack
 from tests.support.temporal import keep_history
 from tests.support.waiting import wait_for
@@ -31,17 +36,8 @@ async def submit(
     stack: GenerationStack, model: str, seconds: float = 0.0, worker: str | None = None
 ) -> WorkflowHandle[Any, GenerationResult]:
     """POST /generate: the API routes the job's first try at submit."""
-    body: dict[str, Any] = {
-        "workflow_id": ROUTED_WORKFLOW_ID,
-        "params": {"checkpoint": model, "seconds": seconds},
-    }
-    if worker is not None:
-        body["options"] = {"worker": worker}
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
-        answer = await http.post("/generate", json=body)
-    assert answer.status_code == 202, answer.text
-    task_id = answer.json()["task_id"]
-    return stack.client.get_workflow_handle(task_id, result_type=GenerationResult)
+        return await post_routed(http, stack.client, model, seconds, worker)
 
 
 async def start_without_api(stack: GenerationStack, model: str) -> WorkflowHandle:

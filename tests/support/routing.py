@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client, WorkflowHandle
 
 from manifests.registry import ManifestRegistry
+from temporal_workflows.payloads import GenerationResult
 from tests.support.graphs import checkpoint_graph
 from tests.support.manifests import valid_registry, write_manifest_dirs
 
@@ -82,3 +84,23 @@ async def emulator_models(url: str) -> dict[str, Any]:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
+
+
+async def post_routed(
+    http: httpx.AsyncClient,
+    client: Client,
+    model: str,
+    seconds: float = 0.0,
+    worker: str | None = None,
+) -> WorkflowHandle[Any, GenerationResult]:
+    """POST /generate of ROUTED_WORKFLOW_ID with `model` (pinned to `worker` if given) through
+    `http`, the API's client: the API routes the job's first try at submit."""
+    body: dict[str, Any] = {
+        "workflow_id": ROUTED_WORKFLOW_ID,
+        "params": {"checkpoint": model, "seconds": seconds},
+    }
+    if worker is not None:
+        body["options"] = {"worker": worker}
+    answer = await http.post("/generate", json=body)
+    assert answer.status_code == 202, answer.text
+    return client.get_workflow_handle(answer.json()["task_id"], result_type=GenerationResult)
