@@ -137,7 +137,8 @@ async def test_cancel_stops_unfinished_items_and_leaves_finished_ones(
     accepted = await batches.start(
         {
             "workflow_id": EMULATOR_WORKFLOW_ID,
-            "items": [{"steps": 1, **FAST}, SLOW, SLOW, SLOW],
+            # Three slow graphs that differ, so that ComfyUI's cache cannot finish two at once.
+            "items": [{"steps": 1, **FAST}, *({**SLOW, "steps": 100 + n} for n in range(3))],
         }
     )
     batch_id = accepted["batch_id"]
